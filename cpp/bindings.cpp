@@ -1,0 +1,309 @@
+// pybind11 glue only: unpack arrays, check what Python promised, release the GIL, call the kernel.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <pybind11/numpy.h>
+
+#include <array>
+#include <stdexcept>
+#include <string>
+
+#include "dispatch.h"
+#include "parallel.h"
+
+namespace py = pybind11;
+
+namespace medconv {
+void register_dicom(py::module_& m);
+
+namespace {
+
+using Int3 = std::array<int64_t, 3>;
+
+enum class DType { f32, f64 };
+
+DType dtype_of(const py::array& a, const char* name) {
+  if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
+  if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
+  throw std::invalid_argument(std::string(name) + " must be float32 or float64, got " +
+                              std::string(py::str(a.dtype())));
+}
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument(what);
+}
+
+// Checks a kernel argument: C-contiguous, of the given dtype and ndim, writeable if an output.
+void check_array(const py::array& a, const char* name, DType dt, int ndim, bool output = false) {
+  require(dtype_of(a, name) == dt, std::string(name) + " has a different dtype from the input");
+  require(a.ndim() == ndim, std::string(name) + " must have " + std::to_string(ndim) + " dims");
+  require((a.flags() & py::array::c_style) != 0, std::string(name) + " must be C-contiguous");
+  if (output) require(a.writeable(), std::string(name) + " must be writeable");
+}
+
+template <class T> T* data(py::array& a) { return static_cast<T*>(a.mutable_data()); }
+template <class T> const T* cdata(const py::array& a) { return static_cast<const T*>(a.data()); }
+
+template <class F>
+void with_dtype(DType dt, F&& f) {
+  if (dt == DType::f32) f(float{});
+  else f(double{});
+}
+
+void conv_forward(const py::array& x, const py::array& w, const py::object& bias, py::array y,
+                  Int3 stride, Int3 pad, Int3 dilation, int64_t groups) {
+  DType dt = dtype_of(x, "input");
+  check_array(x, "input", dt, 5);
+  check_array(w, "weight", dt, 5);
+  check_array(y, "out", dt, 5, true);
+  ConvShape s{};
+  s.N = x.shape(0); s.C = x.shape(1); s.D = x.shape(2); s.H = x.shape(3); s.W = x.shape(4);
+  s.OC = w.shape(0); s.KD = w.shape(2); s.KH = w.shape(3); s.KW = w.shape(4);
+  s.OD = y.shape(2); s.OH = y.shape(3); s.OW = y.shape(4);
+  s.groups = groups;
+  for (int i = 0; i < 3; ++i) {
+    s.stride[i] = stride[i]; s.pad[i] = pad[i]; s.dilation[i] = dilation[i];
+    require(stride[i] >= 1 && dilation[i] >= 1 && pad[i] >= 0, "stride, dilation must be >= 1, padding >= 0");
+  }
+  require(groups >= 1 && s.C % groups == 0 && s.OC % groups == 0 && w.shape(1) * groups == s.C,
+          "weight and groups do not match the input channels");
+  require(y.shape(0) == s.N && y.shape(1) == s.OC, "out has the wrong shape");
+  const int64_t in[3] = {s.D, s.H, s.W}, k[3] = {s.KD, s.KH, s.KW}, o[3] = {s.OD, s.OH, s.OW};
+  for (int i = 0; i < 3; ++i)
+    require(o[i] >= 0 && (o[i] == 0 || (o[i] - 1) * stride[i] - pad[i] + (k[i] - 1) * dilation[i] >= 0 - pad[i]) &&
+                (o[i] - 1) * stride[i] - pad[i] <= in[i] + pad[i],
+            "out spatial size does not fit the input");
+  py::array b;
+  if (!bias.is_none()) {
+    b = bias.cast<py::array>();
+    check_array(b, "bias", dt, 1);
+    require(b.shape(0) == s.OC, "bias must have out_channels elements");
+  }
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* bp = bias.is_none() ? nullptr : cdata<T>(b);
+    const T* xp = cdata<T>(x); const T* wp = cdata<T>(w); T* yp = data<T>(y);
+    py::gil_scoped_release release;
+    kernels_for<T>().conv_forward(s, xp, wp, bp, yp);
+  });
+}
+
+PoolShape pool_shape(const py::array& x, const py::array& y, Int3 kernel, Int3 stride, Int3 pad, Int3 dilation) {
+  PoolShape s{};
+  s.NC = x.shape(0); s.D = x.shape(1); s.H = x.shape(2); s.W = x.shape(3);
+  s.OD = y.shape(1); s.OH = y.shape(2); s.OW = y.shape(3);
+  require(y.shape(0) == s.NC, "out has the wrong shape");
+  for (int i = 0; i < 3; ++i) {
+    s.kernel[i] = kernel[i]; s.stride[i] = stride[i]; s.pad[i] = pad[i]; s.dilation[i] = dilation[i];
+    require(kernel[i] >= 1 && stride[i] >= 1 && dilation[i] >= 1 && pad[i] >= 0 && 2 * pad[i] <= kernel[i],
+            "kernel_size, stride, dilation must be >= 1 and padding in [0, kernel_size / 2]");
+  }
+  const int64_t in[3] = {s.D, s.H, s.W}, o[3] = {s.OD, s.OH, s.OW};
+  for (int i = 0; i < 3; ++i)  // every window starts inside the input or its leading padding
+    require(o[i] == 0 || (o[i] - 1) * stride[i] < in[i] + pad[i], "out spatial size does not fit the input");
+  return s;
+}
+
+void max_pool(const py::array& x, py::array y, const py::object& indices, Int3 kernel, Int3 stride, Int3 pad,
+              Int3 dilation) {
+  DType dt = dtype_of(x, "input");
+  check_array(x, "input", dt, 4);
+  check_array(y, "out", dt, 4, true);
+  PoolShape s = pool_shape(x, y, kernel, stride, pad, dilation);
+  int64_t* ip = nullptr;
+  py::array_t<int64_t> idx;
+  if (!indices.is_none()) {
+    idx = indices.cast<py::array_t<int64_t>>();
+    require(idx.ndim() == 4 && (idx.flags() & py::array::c_style) && idx.writeable() &&
+                idx.dtype().is(py::dtype::of<int64_t>()),
+            "indices must be a writeable C-contiguous int64 array");
+    for (int i = 0; i < 4; ++i) require(idx.shape(i) == y.shape(i), "indices must have the shape of out");
+    ip = idx.mutable_data();
+  }
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = cdata<T>(x); T* yp = data<T>(y);
+    py::gil_scoped_release release;
+    kernels_for<T>().max_pool(s, xp, yp, ip);
+  });
+}
+
+void avg_pool(const py::array& x, py::array y, Int3 kernel, Int3 stride, Int3 pad, bool count_include_pad,
+              int64_t divisor) {
+  DType dt = dtype_of(x, "input");
+  check_array(x, "input", dt, 4);
+  check_array(y, "out", dt, 4, true);
+  PoolShape s = pool_shape(x, y, kernel, stride, pad, Int3{1, 1, 1});
+  require(divisor >= 0, "divisor_override must be positive");
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = cdata<T>(x); T* yp = data<T>(y);
+    py::gil_scoped_release release;
+    kernels_for<T>().avg_pool(s, xp, yp, count_include_pad, divisor);
+  });
+}
+
+void adaptive_avg_pool(const py::array& x, py::array y) {
+  DType dt = dtype_of(x, "input");
+  check_array(x, "input", dt, 4);
+  check_array(y, "out", dt, 4, true);
+  PoolShape s{};
+  s.NC = x.shape(0); s.D = x.shape(1); s.H = x.shape(2); s.W = x.shape(3);
+  s.OD = y.shape(1); s.OH = y.shape(2); s.OW = y.shape(3);
+  require(y.shape(0) == s.NC, "out has the wrong shape");
+  require((s.OD > 0 && s.OH > 0 && s.OW > 0 && s.D > 0 && s.H > 0 && s.W > 0) || s.NC == 0,
+          "output_size and the input's spatial dims must be positive");
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = cdata<T>(x); T* yp = data<T>(y);
+    py::gil_scoped_release release;
+    kernels_for<T>().adaptive_avg_pool(s, xp, yp);
+  });
+}
+
+void pad(const py::array& x, py::array y, Int3 before, Int3 after, int mode, double value) {
+  DType dt = dtype_of(x, "input");
+  check_array(x, "input", dt, 4);
+  check_array(y, "out", dt, 4, true);
+  require(mode >= 0 && mode <= 3, "mode must be constant, reflect, replicate or circular");
+  PadShape s{};
+  s.outer = x.shape(0); s.D = x.shape(1); s.H = x.shape(2); s.W = x.shape(3);
+  const int64_t in[3] = {s.D, s.H, s.W};
+  for (int i = 0; i < 3; ++i) {
+    s.before[i] = before[i]; s.after[i] = after[i];
+    require(y.shape(i + 1) == in[i] + before[i] + after[i] && y.shape(i + 1) >= 0, "out has the wrong shape");
+    const PadMode m = static_cast<PadMode>(mode);
+    if (m == PadMode::reflect) require(before[i] < in[i] && after[i] < in[i] && before[i] >= 0 && after[i] >= 0, "reflect padding must be < the input size");
+    if (m == PadMode::replicate) require(in[i] > 0 && before[i] >= 0 && after[i] >= 0, "replicate padding needs a non-empty input");
+    if (m == PadMode::circular) require(before[i] <= in[i] && after[i] <= in[i] && before[i] >= 0 && after[i] >= 0 && (in[i] > 0 || before[i] + after[i] == 0), "circular padding must be <= the input size");
+  }
+  require(y.shape(0) == s.outer, "out has the wrong shape");
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = cdata<T>(x); T* yp = data<T>(y);
+    py::gil_scoped_release release;
+    kernels_for<T>().pad(s, xp, yp, static_cast<PadMode>(mode), static_cast<T>(value));
+  });
+}
+
+void unary(int op, const py::array& x, py::array y, double alpha) {
+  DType dt = dtype_of(x, "input");
+  require(op >= 0 && op <= static_cast<int>(UnaryOp::gelu_tanh), "unknown activation");
+  require((x.flags() & py::array::c_style) && (y.flags() & py::array::c_style) && y.writeable(),
+          "input and out must be C-contiguous, out writeable");
+  require(dtype_of(y, "out") == dt && y.size() == x.size(), "out must match the input's dtype and size");
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = cdata<T>(x); T* yp = data<T>(y);
+    int64_t n = x.size();
+    py::gil_scoped_release release;
+    kernels_for<T>().unary(static_cast<UnaryOp>(op), xp, yp, n, static_cast<T>(alpha));
+  });
+}
+
+void softmax(const py::array& x, py::array y, int64_t outer, int64_t dim, int64_t inner, bool log) {
+  DType dt = dtype_of(x, "input");
+  require((x.flags() & py::array::c_style) && (y.flags() & py::array::c_style) && y.writeable(),
+          "input and out must be C-contiguous, out writeable");
+  require(dtype_of(y, "out") == dt && x.size() == outer * dim * inner && y.size() == x.size() && outer >= 0 &&
+              dim >= 0 && inner >= 0,
+          "outer * dim * inner must equal the input's size");
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = cdata<T>(x); T* yp = data<T>(y);
+    py::gil_scoped_release release;
+    kernels_for<T>().softmax(xp, yp, outer, dim, inner, log);
+  });
+}
+
+void maxout(const py::array& x, py::array y, int64_t outer, int64_t groups, int64_t pieces, int64_t inner) {
+  DType dt = dtype_of(x, "input");
+  require((x.flags() & py::array::c_style) && (y.flags() & py::array::c_style) && y.writeable(),
+          "input and out must be C-contiguous, out writeable");
+  require(outer >= 0 && groups >= 0 && pieces >= 1 && inner >= 0 && dtype_of(y, "out") == dt &&
+              x.size() == outer * groups * pieces * inner && y.size() == outer * groups * inner,
+          "maxout sizes do not match the arrays");
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = cdata<T>(x); T* yp = data<T>(y);
+    py::gil_scoped_release release;
+    kernels_for<T>().maxout(xp, yp, outer, groups, pieces, inner);
+  });
+}
+
+void linear(const py::array& x, const py::array& w, const py::object& bias, py::array y) {
+  DType dt = dtype_of(x, "input");
+  check_array(x, "input", dt, 2);
+  check_array(w, "weight", dt, 2);
+  check_array(y, "out", dt, 2, true);
+  const int64_t M = x.shape(0), K = x.shape(1), N = w.shape(0);
+  require(w.shape(1) == K && y.shape(0) == M && y.shape(1) == N, "linear shapes do not match");
+  py::array b;
+  if (!bias.is_none()) {
+    b = bias.cast<py::array>();
+    check_array(b, "bias", dt, 1);
+    require(b.shape(0) == N, "bias must have out_features elements");
+  }
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* bp = bias.is_none() ? nullptr : cdata<T>(b);
+    const T* xp = cdata<T>(x); const T* wp = cdata<T>(w); T* yp = data<T>(y);
+    py::gil_scoped_release release;
+    kernels_for<T>().linear(xp, wp, bp, yp, M, N, K);
+  });
+}
+
+py::dict backend_info() {
+  py::dict d;
+  d["isa"] = isa_name(kernels().isa);
+  std::vector<std::string> compiled, supported;
+  for (Isa i : compiled_isas()) compiled.push_back(isa_name(i));
+  for (Isa i : supported_isas()) supported.push_back(isa_name(i));
+  d["compiled_isas"] = compiled;
+  d["supported_isas"] = supported;
+  d["cpu_features"] = cpu_features();
+  d["num_threads"] = get_num_threads();
+  return d;
+}
+
+}  // namespace
+}  // namespace medconv
+
+PYBIND11_MODULE(_core, m) {
+  using namespace medconv;
+  m.doc() = "medconv's compiled kernels; use medconv.functional, which validates arguments.";
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::invalid_argument& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+  m.def("conv_forward", &conv_forward, py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("out"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
+  m.def("max_pool", &max_pool, py::arg("x"), py::arg("out"), py::arg("indices"), py::arg("kernel"),
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"));
+  m.def("avg_pool", &avg_pool, py::arg("x"), py::arg("out"), py::arg("kernel"), py::arg("stride"),
+        py::arg("padding"), py::arg("count_include_pad"), py::arg("divisor"));
+  m.def("adaptive_avg_pool", &adaptive_avg_pool, py::arg("x"), py::arg("out"));
+  m.def("pad", &pad, py::arg("x"), py::arg("out"), py::arg("before"), py::arg("after"), py::arg("mode"),
+        py::arg("value"));
+  m.def("unary", &unary, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("alpha"));
+  m.def("softmax", &softmax, py::arg("x"), py::arg("out"), py::arg("outer"), py::arg("dim"), py::arg("inner"),
+        py::arg("log"));
+  m.def("maxout", &maxout, py::arg("x"), py::arg("out"), py::arg("outer"), py::arg("groups"), py::arg("pieces"),
+        py::arg("inner"));
+  m.def("linear", &linear, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("out"));
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw std::invalid_argument("num_threads must be >= 1, got " + std::to_string(n));
+    set_num_threads(n);
+  });
+  m.def("get_num_threads", &get_num_threads);
+  m.def("backend_info", &backend_info);
+  m.def("select_isa", &select_isa, py::arg("name"));
+  m.attr("UNARY_OPS") = py::dict(py::arg("relu") = 0, py::arg("leaky_relu") = 1, py::arg("elu") = 2,
+                                 py::arg("sigmoid") = 3, py::arg("tanh") = 4, py::arg("gelu") = 5,
+                                 py::arg("gelu_tanh") = 6);
+  m.attr("PAD_MODES") = py::dict(py::arg("constant") = 0, py::arg("reflect") = 1, py::arg("replicate") = 2,
+                                 py::arg("circular") = 3);
+  register_dicom(m);
+}

@@ -1,0 +1,51 @@
+// Signatures shared by every ISA variant of each kernel family. Layouts are C-contiguous;
+// 1d and 2d ops run as 3d with size-1 leading spatial dims. Python validates all arguments;
+// kernels only assert. A null pointer for an optional argument means "absent".
+#pragma once
+#include <cstdint>
+
+namespace medconv {
+
+struct ConvShape {
+  int64_t N, C, D, H, W;        // x: [N, C, D, H, W]
+  int64_t OC, KD, KH, KW;       // w: [OC, C / groups, KD, KH, KW]
+  int64_t OD, OH, OW;           // y: [N, OC, OD, OH, OW]
+  int64_t stride[3], pad[3], dilation[3];  // (d, h, w); pad is the leading (before) zero padding
+  int64_t groups;
+};
+
+enum class Activation : int { none = 0, relu = 1 };
+
+struct PoolShape {
+  int64_t NC, D, H, W;          // x: [N * C, D, H, W]
+  int64_t OD, OH, OW;           // y: [N * C, OD, OH, OW]
+  int64_t kernel[3], stride[3], pad[3], dilation[3];
+};
+
+struct PadShape {
+  int64_t outer, D, H, W;       // x: [outer, D, H, W]
+  int64_t before[3], after[3];  // (d, h, w); y: [outer, D + before + after, ...]
+};
+
+enum class PadMode : int { constant = 0, reflect = 1, replicate = 2, circular = 3 };
+
+enum class UnaryOp : int { relu = 0, leaky_relu, elu, sigmoid, tanh, gelu, gelu_tanh };
+
+template <class T>
+struct Kernels {
+  void (*conv_forward)(const ConvShape&, const T* x, const T* w, const T* bias, T* y);
+  void (*max_pool)(const PoolShape&, const T* x, T* y, int64_t* indices);
+  void (*avg_pool)(const PoolShape&, const T* x, T* y, bool count_include_pad, int64_t divisor);
+  void (*adaptive_avg_pool)(const PoolShape&, const T* x, T* y);
+  void (*pad)(const PadShape&, const T* x, T* y, PadMode mode, T value);
+  void (*unary)(UnaryOp op, const T* x, T* y, int64_t n, T alpha);
+  void (*softmax)(const T* x, T* y, int64_t outer, int64_t dim, int64_t inner, bool log);
+  void (*maxout)(const T* x, T* y, int64_t outer, int64_t groups, int64_t pieces, int64_t inner);
+  // y[m, n] = sum_k x[m, k] * w[n, k] + bias[n]     x: [M, K], w: [N, K], y: [M, N]
+  void (*linear)(const T* x, const T* w, const T* bias, T* y, int64_t M, int64_t N, int64_t K);
+};
+
+// Each ISA's file defines its table; entries it does not specialise come from the reference.
+template <class T> Kernels<T> reference_kernels();
+
+}  // namespace medconv

@@ -1,0 +1,153 @@
+#include "parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+#include <unistd.h>
+
+namespace medconv {
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("MEDCONV_NUM_THREADS")) {
+    int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : static_cast<int>(hw);
+}
+
+class Pool {
+ public:
+  explicit Pool(int workers) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+  }
+  int workers() const { return static_cast<int>(threads_.size()); }
+
+  // Runs the job on the workers and the caller; returns when every chunk is done.
+  void run(int64_t n_chunks, const std::function<void(int64_t)>& chunk) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &chunk;
+      n_chunks_ = n_chunks;
+      next_.store(0);
+      done_ = 0;
+      ++generation_;
+    }
+    wake_.notify_all();
+    int64_t finished = drain();
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_ += finished;
+    finished_.wait(lock, [&] { return done_ == n_chunks_ && joined_ == workers(); });
+    job_ = nullptr;
+    joined_ = 0;
+  }
+
+ private:
+  int64_t drain() {
+    int64_t count = 0;
+    for (;;) {
+      int64_t i = next_.fetch_add(1);
+      if (i >= n_chunks_) break;
+      (*job_)(i);
+      ++count;
+    }
+    return count;
+  }
+
+  void worker_loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+      if (stopping_) return;
+      seen = generation_;
+      lock.unlock();
+      int64_t finished = drain();
+      lock.lock();
+      done_ += finished;
+      ++joined_;
+      finished_.notify_all();
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_, finished_;
+  const std::function<void(int64_t)>* job_ = nullptr;
+  int64_t n_chunks_ = 0;
+  std::atomic<int64_t> next_{0};
+  int64_t done_ = 0;
+  int joined_ = 0;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+};
+
+std::atomic<int> g_threads{0};
+std::mutex g_pool_owner;  // held by the one caller that uses the pool
+Pool* g_pool = nullptr;
+pid_t g_pool_pid = 0;
+
+Pool& pool_for(int threads) {
+  // After fork() the workers are gone: build a fresh pool (the old one is abandoned, not joined).
+  if (g_pool != nullptr && (g_pool_pid != getpid() || g_pool->workers() != threads - 1)) {
+    if (g_pool_pid == getpid()) delete g_pool;
+    g_pool = nullptr;
+  }
+  if (g_pool == nullptr) {
+    g_pool = new Pool(threads - 1);
+    g_pool_pid = getpid();
+  }
+  return *g_pool;
+}
+
+}  // namespace
+
+int get_num_threads() {
+  int n = g_threads.load();
+  if (n == 0) {
+    n = default_threads();
+    g_threads.store(n);
+  }
+  return n;
+}
+
+void set_num_threads(int n) { g_threads.store(n < 1 ? 1 : n); }
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  int threads = get_num_threads();
+  int64_t max_chunks = (n + grain - 1) / grain;
+  if (threads <= 1 || max_chunks <= 1) {
+    body(0, n);
+    return;
+  }
+  std::unique_lock<std::mutex> owner(g_pool_owner, std::try_to_lock);
+  if (!owner.owns_lock()) {  // another thread is using the pool: do not oversubscribe
+    body(0, n);
+    return;
+  }
+  int64_t n_chunks = std::min<int64_t>(max_chunks, static_cast<int64_t>(threads) * 4);
+  int64_t per = (n + n_chunks - 1) / n_chunks;
+  n_chunks = (n + per - 1) / per;
+  Pool& pool = pool_for(threads);
+  pool.run(n_chunks, [&](int64_t c) {
+    int64_t b = c * per;
+    body(b, std::min(n, b + per));
+  });
+}
+
+}  // namespace medconv

@@ -1,0 +1,125 @@
+// Max, average and adaptive-average pooling, the portable reference: one output row per task.
+#include <cmath>
+#include <limits>
+
+#include "kernels.h"
+#include "parallel.h"
+
+namespace medconv {
+
+namespace {
+inline int64_t first_tap(int64_t start, int64_t dilation) {  // smallest start + k*dilation >= 0
+  while (start < 0) start += dilation;
+  return start;
+}
+}  // namespace
+
+// y[p, o] = max over taps t of the window of x[p, t] (NaN wins; the index is of the last NaN,
+// else of the first maximum); indices are flat into the plane [D, H, W] as in torch.
+template <class T>
+void max_pool_ref(const PoolShape& s, const T* x, T* y, int64_t* indices) {
+  const int64_t rows = s.NC * s.OD * s.OH;
+  parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, p = r / (s.OH * s.OD);
+      const T* xp = x + p * s.D * s.H * s.W;
+      const int64_t d0 = od * s.stride[0] - s.pad[0], h0 = oh * s.stride[1] - s.pad[1];
+      const int64_t dend = std::min(d0 + (s.kernel[0] - 1) * s.dilation[0] + 1, s.D);
+      const int64_t hend = std::min(h0 + (s.kernel[1] - 1) * s.dilation[1] + 1, s.H);
+      const int64_t dfirst = first_tap(d0, s.dilation[0]), hfirst = first_tap(h0, s.dilation[1]);
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const int64_t w0 = ow * s.stride[2] - s.pad[2];
+        const int64_t wend = std::min(w0 + (s.kernel[2] - 1) * s.dilation[2] + 1, s.W);
+        const int64_t wfirst = first_tap(w0, s.dilation[2]);
+        T best = -std::numeric_limits<T>::infinity();
+        int64_t best_index = (dfirst * s.H + hfirst) * s.W + wfirst;
+        for (int64_t d = dfirst; d < dend; d += s.dilation[0])
+          for (int64_t h = hfirst; h < hend; h += s.dilation[1])
+            for (int64_t w = wfirst; w < wend; w += s.dilation[2]) {
+              const int64_t i = (d * s.H + h) * s.W + w;
+              const T v = xp[i];
+              if (v > best || std::isnan(v)) {
+                best = v;
+                best_index = i;
+              }
+            }
+        y[r * s.OW + ow] = best;
+        if (indices) indices[r * s.OW + ow] = best_index;
+      }
+    }
+  });
+}
+
+// y[p, o] = sum of the window clipped to the input / divisor, where the divisor is
+// `divisor` if > 0, else the window clipped to input + padding (count_include_pad), else the
+// window clipped to the input.
+template <class T>
+void avg_pool_ref(const PoolShape& s, const T* x, T* y, bool count_include_pad, int64_t divisor) {
+  const int64_t rows = s.NC * s.OD * s.OH;
+  parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, p = r / (s.OH * s.OD);
+      const T* xp = x + p * s.D * s.H * s.W;
+      int64_t d0 = od * s.stride[0] - s.pad[0], h0 = oh * s.stride[1] - s.pad[1];
+      int64_t d1 = std::min(d0 + s.kernel[0], s.D + s.pad[0]);
+      int64_t h1 = std::min(h0 + s.kernel[1], s.H + s.pad[1]);
+      const int64_t dh_padded = (d1 - d0) * (h1 - h0);
+      d0 = std::max<int64_t>(d0, 0); h0 = std::max<int64_t>(h0, 0);
+      d1 = std::min(d1, s.D); h1 = std::min(h1, s.H);
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        int64_t w0 = ow * s.stride[2] - s.pad[2];
+        int64_t w1 = std::min(w0 + s.kernel[2], s.W + s.pad[2]);
+        const int64_t padded = dh_padded * (w1 - w0);
+        w0 = std::max<int64_t>(w0, 0);
+        w1 = std::min(w1, s.W);
+        T* out = y + r * s.OW + ow;
+        if (d0 >= d1 || h0 >= h1 || w0 >= w1) {
+          *out = T(0);
+          continue;
+        }
+        T sum = 0;
+        for (int64_t d = d0; d < d1; ++d)
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) sum += xp[(d * s.H + h) * s.W + w];
+        const int64_t count = divisor > 0 ? divisor
+                              : count_include_pad ? padded
+                                                  : (d1 - d0) * (h1 - h0) * (w1 - w0);
+        *out = sum / static_cast<T>(count);
+      }
+    }
+  });
+}
+
+// y[p, o] = mean of x[p, floor(o*I/O) : ceil((o+1)*I/O)] in each spatial dim.
+template <class T>
+void adaptive_avg_pool_ref(const PoolShape& s, const T* x, T* y) {
+  const int64_t rows = s.NC * s.OD * s.OH;
+  auto start = [](int64_t o, int64_t in, int64_t out) { return (o * in) / out; };
+  auto stop = [](int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; };
+  parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, p = r / (s.OH * s.OD);
+      const T* xp = x + p * s.D * s.H * s.W;
+      const int64_t d0 = start(od, s.D, s.OD), d1 = stop(od, s.D, s.OD);
+      const int64_t h0 = start(oh, s.H, s.OH), h1 = stop(oh, s.H, s.OH);
+      for (int64_t ow = 0; ow < s.OW; ++ow) {
+        const int64_t w0 = start(ow, s.W, s.OW), w1 = stop(ow, s.W, s.OW);
+        T sum = 0;
+        for (int64_t d = d0; d < d1; ++d)
+          for (int64_t h = h0; h < h1; ++h)
+            for (int64_t w = w0; w < w1; ++w) sum += xp[(d * s.H + h) * s.W + w];
+        y[r * s.OW + ow] = sum / static_cast<T>((d1 - d0) * (h1 - h0) * (w1 - w0));
+      }
+    }
+  });
+}
+
+#define MEDCONV_INSTANTIATE(T)                                                              \
+  template void max_pool_ref<T>(const PoolShape&, const T*, T*, int64_t*);                  \
+  template void avg_pool_ref<T>(const PoolShape&, const T*, T*, bool, int64_t);             \
+  template void adaptive_avg_pool_ref<T>(const PoolShape&, const T*, T*);
+MEDCONV_INSTANTIATE(float)
+MEDCONV_INSTANTIATE(double)
+#undef MEDCONV_INSTANTIATE
+
+}  // namespace medconv

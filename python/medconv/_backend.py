@@ -1,0 +1,99 @@
+"""Array plumbing: what kind of array came in, a C-contiguous float view for the kernels, and
+results handed back as the caller's kind (numpy in, numpy out; torch CPU in, torch out)."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Source:
+    """Where an argument came from, so a result can be returned as the same kind."""
+
+    __slots__ = ("kind", "obj")
+
+    def __init__(self, kind: str, obj=None):
+        self.kind = kind  # "numpy" | "torch" | "dlpack"
+        self.obj = obj
+
+
+def _is_cupy(x) -> bool:
+    if "cupy" not in sys.modules:  # never import CuPy by accident
+        return False
+    return isinstance(x, sys.modules["cupy"].ndarray)
+
+
+def _is_torch(x) -> bool:
+    return "torch" in sys.modules and isinstance(x, sys.modules["torch"].Tensor)
+
+
+def as_array(x, name: str = "input", *, allow_int: bool = False) -> tuple[np.ndarray, Source]:
+    """Reads `x` as a numpy array without copying (DLPack for torch/JAX tensors)."""
+    if isinstance(x, np.ndarray):
+        arr, src = x, Source("numpy")
+    elif _is_cupy(x):
+        raise TypeError(
+            f"{name} is a CuPy (GPU) array; medconv's GPU kernels are not available in this build, "
+            "pass a numpy array (cupy.asnumpy) or a CPU tensor"
+        )
+    elif hasattr(x, "__dlpack__") and not isinstance(x, type):
+        if _is_torch(x):
+            if x.device.type != "cpu":
+                raise TypeError(f"{name} is a torch tensor on {x.device}; move it to the CPU or pass a CuPy array")
+            if x.requires_grad:
+                x = x.detach()
+        try:
+            arr = np.from_dlpack(x)
+        except (TypeError, ValueError, RuntimeError, BufferError) as exc:
+            raise TypeError(f"{name} could not be read through __dlpack__ as a CPU array: {exc}") from None
+        src = Source("torch" if _is_torch(x) else "dlpack", x)
+    else:
+        raise TypeError(
+            f"{name} must be a numpy array, a CuPy array or an object with __dlpack__ "
+            f"(torch/JAX tensor), got {type(x).__name__}"
+        )
+    if arr.dtype not in FLOAT_DTYPES and not (allow_int and arr.dtype.kind in "iu"):
+        raise TypeError(
+            f"{name} has dtype {arr.dtype}; medconv computes in float32 or float64: "
+            f"convert it first, e.g. {name}.astype(numpy.float32)"
+        )
+    return arr, src
+
+
+def contiguous(arr: np.ndarray) -> np.ndarray:
+    """The kernels read C-contiguous memory; a strided view is copied here, visibly, once."""
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+
+
+def same_dtype(arr: np.ndarray, ref: np.ndarray, name: str) -> None:
+    if arr.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {arr.dtype} but input has dtype {ref.dtype}; convert one to match")
+
+
+def prepare_out(out, shape: tuple, dtype: np.dtype, name: str = "out") -> np.ndarray:
+    """A fresh output, or the caller's `out=` after checking it can take the result in place."""
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if not isinstance(out, np.ndarray):
+        arr, _ = as_array(out, name)
+        if not arr.flags.writeable:
+            raise ValueError(f"{name} must be writeable")
+        out = arr
+    if out.dtype != dtype:
+        raise TypeError(f"{name} has dtype {out.dtype}, expected {np.dtype(dtype)}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"{name} has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"{name} must be a writeable C-contiguous array")
+    return out
+
+
+def wrap(result: np.ndarray, src: Source, out=None):
+    """Returns the result as the kind the caller passed in (the caller's own `out` if given)."""
+    if out is not None:
+        return out
+    if src.kind == "torch":
+        return sys.modules["torch"].from_numpy(result)
+    return result

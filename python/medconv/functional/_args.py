@@ -1,0 +1,66 @@
+"""Argument validation shared by the ops: tuples of ints, dims, and clear messages."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def int_tuple(value, n: int, name: str, *, minimum: int | None = None) -> tuple[int, ...]:
+    """An int or a sequence of n ints, as a tuple of n ints, each >= minimum."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        values = (int(value),) * n
+    elif isinstance(value, (tuple, list)) and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_)) for v in value
+    ):
+        if len(value) == 1:
+            values = (int(value[0]),) * n
+        elif len(value) != n:
+            raise ValueError(f"{name} must be an int or a tuple of {n} ints, got {tuple(value)!r}")
+        else:
+            values = tuple(int(v) for v in value)
+    else:
+        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}")
+    if minimum is not None and any(v < minimum for v in values):
+        raise ValueError(f"{name} must be >= {minimum}, got {values!r}")
+    return values
+
+
+def check_ndim(arr: np.ndarray, allowed: tuple[int, ...], name: str, what: str) -> None:
+    if arr.ndim not in allowed:
+        shapes = " or ".join(f"{d}D" for d in allowed)
+        raise ValueError(f"{name} must be {shapes} ({what}), got shape {tuple(arr.shape)}")
+
+
+def normalize_dim(dim, ndim: int, name: str = "dim") -> int:
+    if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {dim!r}")
+    lo, hi = -max(ndim, 1), max(ndim, 1) - 1
+    if not lo <= dim <= hi:
+        raise ValueError(f"{name} out of range: expected a value in [{lo}, {hi}] for an input of {ndim} dims, got {dim}")
+    return int(dim) % max(ndim, 1)
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def check_number(value, name: str) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def window_output_size(size: int, kernel: int, pad_total: int, stride: int, dilation: int, ceil_mode: bool,
+                       pad_before: int) -> int:
+    """O = floor((I + P - D(K-1) - 1) / S) + 1, and torch's ceil_mode rule (the last window must
+    start inside the input or its leading padding)."""
+    numerator = size + pad_total - dilation * (kernel - 1) - 1
+    out = (numerator + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_before:
+        out -= 1
+    return out
