@@ -1,5 +1,11 @@
-// Kernels compiled with -mavx2 -mfma; only reached through the dispatch table.
+// Kernels compiled with -mavx2 -mfma, one family per file; each adds its entries to the table.
 #pragma once
-#include "kernels.h"
+#include "dispatch.h"
 
-namespace medconv {}  // namespace medconv
+namespace medconv {
+
+void add_conv_avx2(KernelTable& t);      // conv_avx2.cpp, gemm_avx2.cpp
+void add_eltwise_avx2(KernelTable& t);   // act_avx2.cpp, softmax_avx2.cpp
+void add_pool_avx2(KernelTable& t);      // pool_avx2.cpp
+
+}  // namespace medconv

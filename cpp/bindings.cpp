@@ -14,6 +14,7 @@ namespace py = pybind11;
 
 namespace medconv {
 void register_dicom(py::module_& m);
+void register_nn(py::module_& m);
 
 namespace {
 
@@ -306,4 +307,5 @@ PYBIND11_MODULE(_core, m) {
   m.attr("PAD_MODES") = py::dict(py::arg("constant") = 0, py::arg("reflect") = 1, py::arg("replicate") = 2,
                                  py::arg("circular") = 3);
   register_dicom(m);
+  register_nn(m);
 }

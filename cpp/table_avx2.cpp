@@ -1,12 +1,14 @@
 // The AVX2+FMA table: the reference table with this ISA's kernels in place.
 #include "avx2_kernels.h"
-#include "dispatch.h"
 
 namespace medconv {
 
 KernelTable avx2_table(const KernelTable& base) {
   KernelTable t = base;
   t.isa = Isa::avx2;
+  add_conv_avx2(t);
+  add_eltwise_avx2(t);
+  add_pool_avx2(t);
   return t;
 }
 
