@@ -17,9 +17,7 @@ namespace {
 
 DicomDtype dtype_of(const py::array& x) {
   const py::dtype dt = x.dtype();
-  if (dt.byteorder() == '>' || (dt.byteorder() == '<' && !py::detail::is_same_v<char, char>)) {
-    throw std::invalid_argument("dicom_rescale: x must be in native byte order");
-  }
+  // dtype::equal is false for the other byte order, so '>i2' on a little-endian host falls through.
   if (dt.equal(py::dtype::of<int8_t>())) return DicomDtype::i8;
   if (dt.equal(py::dtype::of<uint8_t>())) return DicomDtype::u8;
   if (dt.equal(py::dtype::of<int16_t>())) return DicomDtype::i16;
@@ -95,7 +93,7 @@ void register_dicom(py::module_& m) {
         "out[...] = float32(x * slope + intercept) in float64, optionally windowed to [0, 1]\n"
         "(DICOM linear VOI) and inverted, in one multi-threaded pass with the GIL released.\n"
         "x: C-contiguous int8/uint8/int16/uint16/int32/uint32/float32; out: float32, same size.");
-  m.def("dicom_isa", &dicom_pixel_auto_isa, "The DICOM pixel kernel variant in use (MEDCONV_ISA=scalar forces 'scalar').");
+  m.def("dicom_isa", &dicom_pixel_auto_isa, "The DICOM pixel kernel variant in use (follows medconv's ISA; MEDCONV_ISA=scalar forces 'scalar').");
   m.def("dicom_isas", &dicom_pixel_variants, "DICOM pixel kernel variants this CPU can run, fastest first.");
 }
 

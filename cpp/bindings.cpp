@@ -51,7 +51,7 @@ void with_dtype(DType dt, F&& f) {
 }
 
 void conv_forward(const py::array& x, const py::array& w, const py::object& bias, py::array y,
-                  Int3 stride, Int3 pad, Int3 dilation, int64_t groups) {
+                  Int3 stride, Int3 pad, Int3 dilation, int64_t groups, int activation) {
   DType dt = dtype_of(x, "input");
   check_array(x, "input", dt, 5);
   check_array(w, "weight", dt, 5);
@@ -79,12 +79,13 @@ void conv_forward(const py::array& x, const py::array& w, const py::object& bias
     check_array(b, "bias", dt, 1);
     require(b.shape(0) == s.OC, "bias must have out_channels elements");
   }
+  require(activation == 0 || activation == 1, "activation must be none (0) or relu (1)");
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* bp = bias.is_none() ? nullptr : cdata<T>(b);
     const T* xp = cdata<T>(x); const T* wp = cdata<T>(w); T* yp = data<T>(y);
     py::gil_scoped_release release;
-    kernels_for<T>().conv_forward(s, xp, wp, bp, yp);
+    kernels_for<T>().conv_forward(s, xp, wp, bp, yp, static_cast<Activation>(activation));
   });
 }
 
@@ -280,7 +281,7 @@ PYBIND11_MODULE(_core, m) {
     }
   });
   m.def("conv_forward", &conv_forward, py::arg("x"), py::arg("w"), py::arg("bias"), py::arg("out"),
-        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"));
+        py::arg("stride"), py::arg("padding"), py::arg("dilation"), py::arg("groups"), py::arg("activation") = 0);
   m.def("max_pool", &max_pool, py::arg("x"), py::arg("out"), py::arg("indices"), py::arg("kernel"),
         py::arg("stride"), py::arg("padding"), py::arg("dilation"));
   m.def("avg_pool", &avg_pool, py::arg("x"), py::arg("out"), py::arg("kernel"), py::arg("stride"),

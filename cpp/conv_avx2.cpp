@@ -1,8 +1,248 @@
-// AVX2+FMA kernels (placeholder until the family is vectorised: the table keeps the reference).
+// Convolution, AVX2+FMA, float32: implicit GEMM (im2col columns packed straight from the input)
+// for channel-rich convs, and a register-blocked direct kernel for few input channels per group
+// (single-channel images, first layers, depthwise, 3D CT). float64 stays on the reference.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "aligned.h"
 #include "avx2_kernels.h"
+#include "gemm_avx2.h"
+#include "parallel.h"
+#include "range.h"
+#include "ref_kernels.h"
 
 namespace medconv {
+namespace {
 
-void add_conv_avx2(KernelTable& t) {}
+using gemm::NR;
+
+// Fills Bp[panel][k][NR] with B[k, j] = x[ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
+// for k = ((ic*KD + kd)*KH + kh)*KW + kw in [pc, pc + kc) and j = (od*OH + oh)*OW + ow in [jc, jc + nc).
+// xg: [Cg, D, H, W] (one image, one group)
+void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
+                       float* Bp) {
+  const int64_t plane = s.D * s.H * s.W;
+  const bool pointwise = s.KD * s.KH * s.KW == 1 && s.stride[0] == 1 && s.stride[1] == 1 && s.stride[2] == 1 &&
+                         s.pad[0] == 0 && s.pad[1] == 0 && s.pad[2] == 0 && s.OD == s.D && s.OH == s.H && s.OW == s.W;
+  int64_t cid[NR], cih[NR], ciw[NR];  // the top-left tap of each column of the panel
+  for (int64_t p0 = 0; p0 < nc; p0 += NR) {
+    float* dst = Bp + (p0 / NR) * kc * NR;
+    const int64_t cols = std::min<int64_t>(NR, nc - p0);
+    const int64_t j0 = jc + p0;
+    if (pointwise) {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = xg + (pc + k) * plane + j0;
+        float* d = dst + k * NR;
+        if (cols == NR) {
+          _mm256_store_ps(d, _mm256_loadu_ps(src));
+          _mm256_store_ps(d + 8, _mm256_loadu_ps(src + 8));
+        } else {
+          for (int64_t t = 0; t < NR; ++t) d[t] = t < cols ? src[t] : 0.0f;
+        }
+      }
+      continue;
+    }
+    for (int64_t t = 0; t < NR; ++t) {
+      const int64_t j = j0 + std::min(t, cols - 1);
+      const int64_t ow = j % s.OW, oh = (j / s.OW) % s.OH, od = j / (s.OW * s.OH);
+      cid[t] = od * s.stride[0] - s.pad[0];
+      cih[t] = oh * s.stride[1] - s.pad[1];
+      ciw[t] = ow * s.stride[2] - s.pad[2];
+    }
+    // All columns in one output row: they share (id, ih), and iw advances by the stride.
+    const bool one_row = cols == NR && cid[0] == cid[NR - 1] && cih[0] == cih[NR - 1] && ciw[NR - 1] > ciw[0];
+    int64_t k = pc;
+    int64_t kw = k % s.KW, kh = (k / s.KW) % s.KH, kd = (k / (s.KW * s.KH)) % s.KD, ic = k / (s.KW * s.KH * s.KD);
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      float* d = dst + kk * NR;
+      const float* xc = xg + ic * plane;
+      const int64_t dd = kd * s.dilation[0], dh = kh * s.dilation[1], dw = kw * s.dilation[2];
+      if (one_row) {
+        const int64_t id = cid[0] + dd, ih = cih[0] + dh, iw0 = ciw[0] + dw;
+        const int64_t iw_last = ciw[NR - 1] + dw;
+        if (id < 0 || id >= s.D || ih < 0 || ih >= s.H) {
+          _mm256_store_ps(d, _mm256_setzero_ps());
+          _mm256_store_ps(d + 8, _mm256_setzero_ps());
+        } else {
+          const float* row = xc + (id * s.H + ih) * s.W;
+          if (s.stride[2] == 1 && iw0 >= 0 && iw_last < s.W) {
+            _mm256_store_ps(d, _mm256_loadu_ps(row + iw0));
+            _mm256_store_ps(d + 8, _mm256_loadu_ps(row + iw0 + 8));
+          } else {
+            for (int64_t t = 0; t < NR; ++t) {
+              const int64_t iw = ciw[t] + dw;
+              d[t] = iw >= 0 && iw < s.W ? row[iw] : 0.0f;
+            }
+          }
+        }
+      } else {
+        for (int64_t t = 0; t < NR; ++t) {
+          const int64_t id = cid[t] + dd, ih = cih[t] + dh, iw = ciw[t] + dw;
+          d[t] = t < cols && id >= 0 && id < s.D && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W
+                     ? xc[(id * s.H + ih) * s.W + iw]
+                     : 0.0f;
+        }
+      }
+      if (++kw == s.KW) {
+        kw = 0;
+        if (++kh == s.KH) {
+          kh = 0;
+          if (++kd == s.KD) {
+            kd = 0;
+            ++ic;
+          }
+        }
+      }
+    }
+  }
+}
+
+void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
+  const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
+  const int64_t K = Cg * s.KD * s.KH * s.KW;
+  const int64_t Nsp = s.OD * s.OH * s.OW;
+  const int64_t a_size = gemm::packed_a_size(OCg, K);
+  std::vector<float> Ap(static_cast<size_t>(a_size * G));
+  for (int64_t g = 0; g < G; ++g) gemm::pack_a(w + g * OCg * K, K, 1, OCg, K, Ap.data() + g * a_size);
+  const int64_t tiles = (Nsp + gemm::NC - 1) / gemm::NC;
+  parallel_for(s.N * G * tiles, 1, [&](int64_t begin, int64_t end) {
+    float* work = thread_scratch<float>(gemm::KC * gemm::NC);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t tile = t % tiles, g = (t / tiles) % G, n = t / (tiles * G);
+      const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
+      float* yg = y + (n * s.OC + g * OCg) * Nsp;
+      gemm::Epilogue ep;
+      ep.row_bias = bias ? bias + g * OCg : nullptr;
+      ep.relu = relu;
+      const int64_t j0 = tile * gemm::NC, j1 = std::min(Nsp, j0 + gemm::NC);
+      gemm::gemm_columns(OCg, K, Ap.data() + g * a_size,
+                         [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+                           pack_conv_columns(s, xg, pc, kc, jc, nc, Bp);
+                         },
+                         j0, j1, yg, Nsp, ep, work);
+    }
+  });
+}
+
+// Direct kernel, stride 1 along W: OCB output channels of one group, 16 outputs of a row at a time.
+// y[n, oc, od, oh, ow] = bias[oc] + sum_{ic, kd, kh, kw} w[oc, ic, kd, kh, kw] * x[n, g*Cg + ic, id, ih, ow - pw + kw*dw]
+template <int OCB>
+void direct_row_block(const ConvShape& s, const float* xg, const float* w, const float* bias, float* y, int64_t oc0,
+                      int64_t od, int64_t oh, bool relu, Range interior) {
+  const int64_t Cg = s.C / s.groups, kvol = s.KD * s.KH * s.KW;
+  const int64_t OW = s.OW;
+  float* out[OCB];
+  const float* wt[OCB];
+  for (int o = 0; o < OCB; ++o) {
+    out[o] = y + (((oc0 + o) * s.OD + od) * s.OH + oh) * OW;
+    wt[o] = w + (oc0 + o) * Cg * kvol;
+  }
+  auto scalar_at = [&](int o, int64_t ow) {
+    float acc = bias ? bias[oc0 + o] : 0.0f;
+    for (int64_t ic = 0; ic < Cg; ++ic)
+      for (int64_t kd = 0; kd < s.KD; ++kd) {
+        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+        if (id < 0 || id >= s.D) continue;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.stride[1] - s.pad[1] + kh * s.dilation[1];
+          if (ih < 0 || ih >= s.H) continue;
+          const float* row = xg + ((ic * s.D + id) * s.H + ih) * s.W;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t iw = ow - s.pad[2] + kw * s.dilation[2];
+            if (iw < 0 || iw >= s.W) continue;
+            acc = std::fma(wt[o][((ic * s.KD + kd) * s.KH + kh) * s.KW + kw], row[iw], acc);
+          }
+        }
+      }
+    return relu ? (acc > 0.0f ? acc : (acc != acc ? acc : 0.0f)) : acc;
+  };
+  int64_t ow = 0;
+  for (; ow < interior.begin; ++ow)
+    for (int o = 0; o < OCB; ++o) out[o][ow] = scalar_at(o, ow);
+  const __m256 zero = _mm256_setzero_ps();
+  for (; ow + 16 <= interior.end; ow += 16) {
+    __m256 acc[OCB][2];
+    for (int o = 0; o < OCB; ++o) acc[o][0] = acc[o][1] = _mm256_set1_ps(bias ? bias[oc0 + o] : 0.0f);
+    for (int64_t ic = 0; ic < Cg; ++ic)
+      for (int64_t kd = 0; kd < s.KD; ++kd) {
+        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+        if (id < 0 || id >= s.D) continue;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh * s.stride[1] - s.pad[1] + kh * s.dilation[1];
+          if (ih < 0 || ih >= s.H) continue;
+          const float* row = xg + ((ic * s.D + id) * s.H + ih) * s.W + ow - s.pad[2];
+          const int64_t wbase = ((ic * s.KD + kd) * s.KH + kh) * s.KW;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const float* src = row + kw * s.dilation[2];
+            const __m256 v0 = _mm256_loadu_ps(src), v1 = _mm256_loadu_ps(src + 8);
+            for (int o = 0; o < OCB; ++o) {
+              const __m256 wv = _mm256_broadcast_ss(wt[o] + wbase + kw);
+              acc[o][0] = _mm256_fmadd_ps(wv, v0, acc[o][0]);
+              acc[o][1] = _mm256_fmadd_ps(wv, v1, acc[o][1]);
+            }
+          }
+        }
+      }
+    for (int o = 0; o < OCB; ++o) {
+      if (relu) {
+        acc[o][0] = _mm256_max_ps(zero, acc[o][0]);
+        acc[o][1] = _mm256_max_ps(zero, acc[o][1]);
+      }
+      _mm256_storeu_ps(out[o] + ow, acc[o][0]);
+      _mm256_storeu_ps(out[o] + ow + 8, acc[o][1]);
+    }
+  }
+  for (; ow < OW; ++ow)
+    for (int o = 0; o < OCB; ++o) out[o][ow] = scalar_at(o, ow);
+}
+
+void conv_direct_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
+  const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
+  constexpr int64_t OCB = 4;
+  const int64_t oc_blocks = (OCg + OCB - 1) / OCB;
+  // Outputs whose taps all fall inside the row: ow - pw >= 0 and ow - pw + (KW-1)*dw <= W - 1.
+  Range interior;
+  interior.begin = std::min(s.OW, s.pad[2]);
+  interior.end = std::max(interior.begin, std::min(s.OW, s.W - 1 + s.pad[2] - (s.KW - 1) * s.dilation[2] + 1));
+  const int64_t rows = s.N * G * oc_blocks * s.OD * s.OH;
+  parallel_for(rows, std::max<int64_t>(1, 2048 / std::max<int64_t>(1, s.OW * Cg * s.KD * s.KH * s.KW)),
+               [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, ob = (r / (s.OH * s.OD)) % oc_blocks;
+      const int64_t g = (r / (s.OH * s.OD * oc_blocks)) % G, n = r / (s.OH * s.OD * oc_blocks * G);
+      const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
+      float* yn = y + n * s.OC * s.OD * s.OH * s.OW;
+      const int64_t oc0 = g * OCg + ob * OCB;
+      switch (std::min(OCB, g * OCg + OCg - oc0)) {
+        case 4: direct_row_block<4>(s, xg, w, bias, yn, oc0, od, oh, relu, interior); break;
+        case 3: direct_row_block<3>(s, xg, w, bias, yn, oc0, od, oh, relu, interior); break;
+        case 2: direct_row_block<2>(s, xg, w, bias, yn, oc0, od, oh, relu, interior); break;
+        default: direct_row_block<1>(s, xg, w, bias, yn, oc0, od, oh, relu, interior); break;
+      }
+    }
+  });
+}
+
+// The plan: the direct kernel where a GEMM would spend its time packing (few input channels per
+// group) and W is unstrided; the implicit GEMM everywhere else.
+void conv_forward_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                           bool relu) {
+  const int64_t Cg = s.C / s.groups;
+  const int64_t taps = Cg * s.KD * s.KH * s.KW;
+  if (s.stride[2] == 1 && (Cg <= 2 || taps <= 27)) conv_direct_f32(s, x, w, bias, y, relu);
+  else conv_gemm_f32(s, x, w, bias, y, relu);
+}
+
+void conv_forward_avx2(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                       Activation act) {
+  conv_forward_avx2_f32(s, x, w, bias, y, act == Activation::relu);
+}
+
+}  // namespace
+
+void add_conv_avx2(KernelTable& t) { t.f32.conv_forward = conv_forward_avx2; }
 
 }  // namespace medconv

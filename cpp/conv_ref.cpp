@@ -11,7 +11,7 @@ namespace medconv {
 // y[n, oc, od, oh, ow] = bias[oc] + sum_{ic, kd, kh, kw} w[oc, ic, kd, kh, kw]
 //                        * x[n, g*Cg + ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
 template <class T>
-void conv_forward_ref(const ConvShape& s, const T* x, const T* w, const T* bias, T* y) {
+void conv_forward_ref(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, Activation act) {
   const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
   const int64_t rows = s.N * s.OC * s.OD * s.OH;
   const int64_t xplane = s.D * s.H * s.W;
@@ -51,11 +51,13 @@ void conv_forward_ref(const ConvShape& s, const T* x, const T* w, const T* bias,
           }
         }
       }
+      if (act == Activation::relu)
+        for (int64_t ow = 0; ow < s.OW; ++ow) out[ow] = out[ow] > T(0) ? out[ow] : (out[ow] != out[ow] ? out[ow] : T(0));
     }
   });
 }
 
-template void conv_forward_ref<float>(const ConvShape&, const float*, const float*, const float*, float*);
-template void conv_forward_ref<double>(const ConvShape&, const double*, const double*, const double*, double*);
+template void conv_forward_ref<float>(const ConvShape&, const float*, const float*, const float*, float*, Activation);
+template void conv_forward_ref<double>(const ConvShape&, const double*, const double*, const double*, double*, Activation);
 
 }  // namespace medconv

@@ -44,10 +44,10 @@ void dicom_pixels_avx2(DicomDtype dtype, const void* x, float* y, int64_t begin,
 
 // Variants that this CPU can run, fastest first; "scalar" is always last.
 std::vector<std::string> dicom_pixel_variants();
-// "auto": MEDCONV_ISA=scalar (or ref/reference) forces the reference, otherwise the fastest variant.
+// "auto" follows medconv's active ISA (dispatch.h: MEDCONV_ISA=scalar forces the reference).
 // Returns nullptr for a variant that is not compiled in or that this CPU cannot run.
 DicomPixelFn dicom_pixel_kernel(const std::string& isa);
-// The variant that "auto" picks.
+// The variant that "auto" picks now.
 std::string dicom_pixel_auto_isa();
 
 // Runs fn over [0, n) on medconv's pool; the result does not depend on the split.

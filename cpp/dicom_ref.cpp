@@ -1,9 +1,8 @@
 // Reference DICOM pixel kernel (plain loops, any CPU) and the choice of variant at run time.
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 
 #include "dicom.h"
+#include "dispatch.h"
 #include "parallel.h"
 
 namespace medconv {
@@ -49,13 +48,6 @@ void run(const T* x, float* y, int64_t begin, int64_t end, const DicomPixelOp& o
   }
 }
 
-bool force_scalar() {
-  const char* env = std::getenv("MEDCONV_ISA");
-  if (env == nullptr) return false;
-  return std::strcmp(env, "scalar") == 0 || std::strcmp(env, "ref") == 0 ||
-         std::strcmp(env, "reference") == 0;
-}
-
 bool cpu_has_avx2() {
 #if defined(MEDCONV_X86) && defined(__GNUC__)
   return __builtin_cpu_supports("avx2");
@@ -98,8 +90,11 @@ DicomPixelFn dicom_pixel_kernel(const std::string& isa) {
 }
 
 std::string dicom_pixel_auto_isa() {
-  static const std::string chosen = force_scalar() ? "scalar" : dicom_pixel_variants().front();
-  return chosen;
+  // Follows medconv's one ISA choice (MEDCONV_ISA, select_isa): the scalar table means the
+  // reference here too; any x86 table at or above AVX2 means the AVX2 variant.
+  const Isa isa = kernels().isa;
+  if ((isa == Isa::avx2 || isa == Isa::avx512) && cpu_has_avx2()) return "avx2";
+  return "scalar";
 }
 
 void dicom_pixels(DicomPixelFn fn, DicomDtype dtype, const void* x, float* y, int64_t n,

@@ -33,7 +33,7 @@ enum class UnaryOp : int { relu = 0, leaky_relu, elu, sigmoid, tanh, gelu, gelu_
 
 template <class T>
 struct Kernels {
-  void (*conv_forward)(const ConvShape&, const T* x, const T* w, const T* bias, T* y);
+  void (*conv_forward)(const ConvShape&, const T* x, const T* w, const T* bias, T* y, Activation act);
   void (*max_pool)(const PoolShape&, const T* x, T* y, int64_t* indices);
   void (*avg_pool)(const PoolShape&, const T* x, T* y, bool count_include_pad, int64_t divisor);
   void (*adaptive_avg_pool)(const PoolShape&, const T* x, T* y);

@@ -4,7 +4,7 @@
 
 namespace medconv {
 
-template <class T> void conv_forward_ref(const ConvShape&, const T* x, const T* w, const T* bias, T* y);
+template <class T> void conv_forward_ref(const ConvShape&, const T* x, const T* w, const T* bias, T* y, Activation act);
 template <class T> void max_pool_ref(const PoolShape&, const T* x, T* y, int64_t* indices);
 template <class T> void avg_pool_ref(const PoolShape&, const T* x, T* y, bool count_include_pad, int64_t divisor);
 template <class T> void adaptive_avg_pool_ref(const PoolShape&, const T* x, T* y);

@@ -101,9 +101,8 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
     if y.size:
         pad3 = (0,) * (3 - nd) + tuple(lo for lo, _ in pairs)
         one = (1,) * (3 - nd)
-        _core.conv_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), one + stride, pad3, one + dilation, groups)
-        if activation == "relu":
-            _core.unary(_core.UNARY_OPS["relu"], y, y, 0.0)
+        _core.conv_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), one + stride, pad3, one + dilation, groups,
+                           ACTIVATIONS.index(activation))
     if unbatched:
         y = y[0]
         if out is not None:

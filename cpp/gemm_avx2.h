@@ -1,0 +1,35 @@
+// Packed single-precision GEMM for AVX2+FMA: C[M, N] (+)= A[M, K] * B[K, N], 6x16 register tiles.
+// A is packed once into MR-row panels; B is packed per (KC x NC) block by a caller-given packer,
+// which lets convolution pack im2col columns straight from the input (implicit GEMM).
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace medconv {
+namespace gemm {
+
+constexpr int MR = 6;
+constexpr int NR = 16;
+constexpr int64_t KC = 256;
+constexpr int64_t NC = 192;  // multiple of NR
+
+// Ap: [ceil(M / MR)][K][MR], rows past M zero. A(i, k) = a[i * lda + k * ska].
+int64_t packed_a_size(int64_t M, int64_t K);
+void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap);
+
+// Fills Bp with the block B[pc : pc + kc, jc : jc + nc] as [ceil(nc / NR)][kc][NR], columns past nc zero.
+using PackB = std::function<void(int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp)>;
+
+struct Epilogue {
+  const float* row_bias = nullptr;  // [M], added to each row
+  const float* col_bias = nullptr;  // [N], added to each column
+  bool relu = false;
+};
+
+// C[i, j] = epilogue(sum_k A(i, k) B(k, j)) for j in [j0, j1); single-threaded (callers split N).
+// work must hold KC * NC floats.
+void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
+                  int64_t ldc, const Epilogue& ep, float* work);
+
+}  // namespace gemm
+}  // namespace medconv
