@@ -8,6 +8,7 @@
 #include <string>
 
 #include "dispatch.h"
+#include "memory.h"
 #include "parallel.h"
 
 namespace py = pybind11;
@@ -254,6 +255,20 @@ void linear(const py::array& x, const py::array& w, const py::object& bias, py::
   });
 }
 
+// A C-contiguous array whose memory comes from the output cache (see memory.h).
+py::array cached_empty(const std::vector<int64_t>& shape, const py::dtype& dtype) {
+  size_t count = 1;
+  for (int64_t d : shape) {
+    require(d >= 0, "shape must be non-negative");
+    count *= static_cast<size_t>(d);
+  }
+  const size_t bytes = count * dtype.itemsize();
+  if (bytes < kCachedMinBytes) return py::array(dtype, shape);
+  void* ptr = cached_alloc(bytes);
+  py::capsule owner(ptr, [](void* p) { cached_free(p); });
+  return py::array(dtype, shape, ptr, owner);
+}
+
 py::dict backend_info() {
   py::dict d;
   d["isa"] = isa_name(kernels().isa);
@@ -301,6 +316,18 @@ PYBIND11_MODULE(_core, m) {
   });
   m.def("get_num_threads", &get_num_threads);
   m.def("backend_info", &backend_info);
+  m.def("empty", &cached_empty, py::arg("shape"), py::arg("dtype"));
+  m.def("set_cache_limit", [](int64_t bytes) {
+    if (bytes < 0) throw std::invalid_argument("cache limit must be >= 0 bytes");
+    set_cache_limit(static_cast<size_t>(bytes));
+  });
+  m.def("cache_info", []() {
+    py::dict d;
+    d["limit_bytes"] = cache_limit();
+    d["cached_bytes"] = cached_bytes();
+    return d;
+  });
+  m.def("release_cache", &release_cache);
   m.def("select_isa", &select_isa, py::arg("name"));
   m.attr("UNARY_OPS") = py::dict(py::arg("relu") = 0, py::arg("leaky_relu") = 1, py::arg("elu") = 2,
                                  py::arg("sigmoid") = 3, py::arg("tanh") = 4, py::arg("gelu") = 5,

@@ -71,6 +71,22 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
           if (s.stride[2] == 1 && iw0 >= 0 && iw_last < s.W) {
             _mm256_store_ps(d, _mm256_loadu_ps(row + iw0));
             _mm256_store_ps(d + 8, _mm256_loadu_ps(row + iw0 + 8));
+          } else if (s.stride[2] == 1) {  // a row edge: lanes outside [0, W) read as zero
+            const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            const __m256i lo = _mm256_set1_epi32(static_cast<int>(-iw0 - 1));
+            const __m256i hi = _mm256_set1_epi32(static_cast<int>(s.W - iw0));
+            const __m256i lane8 = _mm256_add_epi32(lane, _mm256_set1_epi32(8));
+            const __m256i m0 = _mm256_and_si256(_mm256_cmpgt_epi32(lane, lo), _mm256_cmpgt_epi32(hi, lane));
+            const __m256i m1 = _mm256_and_si256(_mm256_cmpgt_epi32(lane8, lo), _mm256_cmpgt_epi32(hi, lane8));
+            _mm256_store_ps(d, _mm256_maskload_ps(row + iw0, m0));
+            _mm256_store_ps(d + 8, _mm256_maskload_ps(row + iw0 + 8, m1));
+          } else if (s.stride[2] == 2 && iw0 >= 0 && iw_last < s.W - 1) {
+            // d[t] = row[iw0 + 2t]: the even lanes of 32 contiguous floats
+            const float* src = row + iw0;
+            const __m256 e0 = _mm256_shuffle_ps(_mm256_loadu_ps(src), _mm256_loadu_ps(src + 8), _MM_SHUFFLE(2, 0, 2, 0));
+            const __m256 e1 = _mm256_shuffle_ps(_mm256_loadu_ps(src + 16), _mm256_loadu_ps(src + 24), _MM_SHUFFLE(2, 0, 2, 0));
+            _mm256_store_ps(d, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e0), _MM_SHUFFLE(3, 1, 2, 0))));
+            _mm256_store_ps(d + 8, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e1), _MM_SHUFFLE(3, 1, 2, 0))));
           } else {
             for (int64_t t = 0; t < NR; ++t) {
               const int64_t iw = ciw[t] + dw;
@@ -163,7 +179,7 @@ void direct_row_block(const ConvShape& s, const float* xg, const float* w, const
   for (; ow < interior.begin; ++ow)
     for (int o = 0; o < OCB; ++o) out[o][ow] = scalar_at(o, ow);
   const __m256 zero = _mm256_setzero_ps();
-  for (; ow + 16 <= interior.end; ow += 16) {
+  auto vector_block = [&](int64_t ow) {
     __m256 acc[OCB][2];
     for (int o = 0; o < OCB; ++o) acc[o][0] = acc[o][1] = _mm256_set1_ps(bias ? bias[oc0 + o] : 0.0f);
     for (int64_t ic = 0; ic < Cg; ++ic)
@@ -194,6 +210,16 @@ void direct_row_block(const ConvShape& s, const float* xg, const float* w, const
       _mm256_storeu_ps(out[o] + ow, acc[o][0]);
       _mm256_storeu_ps(out[o] + ow + 8, acc[o][1]);
     }
+  };
+  if (interior.end - interior.begin >= 16) {
+    // A last block that would run past the interior is moved back to end with it; the outputs it
+    // recomputes get the same operations, so the same bits.
+    for (int64_t start = interior.begin;; start += 16) {
+      const int64_t block = std::min(start, interior.end - 16);
+      vector_block(block);
+      if (block + 16 >= interior.end) break;
+    }
+    ow = interior.end;
   }
   for (; ow < OW; ++ow)
     for (int o = 0; o < OCB; ++o) out[o][ow] = scalar_at(o, ow);

@@ -6,6 +6,8 @@ import sys
 
 import numpy as np
 
+from . import _core
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -75,7 +77,7 @@ def same_dtype(arr: np.ndarray, ref: np.ndarray, name: str) -> None:
 def prepare_out(out, shape: tuple, dtype: np.dtype, name: str = "out") -> np.ndarray:
     """A fresh output, or the caller's `out=` after checking it can take the result in place."""
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        return _core.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         arr, _ = as_array(out, name)
         if not arr.flags.writeable:

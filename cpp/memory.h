@@ -1,0 +1,20 @@
+// Output buffers for large results, cached across calls: a fresh 64 MB numpy output costs more in
+// page faults (4 KiB each) than most kernels take to fill it. Blocks are 2 MiB aligned and advised
+// as huge pages; a freed block goes back to the cache and the next result of a similar size reuses
+// its already-mapped pages.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace medconv {
+
+constexpr size_t kCachedMinBytes = size_t(1) << 20;  // smaller requests go to numpy's allocator
+
+void* cached_alloc(size_t bytes);        // never null; throws std::bad_alloc
+void cached_free(void* ptr);             // returns the block to the cache (or unmaps it)
+void set_cache_limit(size_t bytes);      // the most bytes kept mapped while unused
+size_t cache_limit();
+size_t cached_bytes();                   // unused bytes held now
+void release_cache();                    // unmaps every unused block
+
+}  // namespace medconv
