@@ -7,6 +7,7 @@ KernelTable avx2_table(const KernelTable& base) {
   KernelTable t = base;
   t.isa = Isa::avx2;
   add_conv_avx2(t);
+  add_linear_avx2(t);
   add_eltwise_avx2(t);
   add_pool_avx2(t);
   return t;
