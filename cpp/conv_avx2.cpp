@@ -13,6 +13,7 @@
 #include "parallel.h"
 #include "range.h"
 #include "ref_kernels.h"
+#include "winograd_avx2.h"
 
 namespace medconv {
 namespace {
@@ -225,6 +226,97 @@ void direct_row_block(const ConvShape& s, const float* xg, const float* w, const
     for (int o = 0; o < OCB; ++o) out[o][ow] = scalar_at(o, ow);
 }
 
+// One output channel, stride 1 along H and W: RB output rows x 16 columns at a time, so each input
+// row loaded for a block serves every output row it touches (about half the loads per FMA of the
+// row-at-a-time kernel). Per output the taps are summed in (ic, kd, kh, kw) order.
+// y[oc, od, oh0 + r, ow] = bias[oc] + sum w[oc, ic, kd, kh, kw] * x[ic, id, oh0 + r - ph + kh*dh, ow - pw + kw*dw]
+template <int RB>
+void direct_rows_one_channel(const ConvShape& s, const float* xg, const float* w, const float* bias, float* y,
+                             int64_t oc, int64_t od, int64_t oh0, bool relu, Range interior) {
+  const int64_t Cg = s.C / s.groups, kvol = s.KD * s.KH * s.KW;
+  const float* wt = w + oc * Cg * kvol;
+  const float b = bias ? bias[oc] : 0.0f;
+  const int64_t dh = s.dilation[1], dw = s.dilation[2];
+  float* out = y + ((oc * s.OD + od) * s.OH + oh0) * s.OW;
+  auto scalar_at = [&](int64_t r, int64_t ow) {
+    float acc = b;
+    for (int64_t ic = 0; ic < Cg; ++ic)
+      for (int64_t kd = 0; kd < s.KD; ++kd) {
+        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+        if (id < 0 || id >= s.D) continue;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const int64_t ih = oh0 + r - s.pad[1] + kh * dh;
+          if (ih < 0 || ih >= s.H) continue;
+          const float* row = xg + ((ic * s.D + id) * s.H + ih) * s.W;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const int64_t iw = ow - s.pad[2] + kw * dw;
+            if (iw < 0 || iw >= s.W) continue;
+            acc = std::fma(wt[((ic * s.KD + kd) * s.KH + kh) * s.KW + kw], row[iw], acc);
+          }
+        }
+      }
+    return relu ? (acc > 0.0f ? acc : (acc != acc ? acc : 0.0f)) : acc;
+  };
+  const __m256 zero = _mm256_setzero_ps();
+  // Rows above or below the input read a zero row instead of branching, so that the RB
+  // accumulators stay in registers.
+  const float* zero_row = thread_zeros(s.W + 32);
+  auto vector_block = [&](int64_t ow) {
+    __m256 acc[RB][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = _mm256_set1_ps(b);
+    for (int64_t ic = 0; ic < Cg; ++ic)
+      for (int64_t kd = 0; kd < s.KD; ++kd) {
+        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+        if (id < 0 || id >= s.D) continue;
+        const float* wk = wt + (ic * s.KD + kd) * s.KH * s.KW;
+        const float* plane = xg + (ic * s.D + id) * s.H * s.W;
+        for (int64_t kh = 0; kh < s.KH; ++kh) {
+          const float* rows[RB];
+          bool any = false;
+#pragma GCC unroll 8
+          for (int r = 0; r < RB; ++r) {
+            const int64_t ih = oh0 + r - s.pad[1] + kh * dh;
+            const bool inside = ih >= 0 && ih < s.H;
+            any |= inside;
+            rows[r] = (inside ? plane + ih * s.W : zero_row) + ow - s.pad[2];
+          }
+          if (!any) continue;
+          for (int64_t kw = 0; kw < s.KW; ++kw) {
+            const __m256 wv = _mm256_broadcast_ss(wk + kh * s.KW + kw);
+#pragma GCC unroll 8
+            for (int r = 0; r < RB; ++r) {
+              acc[r][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(rows[r] + kw * dw), acc[r][0]);
+              acc[r][1] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(rows[r] + kw * dw + 8), acc[r][1]);
+            }
+          }
+        }
+      }
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; ++r) {
+      if (relu) {
+        acc[r][0] = _mm256_max_ps(zero, acc[r][0]);
+        acc[r][1] = _mm256_max_ps(zero, acc[r][1]);
+      }
+      _mm256_storeu_ps(out + r * s.OW + ow, acc[r][0]);
+      _mm256_storeu_ps(out + r * s.OW + ow + 8, acc[r][1]);
+    }
+  };
+  for (int64_t ow = 0; ow < interior.begin; ++ow)
+    for (int r = 0; r < RB; ++r) out[r * s.OW + ow] = scalar_at(r, ow);
+  int64_t ow = interior.begin;
+  if (interior.end - interior.begin >= 16) {
+    for (int64_t start = interior.begin;; start += 16) {
+      const int64_t block = std::min(start, interior.end - 16);
+      vector_block(block);
+      if (block + 16 >= interior.end) break;
+    }
+    ow = interior.end;
+  }
+  for (; ow < s.OW; ++ow)
+    for (int r = 0; r < RB; ++r) out[r * s.OW + ow] = scalar_at(r, ow);
+}
+
 void conv_direct_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
   const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
   constexpr int64_t OCB = 4;
@@ -233,6 +325,26 @@ void conv_direct_f32(const ConvShape& s, const float* x, const float* w, const f
   Range interior;
   interior.begin = std::min(s.OW, s.pad[2]);
   interior.end = std::max(interior.begin, std::min(s.OW, s.W - 1 + s.pad[2] - (s.KW - 1) * s.dilation[2] + 1));
+  if (OCg == 1 && s.stride[1] == 1) {  // single-channel images and depthwise: rows in blocks of 4
+    constexpr int64_t RB = 4;
+    const int64_t row_blocks = (s.OH + RB - 1) / RB;
+    parallel_for(s.N * s.OC * s.OD * row_blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t rb = t % row_blocks, od = (t / row_blocks) % s.OD, oc = (t / (row_blocks * s.OD)) % s.OC;
+        const int64_t n = t / (row_blocks * s.OD * s.OC);
+        const float* xg = x + (n * s.C + oc * Cg) * s.D * s.H * s.W;
+        float* yn = y + n * s.OC * s.OD * s.OH * s.OW;
+        const int64_t oh0 = rb * RB;
+        switch (std::min(RB, s.OH - oh0)) {
+          case 4: direct_rows_one_channel<4>(s, xg, w, bias, yn, oc, od, oh0, relu, interior); break;
+          case 3: direct_rows_one_channel<3>(s, xg, w, bias, yn, oc, od, oh0, relu, interior); break;
+          case 2: direct_rows_one_channel<2>(s, xg, w, bias, yn, oc, od, oh0, relu, interior); break;
+          default: direct_rows_one_channel<1>(s, xg, w, bias, yn, oc, od, oh0, relu, interior); break;
+        }
+      }
+    });
+    return;
+  }
   const int64_t rows = s.N * G * oc_blocks * s.OD * s.OH;
   parallel_for(rows, std::max<int64_t>(1, 2048 / std::max<int64_t>(1, s.OW * Cg * s.KD * s.KH * s.KW)),
                [&](int64_t begin, int64_t end) {
@@ -256,6 +368,7 @@ void conv_direct_f32(const ConvShape& s, const float* x, const float* w, const f
 // group) and W is unstrided; the implicit GEMM everywhere else.
 void conv_forward_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                            bool relu) {
+  if (winograd_applicable(s) && conv_winograd_f32(s, x, w, bias, y, relu)) return;  // false: non-finite, redo exactly
   const int64_t Cg = s.C / s.groups;
   const int64_t taps = Cg * s.KD * s.KH * s.KW;
   if (s.stride[2] == 1 && (Cg <= 2 || taps <= 27)) conv_direct_f32(s, x, w, bias, y, relu);

@@ -38,6 +38,16 @@ def torch():
     return pytest.importorskip("torch")
 
 
+@pytest.fixture(scope="session")
+def maybe_torch():
+    """The torch module, or None when torch is not installed (the torch cross-check is skipped)."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
 def torch_apply(torch, fn, *arrays, **kwargs):
     """Run torch.nn.functional.<fn> (or a callable), numpy arrays turned into tensors;
     returns numpy (or a tuple of numpy arrays)."""
@@ -215,3 +225,27 @@ def pad_case(rng, dtype=np.float64, modes=("constant", "reflect", "replicate", "
         pad += [int(rng.integers(0, min(hi, 3) + 1)) for _ in range(2)]
     value = float(rng.choice([0.0, 1.5, -2.0])) if mode == "constant" else 0.0
     return rand(rng, shape, dtype), tuple(pad), mode, value
+
+
+# ------------------------------------------------------------------ kernel variants
+
+
+def _supported_isas():
+    try:
+        import medconv
+        return list(medconv.backend_info()["supported_isas"])
+    except Exception:  # medconv not built: the medconv tests fail on their own import
+        return ["auto"]
+
+
+@pytest.fixture(params=_supported_isas())
+def isa(request):
+    """Runs the test once per kernel variant this CPU can run (scalar, avx2, ...)."""
+    import medconv
+
+    before = medconv.backend_info()["isa"]
+    medconv._core.select_isa(request.param)
+    try:
+        yield request.param
+    finally:
+        medconv._core.select_isa(before)

@@ -200,7 +200,7 @@ def _max_pool(x, kernel_size, stride, padding, dilation, ceil_mode, return_indic
     assert all(o > 0 for o in osz), osz
     out = np.empty(lead + osz, dtype=np.float64)
     idx = np.empty(lead + osz, dtype=np.int64)
-    flat = x64.reshape(lead + (-1,))
+    flat = x64.reshape(lead + (int(np.prod(sp)),))
     strides_flat = [int(np.prod(sp[i + 1:])) for i in range(nd)]  # C-order flat index
     for o in itertools.product(*[range(oo) for oo in osz]):
         starts = [o[i] * s[i] - p[i] for i in range(nd)]
@@ -264,7 +264,7 @@ def _avg_pool(x, kernel_size, stride, padding, ceil_mode, count_include_pad, div
             out[(Ellipsis,) + o] = 0.0
             continue
         window = x64[(Ellipsis,) + tuple(slice(lo[i], hi[i]) for i in range(nd))]
-        total = window.reshape(lead + (-1,)).sum(axis=-1)
+        total = window.sum(axis=tuple(range(-nd, 0)))
         if divisor_override:
             div = divisor_override
         elif count_include_pad:
@@ -306,7 +306,7 @@ def _adaptive_avg_pool(x, output_size, nd):
         lo = [(o[i] * sp[i]) // osz[i] for i in range(nd)]                  # floor(o * L / O)
         hi = [-(-((o[i] + 1) * sp[i]) // osz[i]) for i in range(nd)]        # ceil((o+1) * L / O)
         window = x64[(Ellipsis,) + tuple(slice(lo[i], hi[i]) for i in range(nd))]
-        out[(Ellipsis,) + o] = window.reshape(lead + (-1,)).mean(axis=-1)
+        out[(Ellipsis,) + o] = window.sum(axis=tuple(range(-nd, 0))) / int(np.prod(window.shape[-nd:]))
     return out.astype(dt)
 
 
@@ -356,13 +356,19 @@ _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 def gelu(x, approximate="none"):
     x64, dt = _f64(x)
+    with np.errstate(over="ignore", invalid="ignore"):  # +-inf in: torch gives inf / nan too
+        y = _gelu64(x64, approximate)
+    return y.astype(dt)
+
+
+def _gelu64(x64, approximate):
     if approximate == "none":
         y = 0.5 * x64 * (1.0 + _erf(x64 / math.sqrt(2.0)))
     elif approximate == "tanh":
         y = 0.5 * x64 * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x64 + 0.044715 * x64 ** 3)))
     else:
         raise ValueError(approximate)
-    return y.astype(dt)
+    return y
 
 
 def softmax(x, dim):

@@ -11,15 +11,6 @@ CASES = 60
 MODES = ["constant", "reflect", "replicate", "circular"]
 
 
-@pytest.fixture(scope="module")
-def maybe_torch():
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
-
-
 def _torch_pad(torch_mod, x, p, mode, value):
     kw = dict(value=value) if mode == "constant" else {}
     return torch_apply(torch_mod, "pad", x, p, mode=mode, **kw)
@@ -27,7 +18,7 @@ def _torch_pad(torch_mod, x, p, mode, value):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", MODES)
-def test_random(maybe_torch, rng, mode, dtype):
+def test_random(maybe_torch, rng, isa, mode, dtype):
     for _ in range(CASES // len(MODES) * 2):
         x, p, mode_, value = pad_case(rng, dtype, modes=(mode,))
         what = f"x{x.shape} pad={p} mode={mode} value={value}"
@@ -78,8 +69,17 @@ def test_constant_negative_crops(maybe_torch, rng):
             np.testing.assert_array_equal(y, _torch_pad(maybe_torch, x, p, "constant", 0.0), err_msg=str(p))
 
 
-def test_larger(maybe_torch, rng):
+def test_larger(maybe_torch, rng, isa):
     x = rand(rng, (3, 4, 37, 41), np.float32)
     for mode in MODES:
         y = F.pad(x, (5, 3, 2, 7), mode)
         np.testing.assert_array_equal(y, R.pad(x, (5, 3, 2, 7), mode), err_msg=mode)
+
+
+def test_zero_size_dims(maybe_torch):
+    z = np.zeros((2, 0, 3), np.float32)
+    for p in [(1, 1), (1, 1, 2, 2)]:
+        y = F.pad(z, p, value=4.0)
+        np.testing.assert_array_equal(y, R.pad(z, p, value=4.0))
+        if maybe_torch is not None:
+            np.testing.assert_array_equal(y, _torch_pad(maybe_torch, z, p, "constant", 4.0))
