@@ -60,9 +60,9 @@ def demo(args) -> int:
         out, ms = _timed(fn, image)
         print(f"  {name:<26}{ms:>8.3f}   {out.min():>11.1f} .. {out.max():<11.1f}")
 
-    print("\nA convolution block: the classic kernels as 9 feature detectors, then ReLU and 2x2 max-pool,")
-    print("then a second seeded conv(9 -> 16, 3x3) + ReLU + max-pool:")
     names = [n for n in filters.KERNELS if n not in ("identity", "gaussian_blur5", "unsharp_mask5")]
+    print(f"\nA convolution block: the {len(names)} classic 3x3 kernels as feature detectors, then ReLU and")
+    print(f"2x2 max-pool, then a second seeded conv({len(names)} -> 16, 3x3) + ReLU + max-pool:")
     w1 = np.stack([filters.KERNELS[n] for n in names])[:, None].astype(np.float32)
     rng = np.random.default_rng(0)
     w2 = (rng.standard_normal((16, len(names), 3, 3)) / np.sqrt(9 * len(names))).astype(np.float32)
