@@ -9,6 +9,7 @@
 
 #include "dispatch.h"
 #include "memory.h"
+#include "conv_plan.h"
 #include "parallel.h"
 
 namespace py = pybind11;
@@ -328,6 +329,21 @@ PYBIND11_MODULE(_core, m) {
     return d;
   });
   m.def("release_cache", &release_cache);
+  m.def("conv_plans", []() {
+    py::list out;
+    for (const auto& [key, name] : conv_plans()) {
+      static const char* fields[] = {"isa", "dtype_size", "relu", "N", "C", "D", "H", "W", "OC", "KD", "KH", "KW",
+                                     "OD", "OH", "OW", "stride_d", "stride_h", "stride_w", "pad_d", "pad_h", "pad_w",
+                                     "dilation_d", "dilation_h", "dilation_w", "groups"};
+      py::dict d;
+      for (size_t i = 0; i < key.size(); ++i) d[fields[i]] = key[i];
+      d["isa"] = isa_name(static_cast<Isa>(key[0]));
+      d["algorithm"] = name;
+      out.append(d);
+    }
+    return out;
+  }, "The cached convolution plans: each shape seen and the algorithm chosen for it.");
+  m.def("clear_conv_plans", &conv_plan_clear);
   m.def("select_isa", &select_isa, py::arg("name"));
   m.attr("UNARY_OPS") = py::dict(py::arg("relu") = 0, py::arg("leaky_relu") = 1, py::arg("elu") = 2,
                                  py::arg("sigmoid") = 3, py::arg("tanh") = 4, py::arg("gelu") = 5,

@@ -1,0 +1,86 @@
+"""The cached convolution plan: every algorithm the planner can pick agrees with the reference,
+forced (MEDCONV_CONV_ALGO) or timed (MEDCONV_AUTOTUNE), and the choice is cached per shape."""
+import numpy as np
+import pytest
+
+import medconv as mc
+import medconv.functional as F
+import reference as ref
+from conftest import assert_close
+from medconv import _core
+
+CASES = [  # (x shape, w shape, kwargs)
+    ((2, 3, 21, 37), (5, 3, 3, 3), dict(padding=1)),
+    ((1, 16, 19, 40), (12, 16, 3, 3), dict(padding=1)),
+    ((2, 16, 18, 33), (8, 8, 3, 3), dict(padding=2, dilation=2, groups=2)),
+    ((1, 12, 17, 29), (7, 12, 5, 3), dict(padding=(2, 0))),
+    ((3, 8, 9, 35), (16, 8, 1, 1), dict()),
+    ((1, 8, 6, 9, 20), (4, 8, 3, 3, 3), dict(padding=1)),
+    ((2, 6, 30), (8, 3, 4), dict(padding=3, groups=2, dilation=2)),
+]
+
+
+@pytest.fixture
+def fresh_plans(monkeypatch):
+    _core.clear_conv_plans()
+    yield monkeypatch
+    monkeypatch.delenv("MEDCONV_CONV_ALGO", raising=False)
+    monkeypatch.delenv("MEDCONV_AUTOTUNE", raising=False)
+    _core.clear_conv_plans()
+
+
+def _conv(x, w, b, kw, relu):
+    f = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[x.ndim]
+    return f(x, w, b, activation="relu" if relu else None, **kw)
+
+
+def _expected(x, w, b, kw, relu):
+    f = {3: ref.conv1d, 4: ref.conv2d, 5: ref.conv3d}[x.ndim]
+    y = f(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kw)
+    return np.maximum(y, 0) if relu else y
+
+
+@pytest.mark.parametrize("algo", ["direct", "gemm", "winograd"])
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_forced_algorithm_matches_reference(fresh_plans, algo, case):
+    fresh_plans.setenv("MEDCONV_CONV_ALGO", algo)
+    xs, ws, kw = CASES[case]
+    rng = np.random.default_rng(case)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    for relu in (False, True):
+        got = _conv(x, w, b, kw, relu)
+        # Winograd trades a bounded extra rounding error for speed (see test_winograd.py)
+        assert_close(got, _expected(x, w, b, kw, relu), dtype=np.float32, scale=20 if algo == "winograd" else 1)
+    plans = _core.conv_plans()
+    assert plans, "the call left no cached plan"
+    if mc.backend_info()["isa"] != "scalar":
+        chosen = {p["algorithm"] for p in plans}
+        assert chosen <= {"direct", "gemm", "winograd"}
+
+
+def test_autotune_picks_a_correct_algorithm(fresh_plans):
+    fresh_plans.setenv("MEDCONV_AUTOTUNE", "1")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 16, 24, 24)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    first = F.conv2d(x, w, b, padding=1)
+    assert_close(first, _expected(x, w, b, dict(padding=1), False), dtype=np.float32, scale=20)
+    second = F.conv2d(x, w, b, padding=1)  # the cached plan: the same algorithm, the same bits
+    np.testing.assert_array_equal(first, second)
+
+
+def test_plan_is_cached_per_shape(fresh_plans):
+    if mc.backend_info()["isa"] == "scalar":
+        pytest.skip("the portable path has a single algorithm and no plan")
+    x = np.ones((1, 4, 10, 10), np.float32)
+    w = np.ones((2, 4, 3, 3), np.float32)
+    F.conv2d(x, w)
+    F.conv2d(x, w)
+    assert len(_core.conv_plans()) == 1
+    F.conv2d(x, w, padding=1)
+    plans = _core.conv_plans()
+    assert len(plans) == 2
+    assert {(p["C"], p["OC"], p["pad_h"], p["OH"]) for p in plans} == {(4, 2, 0, 8), (4, 2, 1, 10)}
