@@ -1,5 +1,5 @@
-// The NEON table (arm64 only): the reference table with this ISA's kernels in place.
-#include "dispatch.h"
+// The NEON table (arm64 only): the reference table (`base`) with this ISA's kernels in place.
+#include "neon_kernels.h"
 
 namespace medconv {
 
@@ -7,6 +7,9 @@ namespace medconv {
 KernelTable neon_table(const KernelTable& base) {
   KernelTable t = base;
   t.isa = Isa::neon;
+  add_conv_neon(t);
+  add_linear_neon(t);
+  add_eltwise_neon(t);
   return t;
 }
 #endif

@@ -1,0 +1,179 @@
+// Implicit-GEMM convolution and linear over any ISA's packed SGEMM: the im2col columns are packed
+// straight from the input into the GEMM's B panels, never materialised. ISA-independent plain
+// loops (the per-file flags vectorise them); each conv_<isa>.cpp / linear_<isa>.cpp instantiates
+// them with its GEMM. Internal linkage throughout (see gemm_common.h).
+//
+// A GEMM is a struct with MR, NR, KC, NC, packed_a_size(M, K), pack_a(a, lda, ska, M, K, Ap) and
+// gemm_columns(M, K, Ap, pack_b, j0, j1, C, ldc, epilogue, work), as gemm_avx512.h declares.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+
+#include "aligned.h"
+#include "gemm_common.h"
+#include "kernels.h"
+#include "parallel.h"
+
+namespace medconv {
+namespace conv_gemm {
+namespace {
+
+// Fills Bp[panel][k][NR] with B[k, j] = x[ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
+// (zero outside x) for k = ((ic*KD + kd)*KH + kh)*KW + kw in [pc, pc + kc) and
+// j = (od*OH + oh)*OW + ow in [jc, jc + nc); columns past nc are zero.
+// xg: [Cg, D, H, W] (one image, one group)
+template <int NR>
+void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
+                       float* Bp) {
+  const int64_t plane = s.D * s.H * s.W;
+  const bool pointwise = s.KD * s.KH * s.KW == 1 && s.stride[0] == 1 && s.stride[1] == 1 && s.stride[2] == 1 &&
+                         s.pad[0] == 0 && s.pad[1] == 0 && s.pad[2] == 0 && s.OD == s.D && s.OH == s.H && s.OW == s.W;
+  int64_t cid[NR], cih[NR], ciw[NR];  // the top-left tap of each column of the panel
+  for (int64_t p0 = 0; p0 < nc; p0 += NR) {
+    float* dst = Bp + (p0 / NR) * kc * NR;
+    const int64_t cols = std::min<int64_t>(NR, nc - p0);
+    const int64_t j0 = jc + p0;
+    if (pointwise) {  // B[k, j] = x[pc + k, j]: rows of x copied as they are
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = xg + (pc + k) * plane + j0;
+        float* d = dst + k * NR;
+        if (cols == NR) {
+          for (int t = 0; t < NR; ++t) d[t] = src[t];
+        } else {
+          for (int t = 0; t < NR; ++t) d[t] = t < cols ? src[t] : 0.0f;
+        }
+      }
+      continue;
+    }
+    for (int t = 0; t < NR; ++t) {
+      const int64_t j = j0 + std::min<int64_t>(t, cols - 1);
+      const int64_t ow = j % s.OW, oh = (j / s.OW) % s.OH, od = j / (s.OW * s.OH);
+      cid[t] = od * s.stride[0] - s.pad[0];
+      cih[t] = oh * s.stride[1] - s.pad[1];
+      ciw[t] = ow * s.stride[2] - s.pad[2];
+    }
+    // All columns in one output row: they share (id, ih), and iw advances by the stride.
+    const bool one_row = cols == NR && cid[0] == cid[NR - 1] && cih[0] == cih[NR - 1] && ciw[NR - 1] > ciw[0];
+    const int64_t sw = s.stride[2];
+    int64_t k = pc;
+    int64_t kw = k % s.KW, kh = (k / s.KW) % s.KH, kd = (k / (s.KW * s.KH)) % s.KD, ic = k / (s.KW * s.KH * s.KD);
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      float* d = dst + kk * NR;
+      const float* xc = xg + ic * plane;
+      const int64_t dd = kd * s.dilation[0], dh = kh * s.dilation[1], dw = kw * s.dilation[2];
+      if (one_row) {
+        const int64_t id = cid[0] + dd, ih = cih[0] + dh, iw0 = ciw[0] + dw;
+        const int64_t iw_last = ciw[NR - 1] + dw;
+        if (id < 0 || id >= s.D || ih < 0 || ih >= s.H) {
+          for (int t = 0; t < NR; ++t) d[t] = 0.0f;
+        } else {
+          const float* row = xc + (id * s.H + ih) * s.W;
+          if (iw0 >= 0 && iw_last < s.W) {  // d[t] = row[iw0 + t*sw], all inside
+            const float* src = row + iw0;
+            if (sw == 1) {
+              for (int t = 0; t < NR; ++t) d[t] = src[t];
+            } else if (sw == 2) {
+              for (int t = 0; t < NR; ++t) d[t] = src[2 * t];
+            } else {
+              for (int t = 0; t < NR; ++t) d[t] = src[t * sw];
+            }
+          } else {  // a row edge: taps outside [0, W) read as zero
+            for (int t = 0; t < NR; ++t) {
+              const int64_t iw = iw0 + t * sw;
+              d[t] = iw >= 0 && iw < s.W ? row[iw] : 0.0f;
+            }
+          }
+        }
+      } else {
+        for (int t = 0; t < NR; ++t) {
+          const int64_t id = cid[t] + dd, ih = cih[t] + dh, iw = ciw[t] + dw;
+          d[t] = t < cols && id >= 0 && id < s.D && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W
+                     ? xc[(id * s.H + ih) * s.W + iw]
+                     : 0.0f;
+        }
+      }
+      if (++kw == s.KW) {
+        kw = 0;
+        if (++kh == s.KH) {
+          kh = 0;
+          if (++kd == s.KD) {
+            kd = 0;
+            ++ic;
+          }
+        }
+      }
+    }
+  }
+}
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+
+// A 64-byte aligned buffer of n floats, freed with the returned owner.
+inline std::unique_ptr<float, FreeDeleter> aligned_floats(int64_t n) {
+  const size_t bytes = static_cast<size_t>((std::max<int64_t>(n, 1) * 4 + 63) / 64 * 64);
+  return std::unique_ptr<float, FreeDeleter>(static_cast<float*>(std::aligned_alloc(64, bytes)));
+}
+
+// y[n, g*OCg + o, j] = act(bias[g*OCg + o] + sum_k w[g*OCg + o, k] * B_{n,g}[k, j])
+// with B the im2col matrix of pack_conv_columns. Tasks: (image, group, NC-wide column tile).
+// x: [N, C, D, H, W], w: [OC, C/G, KD, KH, KW], bias: [OC] or null, y: [N, OC, OD, OH, OW]
+template <class Gemm>
+void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
+  const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
+  const int64_t K = Cg * s.KD * s.KH * s.KW;
+  const int64_t Nsp = s.OD * s.OH * s.OW;
+  const int64_t a_size = Gemm::packed_a_size(OCg, K);
+  auto Ap = aligned_floats(a_size * G);
+  for (int64_t g = 0; g < G; ++g) Gemm::pack_a(w + g * OCg * K, K, 1, OCg, K, Ap.get() + g * a_size);
+  const int64_t tiles = (Nsp + Gemm::NC - 1) / Gemm::NC;
+  parallel_for(s.N * G * tiles, 1, [&](int64_t begin, int64_t end) {
+    float* work = thread_scratch<float>(Gemm::KC * Gemm::NC);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t tile = t % tiles, g = (t / tiles) % G, n = t / (tiles * G);
+      const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
+      float* yg = y + (n * s.OC + g * OCg) * Nsp;
+      gemm_common::Epilogue ep;
+      ep.row_bias = bias ? bias + g * OCg : nullptr;
+      ep.relu = relu;
+      const int64_t j0 = tile * Gemm::NC, j1 = std::min(Nsp, j0 + Gemm::NC);
+      Gemm::gemm_columns(OCg, K, Ap.get() + g * a_size,
+                         [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+                           pack_conv_columns<Gemm::NR>(s, xg, pc, kc, jc, nc, Bp);
+                         },
+                         j0, j1, yg, Nsp, ep, work);
+    }
+  });
+}
+
+// y[m, n] = bias[n] + sum_k x[m, k] * w[n, k]; tasks: (MB-row block, NC-wide column tile).
+// x: [M, K], w: [N, K], bias: [N] or null, y: [M, N]
+template <class Gemm>
+void linear_gemm_f32(const float* x, const float* w, const float* bias, float* y, int64_t M, int64_t N, int64_t K) {
+  constexpr int64_t MB = 96 / Gemm::MR * Gemm::MR;  // rows per task
+  auto Ap = aligned_floats(Gemm::packed_a_size(M, K));
+  Gemm::pack_a(x, K, 1, M, K, Ap.get());
+  const int64_t row_blocks = (M + MB - 1) / MB, col_tiles = (N + Gemm::NC - 1) / Gemm::NC;
+  parallel_for(row_blocks * col_tiles, 1, [&](int64_t begin, int64_t end) {
+    float* work = thread_scratch<float>(Gemm::KC * Gemm::NC);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t rb = t / col_tiles, ct = t % col_tiles;
+      const int64_t i0 = rb * MB, rows = std::min(MB, M - i0);
+      const int64_t j0 = ct * Gemm::NC, j1 = std::min(N, j0 + Gemm::NC);
+      gemm_common::Epilogue ep;
+      ep.col_bias = bias;
+      Gemm::gemm_columns(rows, K, Ap.get() + i0 * K,
+                         [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+                           gemm_common::pack_transposed_columns<Gemm::NR>(w, K, pc, kc, jc, nc, Bp);
+                         },
+                         j0, j1, y + i0 * N, N, ep, work);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace conv_gemm
+}  // namespace medconv

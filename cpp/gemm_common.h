@@ -1,0 +1,90 @@
+// The ISA-independent half of the packed SGEMM: the layouts of packed A and B, the packer of
+// linear's B, and the cache-blocked loop that calls an ISA's MR x NR micro-kernel. Each
+// gemm_<isa>.cpp instantiates these with its tile; plain loops, so the per-file ISA flags
+// vectorise them.
+//
+// Everything with code here has internal linkage (anonymous namespace): a copy compiled with
+// -mavx512f must never be merged at link time with a copy that a plainer CPU runs.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+namespace medconv {
+namespace gemm_common {
+
+struct Epilogue {
+  const float* row_bias = nullptr;  // [M], added to each row
+  const float* col_bias = nullptr;  // [N], added to each column
+  bool relu = false;
+};
+
+namespace {
+
+// Ap: [ceil(M / MR)][K][MR], rows past M zero. A(i, k) = a[i * lda + k * ska].
+template <int MR>
+int64_t packed_a_size(int64_t M, int64_t K) {
+  return (M + MR - 1) / MR * MR * K;
+}
+
+template <int MR>
+void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
+  for (int64_t i0 = 0; i0 < M; i0 += MR) {
+    float* dst = Ap + i0 * K;
+    const int64_t rows = std::min<int64_t>(MR, M - i0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? a[(i0 + r) * lda + k * ska] : 0.0f;
+  }
+}
+
+// Bp[panel][k][NR] = w[j, pc + k] for j in [jc, jc + nc), columns past nc zero: B = w^T.
+// w: [N, K]
+template <int NR>
+void pack_transposed_columns(const float* w, int64_t K, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
+                             float* Bp) {
+  for (int64_t p0 = 0; p0 < nc; p0 += NR) {
+    float* dst = Bp + (p0 / NR) * kc * NR;
+    const int64_t cols = std::min<int64_t>(NR, nc - p0);
+    for (int64_t t = 0; t < NR; ++t) {
+      if (t < cols) {
+        const float* src = w + (jc + p0 + t) * K + pc;
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + t] = src[k];
+      } else {
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + t] = 0.0f;
+      }
+    }
+  }
+}
+
+// C[i, j] = epilogue(sum_k A(i, k) B(k, j)) for j in [j0, j1), single-threaded.
+// For each NC-wide, KC-deep block of B: pack it once (pack_b(pc, kc, jc, nc, work)), then for each
+// NR-wide micro-panel (kept in L1) sweep A's MR-row panels (streamed from L2). The sum over k runs
+// in order; slices after the first are added to C (micro's `accumulate`), the epilogue's bias on
+// the first and relu on the last.
+// micro(kc, Ap, Bp, C, ldc, mr, nr, accumulate, last, row_bias, col_bias, relu)
+// Ap: packed by pack_a<MR>, C: [M, ldc], work: KC * NC floats
+template <int MR, int NR, int64_t KC, int64_t NC, class PackB, class Micro>
+void gemm_blocked(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
+                  int64_t ldc, const Epilogue& ep, float* work, Micro micro) {
+  static_assert(NC % NR == 0, "NC must be a multiple of NR");
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    const int64_t nc = std::min(NC, j1 - jc);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      pack_b(pc, kc, jc, nc, work);
+      const bool first = pc == 0, last = pc + kc >= K;
+      for (int64_t jr = 0; jr < nc; jr += NR) {
+        const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
+        const float* Bp = work + (jr / NR) * kc * NR;
+        for (int64_t ir = 0; ir < M; ir += MR) {
+          const int mr = static_cast<int>(std::min<int64_t>(MR, M - ir));
+          micro(kc, Ap + ir * K + pc * MR, Bp, C + ir * ldc + jc + jr, ldc, mr, nr, !first, last,
+                ep.row_bias ? ep.row_bias + ir : nullptr, ep.col_bias ? ep.col_bias + jc + jr : nullptr, ep.relu);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gemm_common
+}  // namespace medconv
