@@ -1,8 +1,235 @@
-// AVX2+FMA kernels (placeholder until the family is vectorised: the table keeps the reference).
+// Max and average pooling, AVX2+FMA, float32: 8 outputs of a row per vector wherever the whole
+// window lies in the input along W and the W stride is 1 or 2 (2x2 s2, 3x3 s1/s2, 2x2x2 s2, ...);
+// border outputs run the reference's scalar loop. Taps are visited in the reference's order
+// (d, h, w), so results and indices are bitwise the reference's. Other shapes and float64 keep the
+// reference entry.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
 #include "avx2_kernels.h"
+#include "parallel.h"
 
 namespace medconv {
 
-void add_pool_avx2(KernelTable& t) {}
+namespace {
+
+void (*g_max_pool_f32_base)(const PoolShape&, const float*, float*, int64_t*) = nullptr;
+void (*g_avg_pool_f32_base)(const PoolShape&, const float*, float*, bool, int64_t) = nullptr;
+
+// The 8 values p[j * S], j = 0..7 (S = 1 or 2); reads p[0 .. 7 * S] only.
+template <int S> inline __m256 load_taps(const float* p);
+template <> inline __m256 load_taps<1>(const float* p) { return _mm256_loadu_ps(p); }
+template <> inline __m256 load_taps<2>(const float* p) {
+  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 7);      // p[0..7], p[7..14]
+  const __m256 s = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 2, 0));    // p0 p2 p8 p10 | p4 p6 p12 p14
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+inline int64_t first_tap(int64_t start, int64_t dilation) {  // smallest start + k*dilation >= 0
+  while (start < 0) start += dilation;
+  return start;
+}
+
+// The outputs ow in [lo, hi) whose taps ow*stride - pad + k*dilation, k < kernel, all lie in [0, n).
+inline void interior(int64_t n, int64_t out, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation,
+                     int64_t& lo, int64_t& hi) {
+  lo = (pad + stride - 1) / stride;
+  const int64_t last = n - 1 + pad - (kernel - 1) * dilation;  // ow*stride must be <= last
+  hi = last < 0 ? 0 : std::min(out, last / stride + 1);
+  if (hi < lo) hi = lo;
+}
+
+struct MaxRow {
+  const float* xp;  // x plane: [D, H, W]
+  int64_t dfirst, dend, hfirst, hend;
+};
+
+// The reference's loop for one output: the first maximum, or the last NaN, over the clipped window.
+inline void max_one(const PoolShape& s, const MaxRow& r, int64_t ow, float* out, int64_t* index) {
+  const int64_t w0 = ow * s.stride[2] - s.pad[2];
+  const int64_t wend = std::min(w0 + (s.kernel[2] - 1) * s.dilation[2] + 1, s.W);
+  const int64_t wfirst = first_tap(w0, s.dilation[2]);
+  float best = -std::numeric_limits<float>::infinity();
+  int64_t best_index = (r.dfirst * s.H + r.hfirst) * s.W + wfirst;
+  for (int64_t d = r.dfirst; d < r.dend; d += s.dilation[0])
+    for (int64_t h = r.hfirst; h < r.hend; h += s.dilation[1])
+      for (int64_t w = wfirst; w < wend; w += s.dilation[2]) {
+        const int64_t i = (d * s.H + h) * s.W + w;
+        const float v = r.xp[i];
+        if (v > best || std::isnan(v)) {
+          best = v;
+          best_index = i;
+        }
+      }
+  *out = best;
+  if (index) *index = best_index;
+}
+
+// y[ow0 + j] = max over the window of output ow0 + j, j = 0..7, all taps inside the input.
+// xp: [D, H, W] plane; y: 8 outputs; index: 8 flat indices into the plane (or null)
+template <int S, bool kIndex>
+inline void max_block(const PoolShape& s, const MaxRow& r, int64_t ow0, float* y, int64_t* index) {
+  const __m256i step = S == 1 ? _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) : _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  __m256 best = _mm256_setzero_ps();
+  __m256i best_i = _mm256_setzero_si256();
+  bool first = true;
+  for (int64_t d = r.dfirst; d < r.dend; d += s.dilation[0])
+    for (int64_t h = r.hfirst; h < r.hend; h += s.dilation[1]) {
+      const int64_t row = (d * s.H + h) * s.W + ow0 * S - s.pad[2];
+      for (int64_t k = 0; k < s.kernel[2]; ++k) {
+        const int64_t at = row + k * s.dilation[2];
+        // best = (v > best || v != v) ? v : best, starting from the first tap
+        const __m256 v = load_taps<S>(r.xp + at);
+        const __m256i vi = kIndex ? _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(at)), step) : step;
+        if (first) {
+          best = v;
+          best_i = vi;
+          first = false;
+          continue;
+        }
+        const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        best = _mm256_blendv_ps(best, v, take);
+        if (kIndex)
+          best_i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_i), _mm256_castsi256_ps(vi), take));
+      }
+    }
+  _mm256_storeu_ps(y, best);
+  if (kIndex) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(index), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_i, 1)));
+  }
+}
+
+// x: [NC, D, H, W], y / indices: [NC, OD, OH, OW]
+template <int S, bool kIndex>
+void max_pool_rows(const PoolShape& s, const float* x, float* y, int64_t* indices) {
+  int64_t lo, hi;
+  interior(s.W, s.OW, s.kernel[2], S, s.pad[2], s.dilation[2], lo, hi);
+  parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t rr = begin; rr < end; ++rr) {
+      const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
+      const int64_t d0 = od * s.stride[0] - s.pad[0], h0 = oh * s.stride[1] - s.pad[1];
+      MaxRow r;
+      r.xp = x + p * s.D * s.H * s.W;
+      r.dend = std::min(d0 + (s.kernel[0] - 1) * s.dilation[0] + 1, s.D);
+      r.hend = std::min(h0 + (s.kernel[1] - 1) * s.dilation[1] + 1, s.H);
+      r.dfirst = first_tap(d0, s.dilation[0]);
+      r.hfirst = first_tap(h0, s.dilation[1]);
+      float* yr = y + rr * s.OW;
+      int64_t* ir = kIndex ? indices + rr * s.OW : nullptr;
+      const bool vector = r.dfirst < r.dend && r.hfirst < r.hend && hi - lo >= 8;
+      const int64_t vlo = vector ? lo : s.OW, vhi = vector ? hi : s.OW;
+      for (int64_t ow = 0; ow < vlo; ++ow) max_one(s, r, ow, yr + ow, kIndex ? ir + ow : nullptr);
+      for (int64_t ow = vlo; ow < vhi; ow += 8) {
+        const int64_t ow0 = std::min(ow, vhi - 8);  // the last block overlaps the one before: same values
+        max_block<S, kIndex>(s, r, ow0, yr + ow0, kIndex ? ir + ow0 : nullptr);
+      }
+      for (int64_t ow = vhi; ow < s.OW; ++ow) max_one(s, r, ow, yr + ow, kIndex ? ir + ow : nullptr);
+    }
+  });
+}
+
+void max_pool_f32(const PoolShape& s, const float* x, float* y, int64_t* indices) {
+  const bool fits = s.D * s.H * s.W <= static_cast<int64_t>(std::numeric_limits<int32_t>::max()) - 64;
+  if (s.OW < 8 || !fits || (s.stride[2] != 1 && s.stride[2] != 2)) {
+    g_max_pool_f32_base(s, x, y, indices);
+    return;
+  }
+  if (s.stride[2] == 1) {
+    if (indices) max_pool_rows<1, true>(s, x, y, indices);
+    else max_pool_rows<1, false>(s, x, y, nullptr);
+  } else {
+    if (indices) max_pool_rows<2, true>(s, x, y, indices);
+    else max_pool_rows<2, false>(s, x, y, nullptr);
+  }
+}
+
+struct AvgRow {
+  const float* xp;          // x plane: [D, H, W]
+  int64_t d0, d1, h0, h1;   // the window rows clipped to the input
+  int64_t dh_padded;        // (d1 - d0) * (h1 - h0) clipped to input + padding only
+};
+
+// The reference's loop for one output.
+inline float avg_one(const PoolShape& s, const AvgRow& r, int64_t ow, bool count_include_pad, int64_t divisor) {
+  int64_t w0 = ow * s.stride[2] - s.pad[2];
+  int64_t w1 = std::min(w0 + s.kernel[2], s.W + s.pad[2]);
+  const int64_t padded = r.dh_padded * (w1 - w0);
+  w0 = std::max<int64_t>(w0, 0);
+  w1 = std::min(w1, s.W);
+  if (r.d0 >= r.d1 || r.h0 >= r.h1 || w0 >= w1) return 0.0f;
+  float sum = 0;
+  for (int64_t d = r.d0; d < r.d1; ++d)
+    for (int64_t h = r.h0; h < r.h1; ++h)
+      for (int64_t w = w0; w < w1; ++w) sum += r.xp[(d * s.H + h) * s.W + w];
+  const int64_t count = divisor > 0 ? divisor : count_include_pad ? padded : (r.d1 - r.d0) * (r.h1 - r.h0) * (w1 - w0);
+  return sum / static_cast<float>(count);
+}
+
+// x: [NC, D, H, W], y: [NC, OD, OH, OW]
+template <int S>
+void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_include_pad, int64_t divisor) {
+  int64_t lo, hi;
+  interior(s.W, s.OW, s.kernel[2], S, s.pad[2], 1, lo, hi);
+  parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t rr = begin; rr < end; ++rr) {
+      const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
+      AvgRow r;
+      r.xp = x + p * s.D * s.H * s.W;
+      r.d0 = od * s.stride[0] - s.pad[0];
+      r.h0 = oh * s.stride[1] - s.pad[1];
+      r.d1 = std::min(r.d0 + s.kernel[0], s.D + s.pad[0]);
+      r.h1 = std::min(r.h0 + s.kernel[1], s.H + s.pad[1]);
+      r.dh_padded = (r.d1 - r.d0) * (r.h1 - r.h0);
+      r.d0 = std::max<int64_t>(r.d0, 0); r.h0 = std::max<int64_t>(r.h0, 0);
+      r.d1 = std::min(r.d1, s.D); r.h1 = std::min(r.h1, s.H);
+      float* yr = y + rr * s.OW;
+      const bool vector = r.d0 < r.d1 && r.h0 < r.h1 && hi - lo >= 8;
+      const int64_t vlo = vector ? lo : s.OW, vhi = vector ? hi : s.OW;
+      for (int64_t ow = 0; ow < vlo; ++ow) yr[ow] = avg_one(s, r, ow, count_include_pad, divisor);
+      if (vector) {
+        // inside, the window is whole along W: the divisor is the same for the row's interior
+        const int64_t count = divisor > 0 ? divisor
+                              : count_include_pad ? r.dh_padded * s.kernel[2]
+                                                  : (r.d1 - r.d0) * (r.h1 - r.h0) * s.kernel[2];
+        const __m256 div = _mm256_set1_ps(static_cast<float>(count));
+        for (int64_t ow = vlo; ow < vhi; ow += 8) {
+          const int64_t ow0 = std::min(ow, vhi - 8);  // the last block overlaps the one before: same values
+          // y[ow0 + j] = (sum over d, h, k in order of x[d, h, (ow0 + j) * S - pad + k]) / count
+          __m256 acc = _mm256_setzero_ps();
+          for (int64_t d = r.d0; d < r.d1; ++d)
+            for (int64_t h = r.h0; h < r.h1; ++h) {
+              const float* row = r.xp + (d * s.H + h) * s.W + ow0 * S - s.pad[2];
+              for (int64_t k = 0; k < s.kernel[2]; ++k) acc = _mm256_add_ps(acc, load_taps<S>(row + k));
+            }
+          _mm256_storeu_ps(yr + ow0, _mm256_div_ps(acc, div));
+        }
+      }
+      for (int64_t ow = vhi; ow < s.OW; ++ow) yr[ow] = avg_one(s, r, ow, count_include_pad, divisor);
+    }
+  });
+}
+
+void avg_pool_f32(const PoolShape& s, const float* x, float* y, bool count_include_pad, int64_t divisor) {
+  if (s.OW < 8 || (s.stride[2] != 1 && s.stride[2] != 2)) {
+    g_avg_pool_f32_base(s, x, y, count_include_pad, divisor);
+    return;
+  }
+  if (s.stride[2] == 1) avg_pool_rows<1>(s, x, y, count_include_pad, divisor);
+  else avg_pool_rows<2>(s, x, y, count_include_pad, divisor);
+}
+
+}  // namespace
+
+void add_pool_avx2(KernelTable& t) {
+  // The fallbacks are the entries this table had (the reference); set once, before any use.
+  if (!g_max_pool_f32_base) g_max_pool_f32_base = t.f32.max_pool;
+  if (!g_avg_pool_f32_base) g_avg_pool_f32_base = t.f32.avg_pool;
+  t.f32.max_pool = max_pool_f32;
+  t.f32.avg_pool = avg_pool_f32;
+}
 
 }  // namespace medconv

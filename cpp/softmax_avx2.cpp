@@ -1,0 +1,200 @@
+// Softmax / log-softmax over one dim, AVX2+FMA, float32 (float64 keeps the reference).
+// Each softmax column is computed by one thread in a fixed order, so results do not depend on the
+// thread split. x - max is kept exactly (as hi + lo) into exp, sums are accumulated in float64
+// (after at most 4 float32 terms per lane), and
+// log-softmax's x - logsumexp is rounded once: relative error <= ~2.5e-7.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "eltwise_avx2.h"
+#include "parallel.h"
+#include "vecmath_avx2.h"
+
+namespace medconv {
+
+namespace {
+
+using avx2::tail_mask;
+
+// exp(x - m) for x <= m (m the column max): the difference is split exactly into hi + lo (TwoSum)
+// and lo is added to the reduced argument, so large |x - m| lose no accuracy.
+inline __m256 exp_diff(__m256 x, __m256 m) {
+  const __m256 hi = _mm256_sub_ps(x, m);
+  const __m256 bb = _mm256_sub_ps(hi, x);
+  __m256 lo = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_sub_ps(hi, bb)), _mm256_add_ps(m, bb));
+  lo = _mm256_and_ps(lo, _mm256_cmp_ps(lo, lo, _CMP_ORD_Q));  // hi = -inf gives lo = NaN: drop it
+  const avx2::Reduced q = avx2::reduce_ln2(hi);
+  const __m256 r = _mm256_add_ps(q.r, lo);
+  const __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(r, r), avx2::expm1_tail_poly(r), r);
+  return _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.0f)), avx2::pow2n(q.n));
+}
+
+inline __m256d add_wide(__m256d acc, __m128 v) { return _mm256_add_pd(acc, _mm256_cvtps_pd(v)); }
+
+// float(double(x) - s) for the 8 lanes of x
+inline __m256 sub_wide(__m256 x, __m256d s) {
+  const __m128 lo = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), s));
+  const __m128 hi = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), s));
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+}
+
+// The max of a column as the reference takes it: 0 for an all -inf column.
+inline float fix_max(float m) { return m == -std::numeric_limits<float>::infinity() ? 0.0f : m; }
+
+// One softmax per row of a contiguous [rows, dim] block (inner == 1).
+// x, y: [rows, dim]
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log) {
+  const int64_t full = dim / 8 * 8, rest = dim - full;
+  const __m256i tm = tail_mask(rest);
+  const __m256 tmf = _mm256_castsi256_ps(tm);
+  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  parallel_for(rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const float* xs = x + row * dim;
+      float* ys = y + row * dim;
+      // m = max_i x[i] (a NaN may be dropped here: it reaches the sum and makes the row NaN)
+      __m256 m = ninf;
+      for (int64_t i = 0; i < full; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(xs + i));
+      if (rest) m = _mm256_max_ps(m, _mm256_blendv_ps(ninf, _mm256_maskload_ps(xs + full, tm), tmf));
+      const float m1 = fix_max(avx2::hmax_ps(m));
+      const __m256 mx = _mm256_set1_ps(m1);
+      // y[i] = exp(x[i] - m) (softmax only); s = sum_i exp(x[i] - m), groups of 4 vectors summed in
+      // float32 (2 roundings per lane), the groups in float64
+      __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+      int64_t i = 0;
+      for (; i + 32 <= full; i += 32) {
+        __m256 e[4];
+        for (int k = 0; k < 4; ++k) {
+          e[k] = exp_diff(_mm256_loadu_ps(xs + i + 8 * k), mx);
+          if (!log) _mm256_storeu_ps(ys + i + 8 * k, e[k]);
+        }
+        const __m256 g = _mm256_add_ps(_mm256_add_ps(e[0], e[1]), _mm256_add_ps(e[2], e[3]));
+        s0 = add_wide(s0, _mm256_castps256_ps128(g));
+        s1 = add_wide(s1, _mm256_extractf128_ps(g, 1));
+      }
+      for (; i < full; i += 8) {
+        const __m256 e = exp_diff(_mm256_loadu_ps(xs + i), mx);
+        if (!log) _mm256_storeu_ps(ys + i, e);
+        s0 = add_wide(s0, _mm256_castps256_ps128(e));
+        s1 = add_wide(s1, _mm256_extractf128_ps(e, 1));
+      }
+      if (rest) {
+        const __m256 e = _mm256_and_ps(exp_diff(_mm256_maskload_ps(xs + full, tm), mx), tmf);
+        if (!log) _mm256_maskstore_ps(ys + full, tm, e);
+        s0 = add_wide(s0, _mm256_castps256_ps128(e));
+        s1 = add_wide(s1, _mm256_extractf128_ps(e, 1));
+      }
+      const double sum = avx2::hsum_pd(_mm256_add_pd(s0, s1));
+      if (log) {
+        // y[i] = x[i] - (m + log(s)), rounded once
+        const __m256d lse = _mm256_set1_pd(static_cast<double>(m1) + std::log(sum));
+        for (int64_t i = 0; i < full; i += 8) _mm256_storeu_ps(ys + i, sub_wide(_mm256_loadu_ps(xs + i), lse));
+        if (rest) _mm256_maskstore_ps(ys + full, tm, sub_wide(_mm256_maskload_ps(xs + full, tm), lse));
+      } else {
+        // y[i] *= 1 / s
+        const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
+        for (int64_t i = 0; i < full; i += 8) _mm256_storeu_ps(ys + i, _mm256_mul_ps(_mm256_loadu_ps(ys + i), inv));
+        if (rest) _mm256_maskstore_ps(ys + full, tm, _mm256_mul_ps(_mm256_maskload_ps(ys + full, tm), inv));
+      }
+    }
+  });
+}
+
+// Softmax down the columns of [outer, dim, inner], 8 columns per vector, up to 64 per task.
+// x, y: [outer, dim, inner]
+void softmax_columns(const float* x, float* y, int64_t outer, int64_t dim, int64_t inner, bool log) {
+  constexpr int64_t kVec = 8, block = 8 * kVec;
+  const int64_t blocks = (inner + block - 1) / block;
+  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  parallel_for(outer * blocks, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
+    __m256 mx[kVec];
+    __m256d s0[kVec], s1[kVec];
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t o = t / blocks, i0 = (t % blocks) * block;
+      const int64_t nb = std::min(block, inner - i0), nv = (nb + 7) / 8, rest = nb % 8;
+      const __m256i tm = rest ? tail_mask(rest) : _mm256_set1_epi32(-1);
+      const float* xs = x + o * dim * inner + i0;
+      float* ys = y + o * dim * inner + i0;
+      // the last vector of the block is masked when nb is not a multiple of 8
+      auto load = [&](const float* p, int64_t j) {
+        return j == nv - 1 && rest ? _mm256_maskload_ps(p, tm) : _mm256_loadu_ps(p);
+      };
+      auto store = [&](float* p, int64_t j, __m256 v) {
+        if (j == nv - 1 && rest) _mm256_maskstore_ps(p, tm, v);
+        else _mm256_storeu_ps(p, v);
+      };
+      // mx[c] = max_d x[d, c] (NaN if any), over the block's columns c
+      __m256 nan[kVec];
+      for (int64_t j = 0; j < nv; ++j) mx[j] = ninf, nan[j] = _mm256_setzero_ps();
+      for (int64_t d = 0; d < dim; ++d)
+        for (int64_t j = 0; j < nv; ++j) {
+          const __m256 v = load(xs + d * inner + 8 * j, j);
+          mx[j] = _mm256_max_ps(mx[j], v);
+          nan[j] = _mm256_or_ps(nan[j], _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+        }
+      for (int64_t j = 0; j < nv; ++j) {
+        const __m256 is_ninf = _mm256_cmp_ps(mx[j], ninf, _CMP_EQ_OQ);
+        mx[j] = _mm256_or_ps(_mm256_andnot_ps(is_ninf, mx[j]), nan[j]);  // -inf -> 0, NaN wins
+        s0[j] = s1[j] = _mm256_setzero_pd();
+      }
+      // y[d, c] = exp(x[d, c] - mx[c]) (softmax only); s[c] = sum_d of those, in float64
+      for (int64_t d = 0; d < dim; ++d)
+        for (int64_t j = 0; j < nv; ++j) {
+          const __m256 e = exp_diff(load(xs + d * inner + 8 * j, j), mx[j]);
+          if (!log) store(ys + d * inner + 8 * j, j, e);
+          s0[j] = add_wide(s0[j], _mm256_castps256_ps128(e));
+          s1[j] = add_wide(s1[j], _mm256_extractf128_ps(e, 1));
+        }
+      if (log) {
+        // y[d, c] = x[d, c] - (mx[c] + log(s[c])), rounded once
+        for (int64_t j = 0; j < nv; ++j) {
+          alignas(32) float m8[8];
+          alignas(32) double a[4], b[4];
+          _mm256_store_ps(m8, mx[j]);
+          _mm256_store_pd(a, s0[j]);
+          _mm256_store_pd(b, s1[j]);
+          for (int k = 0; k < 4; ++k) a[k] = m8[k] + std::log(a[k]), b[k] = m8[k + 4] + std::log(b[k]);
+          s0[j] = _mm256_load_pd(a);
+          s1[j] = _mm256_load_pd(b);
+        }
+        for (int64_t d = 0; d < dim; ++d)
+          for (int64_t j = 0; j < nv; ++j) {
+            const __m256 v = load(xs + d * inner + 8 * j, j);
+            const __m128 lo = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), s0[j]));
+            const __m128 hi = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), s1[j]));
+            store(ys + d * inner + 8 * j, j, _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1));
+          }
+      } else {
+        // y[d, c] *= 1 / s[c]
+        __m256 inv[kVec];
+        for (int64_t j = 0; j < nv; ++j) {
+          const __m256d one = _mm256_set1_pd(1.0);
+          const __m128 lo = _mm256_cvtpd_ps(_mm256_div_pd(one, s0[j]));
+          const __m128 hi = _mm256_cvtpd_ps(_mm256_div_pd(one, s1[j]));
+          inv[j] = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+        }
+        for (int64_t d = 0; d < dim; ++d)
+          for (int64_t j = 0; j < nv; ++j) {
+            float* p = ys + d * inner + 8 * j;
+            store(p, j, _mm256_mul_ps(load(p, j), inv[j]));
+          }
+      }
+    }
+  });
+}
+
+void softmax_f32(const float* x, float* y, int64_t outer, int64_t dim, int64_t inner, bool log) {
+  if (inner == 1) softmax_rows(x, y, outer, dim, log);
+  else softmax_columns(x, y, outer, dim, inner, log);
+}
+
+}  // namespace
+
+void add_softmax_avx2(KernelTable& t) {
+  t.f32.softmax = softmax_f32;
+}
+
+}  // namespace medconv
