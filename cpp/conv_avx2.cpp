@@ -9,6 +9,7 @@
 
 #include "aligned.h"
 #include "avx2_kernels.h"
+#include "conv_plan.h"
 #include "gemm_avx2.h"
 #include "parallel.h"
 #include "range.h"
@@ -364,15 +365,30 @@ void conv_direct_f32(const ConvShape& s, const float* x, const float* w, const f
   });
 }
 
-// The plan: the direct kernel where a GEMM would spend its time packing (few input channels per
-// group) and W is unstrided; the implicit GEMM everywhere else.
+// The plan, cached per shape (conv_plan.h): Winograd for the 3x3 stride-1 convs it takes; the
+// direct kernel where a GEMM would spend its time packing (few input channels per group) and W is
+// unstrided; the implicit GEMM everywhere else.
 void conv_forward_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                            bool relu) {
-  if (winograd_applicable(s) && conv_winograd_f32(s, x, w, bias, y, relu)) return;  // false: non-finite, redo exactly
   const int64_t Cg = s.C / s.groups;
   const int64_t taps = Cg * s.KD * s.KH * s.KW;
-  if (s.stride[2] == 1 && (Cg <= 2 || taps <= 27)) conv_direct_f32(s, x, w, bias, y, relu);
-  else conv_gemm_f32(s, x, w, bias, y, relu);
+  const bool direct_fits = s.stride[2] == 1;
+  const bool direct_wins = direct_fits && (Cg <= 2 || taps <= 27);
+  auto run_winograd = [&] {  // false from Winograd (non-finite values): redo exactly
+    if (!conv_winograd_f32(s, x, w, bias, y, relu)) conv_gemm_f32(s, x, w, bias, y, relu);
+  };
+  auto run_direct = [&] { conv_direct_f32(s, x, w, bias, y, relu); };
+  auto run_gemm = [&] { conv_gemm_f32(s, x, w, bias, y, relu); };
+  std::vector<ConvCandidate> candidates{{ConvAlgo::gemm, run_gemm}};
+  if (direct_fits) candidates.push_back({ConvAlgo::direct, run_direct});
+  const bool winograd_fits = winograd_applicable(s);
+  if (winograd_fits) candidates.push_back({ConvAlgo::winograd, run_winograd});
+  const ConvAlgo rule = winograd_fits ? ConvAlgo::winograd : direct_wins ? ConvAlgo::direct : ConvAlgo::gemm;
+  switch (conv_plan(static_cast<int>(Isa::avx2), sizeof(float), s, relu, rule, candidates)) {
+    case ConvAlgo::winograd: run_winograd(); break;
+    case ConvAlgo::direct: run_direct(); break;
+    case ConvAlgo::gemm: run_gemm(); break;
+  }
 }
 
 void conv_forward_avx2(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,

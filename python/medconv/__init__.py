@@ -4,7 +4,7 @@ from __future__ import annotations
 import os as _os
 import warnings as _warnings
 
-from . import _core
+from . import _core, _cuda
 from . import functional
 
 __version__ = "0.1.0"
@@ -32,7 +32,7 @@ def get_num_threads() -> int:
 def backend_info() -> dict:
     """What runs: the ISA of the active kernels, what this CPU and build offer, threads, GPU."""
     info = dict(_core.backend_info())
-    info["gpu"] = None
+    info["gpu"] = _cuda.gpu_info()  # None without CuPy or without a CUDA device
     return info
 
 

@@ -17,33 +17,54 @@ class Source:
     __slots__ = ("kind", "obj")
 
     def __init__(self, kind: str, obj=None):
-        self.kind = kind  # "numpy" | "torch" | "dlpack"
+        self.kind = kind  # "numpy" | "torch" | "dlpack" | "cupy" (obj: the CUDA tensor read through DLPack, if any)
         self.obj = obj
 
 
 def _is_cupy(x) -> bool:
-    if "cupy" not in sys.modules:  # never import CuPy by accident
-        return False
-    return isinstance(x, sys.modules["cupy"].ndarray)
+    cupy = sys.modules.get("cupy")  # never import CuPy by accident
+    return cupy is not None and isinstance(x, cupy.ndarray)
 
 
 def _is_torch(x) -> bool:
     return "torch" in sys.modules and isinstance(x, sys.modules["torch"].Tensor)
 
 
+def _on_cuda(x) -> bool:
+    """A DLPack object in CUDA (or CUDA managed) memory, e.g. a torch tensor on "cuda"."""
+    try:
+        return int(x.__dlpack_device__()[0]) in (2, 13)  # kDLCUDA, kDLCUDAManaged
+    except Exception:
+        return False
+
+
+def _where(arr) -> str:
+    return "on the GPU (CuPy)" if _is_cupy(arr) else "on the CPU"
+
+
 def as_array(x, name: str = "input", *, allow_int: bool = False) -> tuple[np.ndarray, Source]:
-    """Reads `x` as a numpy array without copying (DLPack for torch/JAX tensors)."""
+    """Reads `x` without copying: a numpy array (DLPack for CPU torch/JAX tensors), or a CuPy array for
+    a CuPy array or a CUDA tensor (Source kind "cupy"; CuPy is imported only for a CUDA tensor)."""
     if isinstance(x, np.ndarray):
         arr, src = x, Source("numpy")
     elif _is_cupy(x):
-        raise TypeError(
-            f"{name} is a CuPy (GPU) array; medconv's GPU kernels are not available in this build, "
-            "pass a numpy array (cupy.asnumpy) or a CPU tensor"
-        )
+        arr, src = x, Source("cupy")
+    elif hasattr(x, "__dlpack__") and not isinstance(x, type) and _on_cuda(x):
+        from . import _cuda
+
+        if _is_torch(x) and x.requires_grad:
+            x = x.detach()
+        cp = _cuda.cupy()  # GPUUnavailableError (what to install) without CuPy
+        try:
+            arr = cp.from_dlpack(x)
+        except (TypeError, ValueError, RuntimeError, BufferError) as exc:
+            raise TypeError(f"{name} could not be read through __dlpack__ as a CuPy (GPU) array: {exc}") from None
+        src = Source("cupy", x)
     elif hasattr(x, "__dlpack__") and not isinstance(x, type):
         if _is_torch(x):
             if x.device.type != "cpu":
-                raise TypeError(f"{name} is a torch tensor on {x.device}; move it to the CPU or pass a CuPy array")
+                raise TypeError(f"{name} is a torch tensor on {x.device}; medconv runs CPU and CUDA tensors, "
+                                "move it to one of those")
             if x.requires_grad:
                 x = x.detach()
         try:
@@ -66,10 +87,16 @@ def as_array(x, name: str = "input", *, allow_int: bool = False) -> tuple[np.nda
 
 def contiguous(arr: np.ndarray) -> np.ndarray:
     """The kernels read C-contiguous memory; a strided view is copied here, visibly, once."""
-    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
+    if arr.flags.c_contiguous:
+        return arr
+    return sys.modules["cupy"].ascontiguousarray(arr) if _is_cupy(arr) else np.ascontiguousarray(arr)
 
 
 def same_dtype(arr: np.ndarray, ref: np.ndarray, name: str) -> None:
+    """TypeError unless arr has ref's dtype and sits on ref's device (CPU or GPU)."""
+    if _is_cupy(arr) != _is_cupy(ref):
+        raise TypeError(f"{name} is {_where(arr)} but input is {_where(ref)}; pass all arrays on one device "
+                        "(cupy.asarray / cupy.asnumpy move them)")
     if arr.dtype != ref.dtype:
         raise TypeError(f"{name} has dtype {arr.dtype} but input has dtype {ref.dtype}; convert one to match")
 
@@ -79,7 +106,9 @@ def prepare_out(out, shape: tuple, dtype: np.dtype, name: str = "out") -> np.nda
     if out is None:
         return _core.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
-        arr, _ = as_array(out, name)
+        arr, s = as_array(out, name)
+        if s.kind == "cupy":
+            raise TypeError(f"{name} is on the GPU (CuPy) but input is on the CPU; pass all arrays on one device")
         if not arr.flags.writeable:
             raise ValueError(f"{name} must be writeable")
         out = arr

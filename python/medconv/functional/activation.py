@@ -15,6 +15,9 @@ GELU_APPROXIMATIONS = ("none", "tanh")
 def _unary(name, input, alpha=0.0, inplace=False, out=None):
     x, src = as_array(input, "input")
     inplace = check_bool(inplace, "inplace")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.unary(name, input, x, alpha, inplace, out, src)
     if inplace:
         if out is not None:
             raise ValueError("pass either inplace=True or out=, not both")
@@ -73,6 +76,9 @@ def _softmax(input, dim, dtype, log, out):
             raise TypeError(f"dtype must be float32 or float64, got {target}")
         x = x.astype(target, copy=False)
     d = normalize_dim(dim, x.ndim)
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.softmax(x, d, log, out, src)
     x = contiguous(x)
     y = prepare_out(out, x.shape, x.dtype)
     shape = x.shape if x.ndim else (1,)
@@ -104,6 +110,9 @@ def maxout(input, pieces, dim=1, *, out=None):
     c = x.shape[d]
     if c % pieces:
         raise ValueError(f"input has {c} channels along dim {d} (shape {tuple(x.shape)}), not divisible by pieces={pieces}")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.maxout(x, d, int(pieces), out, src)
     x = contiguous(x)
     shape = x.shape[:d] + (c // pieces,) + x.shape[d + 1:]
     y = prepare_out(out, shape, x.dtype)
@@ -133,6 +142,9 @@ def linear(input, weight, bias=None, *, out=None):
         if b.shape != (w.shape[0],):
             raise ValueError(f"bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
         b = contiguous(b)
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.linear(x, w, b, out, src)
     x = contiguous(x)
     w = contiguous(w)
     shape = x.shape[:-1] + (w.shape[0],)

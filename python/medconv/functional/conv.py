@@ -86,6 +86,9 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
             raise ValueError(f"padding {max(lo, hi)} with padding_mode='reflect' must be smaller than the input size {size} (dim {i + 2})")
         if padding_mode == "circular" and (lo > size or hi > size):
             raise ValueError(f"padding {max(lo, hi)} with padding_mode='circular' must be at most the input size {size} (dim {i + 2})")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.conv(nd, x, w, b, stride, pairs, dilation, groups, padding_mode, activation, unbatched, out, src)
     x = contiguous(x)
     w = contiguous(w)
     if padding_mode != "zeros" and any(lo or hi for lo, hi in pairs):

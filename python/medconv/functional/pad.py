@@ -76,4 +76,7 @@ def pad(input, pad, mode="constant", value=None, *, out=None):
         raise ValueError(f"value is only used by mode='constant', got value={value!r} with mode={mode!r}")
     value = 0.0 if value is None else check_number(value, "value")
     p = _check_pad(pad, x.ndim, mode, tuple(x.shape))
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.pad(x, p, mode, value, out, src)
     return wrap(pad_array(contiguous(x), p, mode, value, out), src, out)

@@ -55,6 +55,9 @@ def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, retu
     x, src = _pool_input(input, nd)
     kernel, stride, padding, dilation, osz = _window_args(nd, x, kernel_size, stride, padding, dilation, ceil_mode)
     return_indices = check_bool(return_indices, "return_indices")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.max_pool(nd, x, kernel, stride, padding, dilation, osz, return_indices, out, src)
     x = contiguous(x)
     shape = x.shape[: x.ndim - nd] + osz
     y = prepare_out(out, shape, x.dtype)
@@ -78,6 +81,9 @@ def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_
         raise ValueError(f"divisor_override must be None or a positive int, got {divisor_override!r}")
     else:
         divisor = int(divisor_override)
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.avg_pool(nd, x, kernel, stride, padding, osz, count_include_pad, divisor, out, src)
     x = contiguous(x)
     shape = x.shape[: x.ndim - nd] + osz
     y = prepare_out(out, shape, x.dtype)
@@ -99,6 +105,9 @@ def _adaptive_avg_pool(nd, input, output_size, out):
     osz = int_tuple(sizes, nd, "output_size", minimum=1)
     if any(s < 1 for s in spatial):
         raise ValueError(f"input spatial dims must be non-empty for adaptive pooling, got shape {tuple(x.shape)}")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.adaptive_avg_pool(nd, x, osz, out, src)
     x = contiguous(x)
     shape = x.shape[: x.ndim - nd] + osz
     y = prepare_out(out, shape, x.dtype)
