@@ -1,5 +1,6 @@
 // Packed SGEMM micro-kernel and driver, AVX2+FMA (see gemm_avx2.h).
 #include "gemm_avx2.h"
+#include "gemm_common.h"
 
 #include <immintrin.h>
 
@@ -9,15 +10,10 @@
 namespace medconv {
 namespace gemm {
 
-int64_t packed_a_size(int64_t M, int64_t K) { return (M + MR - 1) / MR * MR * K; }
+int64_t packed_a_size(int64_t M, int64_t K) { return gemm_common::packed_a_size<MR>(M, K); }
 
 void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
-  for (int64_t i0 = 0; i0 < M; i0 += MR) {
-    float* dst = Ap + i0 * K;
-    const int64_t rows = std::min<int64_t>(MR, M - i0);
-    for (int64_t k = 0; k < K; ++k)
-      for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? a[(i0 + r) * lda + k * ska] : 0.0f;
-  }
+  gemm_common::pack_a<MR>(a, lda, ska, M, K, Ap);
 }
 
 namespace {
@@ -96,24 +92,12 @@ inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
 
 void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
                   int64_t ldc, const Epilogue& ep, float* work) {
-  for (int64_t jc = j0; jc < j1; jc += NC) {
-    const int64_t nc = std::min(NC, j1 - jc);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc);
-      pack_b(pc, kc, jc, nc, work);
-      const bool first = pc == 0, last = pc + kc >= K;
-      for (int64_t jr = 0; jr < nc; jr += NR) {
-        const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-        const float* Bp = work + (jr / NR) * kc * NR;
-        for (int64_t ir = 0; ir < M; ir += MR) {
-          const int mr = static_cast<int>(std::min<int64_t>(MR, M - ir));
-          micro_kernel(kc, Ap + ir * K + pc * MR, Bp, C + ir * ldc + jc + jr, ldc, mr, nr, !first, last,
-                       ep.row_bias ? ep.row_bias + ir : nullptr, ep.col_bias ? ep.col_bias + jc + jr : nullptr,
-                       ep.relu);
-        }
-      }
-    }
-  }
+  gemm_common::Epilogue common;
+  common.row_bias = ep.row_bias;
+  common.col_bias = ep.col_bias;
+  common.relu = ep.relu;
+  gemm_common::gemm_blocked<MR, NR, KC, NC>(M, K, Ap, pack_b, j0, j1, C, ldc, common, work,
+                                            [](auto... args) { micro_kernel(args...); });
 }
 
 }  // namespace gemm

@@ -7,29 +7,13 @@
 #include "aligned.h"
 #include "avx2_kernels.h"
 #include "gemm_avx2.h"
+#include "gemm_common.h"
 #include "parallel.h"
 
 namespace medconv {
 namespace {
 
 using gemm::NR;
-
-// Bp[panel][k][NR] = w[j, pc + k] for j in [jc, jc + nc): B = w^T, read down w's columns.
-// w: [N, K]
-void pack_weight_columns(const float* w, int64_t K, int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
-  for (int64_t p0 = 0; p0 < nc; p0 += NR) {
-    float* dst = Bp + (p0 / NR) * kc * NR;
-    const int64_t cols = std::min<int64_t>(NR, nc - p0);
-    for (int64_t t = 0; t < NR; ++t) {
-      if (t < cols) {
-        const float* src = w + (jc + p0 + t) * K + pc;
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + t] = src[k];
-      } else {
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + t] = 0.0f;
-      }
-    }
-  }
-}
 
 // x: [M, K], w: [N, K], bias: [N] or null, y: [M, N]
 void linear_avx2(const float* x, const float* w, const float* bias, float* y, int64_t M, int64_t N, int64_t K) {
@@ -47,7 +31,7 @@ void linear_avx2(const float* x, const float* w, const float* bias, float* y, in
       ep.col_bias = bias;
       gemm::gemm_columns(rows, K, Ap.data() + i0 * K,
                          [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
-                           pack_weight_columns(w, K, pc, kc, jc, nc, Bp);
+                           gemm_common::pack_transposed_columns<NR>(w, K, pc, kc, jc, nc, Bp);
                          },
                          j0, j1, y + i0 * N, N, ep, work);
     }
