@@ -6,6 +6,7 @@ import warnings as _warnings
 
 from . import _core, _cuda
 from . import functional
+from . import dicom, filters, nn, optim
 
 __version__ = "0.1.0"
 
@@ -36,4 +37,4 @@ def backend_info() -> dict:
     return info
 
 
-__all__ = ["functional", "set_num_threads", "get_num_threads", "backend_info", "__version__"]
+__all__ = ["functional", "nn", "optim", "dicom", "filters", "set_num_threads", "get_num_threads", "backend_info", "__version__"]

@@ -1,0 +1,166 @@
+// Convolution weight gradient, AVX2 + FMA: per image and per chunk of output positions, an
+// im2col of the input chunk, then gw[oc, j] += dot(gy[n, oc, chunk], col[j, chunk]) with a 4x3
+// register tile of 8-lane (4 for double) accumulators. Chunks and tiles are fixed by the shapes,
+// not by the thread count, and each gw element is owned by one task per chunk, so the sums are
+// the same for any number of threads.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "nn_kernels.h"
+#include "parallel.h"
+#include "range.h"
+
+namespace medconv {
+
+namespace {
+
+template <class T> struct Vec;
+template <> struct Vec<float> {
+  using V = __m256;
+  static constexpr int width = 8;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static float sum(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+template <> struct Vec<double> {
+  using V = __m256d;
+  static constexpr int width = 4;
+  static V zero() { return _mm256_setzero_pd(); }
+  static V load(const double* p) { return _mm256_loadu_pd(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+  static double sum(V v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+  }
+};
+
+// out[i * ldo + j] += sum_p a[i][p] * b[j][p], p < L, for an MR x NR tile.
+// a: MR rows with stride lda, b: NR rows with stride ldb.
+template <class T, int MR, int NR>
+void tile(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t L, T* out, int64_t ldo) {
+  using W = Vec<T>;
+  typename W::V acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = W::zero();
+  int64_t p = 0;
+  for (; p + W::width <= L; p += W::width) {
+    typename W::V bv[NR];
+    for (int j = 0; j < NR; ++j) bv[j] = W::load(b + j * ldb + p);
+    for (int i = 0; i < MR; ++i) {
+      const typename W::V av = W::load(a + i * lda + p);
+      for (int j = 0; j < NR; ++j) acc[i][j] = W::fma(av, bv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      T s = W::sum(acc[i][j]);
+      for (int64_t q = p; q < L; ++q) s += a[i * lda + q] * b[j * ldb + q];  // scalar tail
+      out[i * ldo + j] += s;
+    }
+}
+
+template <class T, int MR>
+void tile_rows(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t L, T* out, int64_t ldo, int nr) {
+  switch (nr) {
+    case 3: tile<T, MR, 3>(a, lda, b, ldb, L, out, ldo); break;
+    case 2: tile<T, MR, 2>(a, lda, b, ldb, L, out, ldo); break;
+    default: tile<T, MR, 1>(a, lda, b, ldb, L, out, ldo); break;
+  }
+}
+
+template <class T>
+void tile_any(const T* a, int64_t lda, const T* b, int64_t ldb, int64_t L, T* out, int64_t ldo, int mr, int nr) {
+  switch (mr) {
+    case 4: tile_rows<T, 4>(a, lda, b, ldb, L, out, ldo, nr); break;
+    case 3: tile_rows<T, 3>(a, lda, b, ldb, L, out, ldo, nr); break;
+    case 2: tile_rows<T, 2>(a, lda, b, ldb, L, out, ldo, nr); break;
+    default: tile_rows<T, 1>(a, lda, b, ldb, L, out, ldo, nr); break;
+  }
+}
+
+constexpr int MR = 4, NR = 3;
+
+}  // namespace
+
+// x: [N, C, D, H, W], gy: [N, OC, OD, OH, OW], gw: [OC, Cg, KD, KH, KW]
+// gw[oc, j] = sum_{n, p} gy[n, oc, p] * col_n[j, p], j = (ic, kd, kh, kw), p = (od, oh, ow),
+// col_n[j, p] = x[n, g*Cg + ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0 outside)
+template <class T>
+void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw) {
+  const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
+  const int64_t kvol = s.KD * s.KH * s.KW, J = Cg * kvol;
+  const int64_t rows_out = s.OD * s.OH, P = rows_out * s.OW;
+  const int64_t xplane = s.D * s.H * s.W;
+  std::fill(gw, gw + s.OC * J, T(0));
+  if (P == 0 || s.N == 0) return;
+  // a chunk: whole output rows, about 256K col elements (or at least 1024 columns)
+  const int64_t want = std::max<int64_t>(1024, (int64_t(1) << 18) / std::max<int64_t>(1, J));
+  const int64_t rows_per_chunk = std::max<int64_t>(1, std::min(rows_out, want / std::max<int64_t>(1, s.OW)));
+  const int64_t max_L = rows_per_chunk * s.OW;
+  std::vector<T> col(static_cast<size_t>(s.groups * J * max_L));
+  std::vector<Range> ow_range(s.KW);
+  for (int64_t kw = 0; kw < s.KW; ++kw)
+    ow_range[kw] = valid_outputs(s.OW, s.W, s.stride[2], s.pad[2], kw * s.dilation[2]);
+  const int64_t oc_tiles = (OCg + MR - 1) / MR, j_tiles = (J + NR - 1) / NR;
+  for (int64_t n = 0; n < s.N; ++n) {
+    for (int64_t r0 = 0; r0 < rows_out; r0 += rows_per_chunk) {
+      const int64_t nrows = std::min(rows_per_chunk, rows_out - r0), L = nrows * s.OW;
+      // im2col of this chunk: one col row (g, j) per task
+      parallel_for(s.groups * J, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, L)), [&](int64_t begin, int64_t end) {
+        for (int64_t gj = begin; gj < end; ++gj) {
+          const int64_t g = gj / J, j = gj % J;
+          const int64_t kw = j % s.KW, kh = (j / s.KW) % s.KH, kd = (j / (s.KW * s.KH)) % s.KD, ic = j / kvol;
+          const T* xc = x + (n * s.C + g * Cg + ic) * xplane;
+          T* dst = col.data() + gj * max_L;
+          const Range ro = ow_range[kw];
+          const int64_t off = kw * s.dilation[2] - s.pad[2];
+          for (int64_t r = 0; r < nrows; ++r) {
+            const int64_t oh = (r0 + r) % s.OH, od = (r0 + r) / s.OH;
+            const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+            const int64_t ih = oh * s.stride[1] - s.pad[1] + kh * s.dilation[1];
+            T* out = dst + r * s.OW;
+            if (id < 0 || id >= s.D || ih < 0 || ih >= s.H) {
+              std::fill(out, out + s.OW, T(0));
+              continue;
+            }
+            const T* in = xc + (id * s.H + ih) * s.W;
+            std::fill(out, out + ro.begin, T(0));
+            if (s.stride[2] == 1) {
+              std::copy(in + ro.begin + off, in + ro.end + off, out + ro.begin);
+            } else {
+              for (int64_t ow = ro.begin; ow < ro.end; ++ow) out[ow] = in[ow * s.stride[2] + off];
+            }
+            std::fill(out + ro.end, out + s.OW, T(0));
+          }
+        }
+      });
+      // gw[g*OCg + oc, j] += gy[n, g*OCg + oc, chunk] . col[g, j, chunk]: one MR x NR tile per task
+      parallel_for(s.groups * oc_tiles * j_tiles, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, L * MR * NR)),
+                   [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          const int64_t jt = t % j_tiles, ot = (t / j_tiles) % oc_tiles, g = t / (j_tiles * oc_tiles);
+          const int64_t oc0 = ot * MR, j0 = jt * NR;
+          const int mr = static_cast<int>(std::min<int64_t>(MR, OCg - oc0));
+          const int nr = static_cast<int>(std::min<int64_t>(NR, J - j0));
+          const T* a = gy + (n * s.OC + g * OCg + oc0) * P + r0 * s.OW;
+          const T* b = col.data() + (g * J + j0) * max_L;
+          T* out = gw + (g * OCg + oc0) * J + j0;
+          tile_any<T>(a, P, b, max_L, L, out, J, mr, nr);
+        }
+      });
+    }
+  }
+}
+
+template void conv_backward_weight_avx2<float>(const ConvShape&, const float*, const float*, float*);
+template void conv_backward_weight_avx2<double>(const ConvShape&, const double*, const double*, double*);
+
+}  // namespace medconv

@@ -1,0 +1,317 @@
+"""conv_transpose1d/2d/3d, interpolate, batch_norm and dropout with torch.nn.functional's arguments."""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import _core
+from .._backend import as_array, contiguous, prepare_out, same_dtype, wrap
+from ._args import check_bool, check_ndim, check_number, int_tuple
+
+INTERPOLATE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
+_LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
+
+
+def _to5d(arr, nd):
+    return arr.reshape(arr.shape[:2] + (1,) * (3 - nd) + arr.shape[2:])
+
+
+def _as4d(arr, nd):
+    """(..., *spatial) -> (planes, D, H, W) view."""
+    lead = arr.shape[: arr.ndim - nd]
+    planes = int(np.prod(lead, dtype=np.int64))
+    return arr.reshape((planes,) + (1,) * (3 - nd) + arr.shape[arr.ndim - nd:])
+
+
+def _pad3(t, nd, fill):
+    return (fill,) * (3 - nd) + tuple(t)
+
+
+# ------------------------------------------------------------------------ transposed convolution
+
+
+def _conv_transpose_args(nd, x, w, bias, stride, padding, output_padding, groups, dilation):
+    """Validated arguments and the output spatial size of conv_transpose{nd}d."""
+    same_dtype(w, x, "weight")
+    check_ndim(w, (nd + 2,), "weight", "in_channels, out_channels/groups, *kernel_size")
+    check_ndim(x, (nd + 1, nd + 2), "input", "N, C, *spatial or unbatched C, *spatial")
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    groups = int(groups)
+    stride = int_tuple(stride, nd, "stride", minimum=1)
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be an int or a tuple of {nd} ints for transposed convolutions, got {padding!r}")
+    padding = int_tuple(padding, nd, "padding", minimum=0)
+    output_padding = int_tuple(output_padding, nd, "output_padding", minimum=0)
+    dilation = int_tuple(dilation, nd, "dilation", minimum=1)
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:
+            raise ValueError(
+                f"output_padding must be smaller than either stride or dilation, got output_padding={output_padding}, "
+                f"stride={stride}, dilation={dilation}"
+            )
+    c = x.shape[-nd - 1]
+    cin, cout_g = w.shape[:2]
+    kernel = tuple(w.shape[2:])
+    if cin == 0 or cout_g == 0 or any(k < 1 for k in kernel):
+        raise ValueError(f"weight must have non-zero sizes, got shape {tuple(w.shape)}")
+    if c != cin:
+        raise ValueError(f"weight of shape {tuple(w.shape)} expects {cin} input channels, but input of shape "
+                         f"{tuple(x.shape)} has {c}")
+    if cin % groups:
+        raise ValueError(f"in_channels ({cin}, weight.shape[0]) must be divisible by groups ({groups})")
+    cout = cout_g * groups
+    b = None
+    if bias is not None:
+        b, _ = as_array(bias, "bias")
+        same_dtype(b, x, "bias")
+        if b.shape != (cout,):
+            raise ValueError(f"bias must have shape ({cout},) for weight of shape {tuple(w.shape)} and groups={groups}, "
+                             f"got {tuple(b.shape)}")
+        b = contiguous(b)
+    spatial = x.shape[-nd:]
+    out = tuple((i - 1) * s - 2 * p + d * (k - 1) + op + 1
+                for i, s, p, d, k, op in zip(spatial, stride, padding, dilation, kernel, output_padding))
+    if any(o < 1 for o in out):
+        raise ValueError(f"output size {out} is too small: input spatial shape {tuple(spatial)}, kernel {kernel}, "
+                         f"stride {stride}, padding {padding}, dilation {dilation}")
+    return b, stride, padding, output_padding, groups, dilation, cout, out
+
+
+def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, out):
+    x, src = as_array(input, "input")
+    w, _ = as_array(weight, "weight")
+    b, stride, padding, _, groups, dilation, cout, osz = _conv_transpose_args(
+        nd, x, w, bias, stride, padding, output_padding, groups, dilation)
+    unbatched = x.ndim == nd + 1
+    if unbatched:
+        x = x[None]
+    x = contiguous(x)
+    w = contiguous(w)
+    shape = (x.shape[0], cout) + osz
+    y = prepare_out(None if unbatched else out, shape, x.dtype)
+    if y.size:
+        one = (1,) * (3 - nd)
+        _core.conv_transpose_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), one + stride,
+                                     (0,) * (3 - nd) + padding, one + dilation, groups)
+    if unbatched:
+        y = y[0]
+        if out is not None:
+            prepare_out(out, y.shape, y.dtype)[...] = y
+    return wrap(y, src, out)
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     out=None):
+    """Transposed 1D convolution over (N, C, L); weight: (in_channels, out_channels/groups, kL), as torch."""
+    return _conv_transpose(1, input, weight, bias, stride, padding, output_padding, groups, dilation, out)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     out=None):
+    """Transposed 2D convolution over (N, C, H, W); weight: (in_channels, out_channels/groups, kH, kW), as torch."""
+    return _conv_transpose(2, input, weight, bias, stride, padding, output_padding, groups, dilation, out)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     out=None):
+    """Transposed 3D convolution over (N, C, D, H, W); weight: (in_channels, out_channels/groups, kD, kH, kW)."""
+    return _conv_transpose(3, input, weight, bias, stride, padding, output_padding, groups, dilation, out)
+
+
+# ------------------------------------------------------------------------ interpolate
+
+
+def _interpolate_args(x, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias):
+    """(nd, output spatial size, scales passed to the kernel, kernel mode name, align_corners)."""
+    if x.ndim not in (3, 4, 5):
+        raise ValueError(f"input must be 3D, 4D or 5D (N, C, *spatial), got shape {tuple(x.shape)}")
+    nd = x.ndim - 2
+    if mode not in INTERPOLATE_MODES:
+        raise ValueError(f"mode must be one of {set(INTERPOLATE_MODES)}, got {mode!r}")
+    if mode in _LINEAR_MODES and _LINEAR_MODES[mode] != nd:
+        raise ValueError(f"mode={mode!r} needs a {_LINEAR_MODES[mode] + 2}D input, got shape {tuple(x.shape)}")
+    if align_corners is not None:
+        align_corners = check_bool(align_corners, "align_corners")
+        if mode not in _LINEAR_MODES:
+            raise ValueError(f"align_corners can only be set with the linear modes (linear, bilinear, trilinear), "
+                             f"got mode={mode!r}")
+    align_corners = bool(align_corners)
+    if check_bool(antialias, "antialias"):
+        raise ValueError("antialias=True is not supported")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("exactly one of size and scale_factor must be given")
+    spatial = x.shape[2:]
+    if size is not None:
+        osz = int_tuple(size, nd, "size", minimum=1)
+        scales = None
+    else:
+        if isinstance(scale_factor, (tuple, list)):
+            if len(scale_factor) != nd:
+                raise ValueError(f"scale_factor must be a number or a tuple of {nd} numbers, got {tuple(scale_factor)!r}")
+            sf = tuple(check_number(s, "scale_factor") for s in scale_factor)
+        else:
+            sf = (check_number(scale_factor, "scale_factor"),) * nd
+        if any(not math.isfinite(s) or s <= 0 for s in sf):
+            raise ValueError(f"scale_factor must be positive and finite, got {scale_factor!r}")
+        osz = tuple(int(math.floor(float(i) * s)) for i, s in zip(spatial, sf))
+        if any(o < 1 for o in osz):
+            raise ValueError(f"scale_factor {scale_factor!r} gives an empty output {osz} for input spatial shape "
+                             f"{tuple(spatial)}")
+        scales = None if recompute_scale_factor else sf
+    if any(s < 1 for s in spatial):
+        raise ValueError(f"input spatial dims must be non-empty, got shape {tuple(x.shape)}")
+    kind = "linear" if mode in _LINEAR_MODES else mode
+    return nd, osz, scales, kind, align_corners
+
+
+def _interp_call(fn, a, b, nd, kind, align_corners, scales):
+    sc = (0.0,) * (3 - nd) + (tuple(scales) if scales is not None else (0.0,) * nd)
+    fn(_as4d(a, nd), _as4d(b, nd), _core.INTERP_MODES[kind], align_corners, sc)
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
+                antialias=False, *, out=None):
+    """Resamples (N, C, *spatial) to `size` or by `scale_factor`: nearest, nearest-exact, linear (3D input),
+    bilinear (4D), trilinear (5D) or area, with torch's index rules and align_corners."""
+    from . import pool
+
+    x, src = as_array(input, "input")
+    nd, osz, scales, kind, align_corners = _interpolate_args(
+        x, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias)
+    if kind == "area":
+        return getattr(pool, f"adaptive_avg_pool{nd}d")(input, osz, out=out)
+    x = contiguous(x)
+    y = prepare_out(out, x.shape[:2] + osz, x.dtype)
+    if y.size:
+        _interp_call(_core.interpolate, x, y, nd, kind, align_corners, scales)
+    return wrap(y, src, out)
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """torch.nn.functional.upsample (an alias of interpolate)."""
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+# ------------------------------------------------------------------------ batch norm
+
+
+def _bn_input(x):
+    if x.ndim < 2:
+        raise ValueError(f"input must have at least 2 dims (N, C, *), got shape {tuple(x.shape)}")
+    n, c = x.shape[:2]
+    s = int(np.prod(x.shape[2:], dtype=np.int64))
+    return contiguous(x).reshape(n, c, s)
+
+
+def _bn_vector(v, name, c, ref):
+    if v is None:
+        return None
+    a, _ = as_array(v, name)
+    same_dtype(a, ref, name)
+    if a.shape != (c,):
+        raise ValueError(f"{name} must have shape ({c},) for an input with {c} channels, got {tuple(a.shape)}")
+    return a
+
+
+def batch_stats(x3: np.ndarray, eps: float):
+    """(mean, biased var, invstd) per channel of a C-contiguous (N, C, S) array."""
+    c = x3.shape[1]
+    mean = np.empty(c, x3.dtype)
+    var = np.empty(c, x3.dtype)
+    invstd = np.empty(c, x3.dtype)
+    _core.batch_norm_stats(x3, mean, var, invstd, eps)
+    return mean, var, invstd
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, out):
+    x, src = as_array(input, "input")
+    x3 = _bn_input(x)
+    n, c, s = x3.shape
+    training = check_bool(training, "training")
+    eps = check_number(eps, "eps")
+    if eps < 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    rm = _bn_vector(running_mean, "running_mean", c, x)
+    rv = _bn_vector(running_var, "running_var", c, x)
+    w = _bn_vector(weight, "weight", c, x)
+    b = _bn_vector(bias, "bias", c, x)
+    if training:
+        if n * s <= 1:
+            raise ValueError(f"batch_norm in training needs more than 1 value per channel, got input shape {tuple(x.shape)}")
+        mean, var, invstd = batch_stats(x3, eps)
+        if momentum is not None:
+            momentum = check_number(momentum, "momentum")
+        if rm is not None or rv is not None:
+            m = 0.1 if momentum is None else momentum
+            if rm is not None:
+                rm *= 1 - m
+                rm += m * mean
+            if rv is not None:
+                rv *= 1 - m
+                rv += m * var * (n * s / (n * s - 1))
+    else:
+        if rm is None or rv is None:
+            raise ValueError("running_mean and running_var are required when training=False")
+        mean = contiguous(rm)
+        invstd = (1.0 / np.sqrt(rv.astype(np.float64) + eps)).astype(x.dtype)
+    y = prepare_out(out, x.shape, x.dtype)
+    if y.size:
+        _core.batch_norm_apply(x3, mean, invstd, None if w is None else contiguous(w),
+                               None if b is None else contiguous(b), y.reshape(n, c, s))
+    return wrap(y, src, out), mean, invstd
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-05, *,
+               out=None):
+    """Normalises (N, C, *) per channel: batch statistics when training (and updates running_mean /
+    running_var in place with `momentum`, the variance unbiased), running statistics otherwise."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, out)[0]
+
+
+# ------------------------------------------------------------------------ dropout
+
+
+def _check_p(p):
+    p = check_number(p, "p")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return p
+
+
+def native_dropout(input, p=0.5, train=True, *, generator=None):
+    """(output, keep_mask) as torch.native_dropout: output = input * keep / (1 - p), keep ~ Bernoulli(1 - p)
+    drawn from `generator` (a numpy Generator; a fresh unseeded one if None)."""
+    x, src = as_array(input, "input")
+    p = _check_p(p)
+    if not check_bool(train, "train") or p == 0.0:
+        return wrap(x.copy(), src), wrap(np.ones(x.shape, dtype=bool), src)
+    rng = generator if generator is not None else np.random.default_rng()
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"generator must be a numpy.random.Generator, got {type(rng).__name__}")
+    keep = rng.random(x.shape, dtype=np.float64) >= p if p < 1.0 else np.zeros(x.shape, dtype=bool)
+    scale = x.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
+    y = np.multiply(x, keep, dtype=x.dtype)
+    y *= scale
+    return wrap(y, src), wrap(keep, src)
+
+
+def dropout(input, p=0.5, training=True, inplace=False, *, generator=None):
+    """Zeroes each element with probability p and scales the rest by 1 / (1 - p) when training."""
+    x, src = as_array(input, "input")
+    p = _check_p(p)
+    if not check_bool(training, "training"):
+        return input
+    y, _ = native_dropout(x, p, True, generator=generator)
+    if check_bool(inplace, "inplace"):
+        x[...] = y
+        return input
+    return wrap(y, src)
+
+
+__all__ = [
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "interpolate", "upsample",
+    "batch_norm", "dropout", "native_dropout",
+]
