@@ -7,7 +7,7 @@ from typing import List, Optional
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from .errors import DicomError
+from .errors import DicomError, NotDicomError
 
 __all__ = ["read_dataset", "list_files", "find_dicomdir", "has_pixels", "DEFER_SIZE"]
 
@@ -52,14 +52,15 @@ def read_dataset(path, *, header_only: bool = False, defer: bool = False):
             ds = _dcmread(p, header_only, defer, force=False)
         except InvalidDicomError:
             if not _looks_like_headerless_dicom(p):
-                raise DicomError("is not a DICOM file (no 'DICM' marker, no DICOM header)", p) from None
+                raise NotDicomError("is not a DICOM file (no 'DICM' marker, no DICOM header)", p) from None
             ds = _dcmread(p, header_only, defer, force=True)
-    except (DicomError, FileNotFoundError, PermissionError, IsADirectoryError, Warning):
+    except (NotDicomError, DicomError, FileNotFoundError, PermissionError, IsADirectoryError, MemoryError,
+            Warning):
         raise  # warnings turned into errors by the caller's filters stay theirs
     except Exception as exc:  # pydicom raises many kinds on a broken file; name the file here
         raise DicomError(f"cannot be parsed as DICOM ({type(exc).__name__}: {exc})", p) from exc
     if len(ds) == 0:
-        raise DicomError("has no DICOM data elements (empty or truncated file)", p)
+        raise DicomError("has no DICOM data elements after its header: truncated file", p)
     return ds
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 from pydicom.datadict import dictionary_description
 from pydicom.tag import Tag
 
-__all__ = ["DicomError", "tag_text"]
+__all__ = ["DicomError", "NotDicomError", "tag_text"]
 
 
 def tag_text(tag) -> str:
@@ -37,6 +37,11 @@ class DicomError(ValueError):
         text = message
         if tag is not None:
             text = f"{tag_text(tag)} {text}"
+        self.reason = text  # the message without the file, for reports that list files
         if path is not None:
             text = f"{text} in '{self.path}'"
         super().__init__(text)
+
+
+class NotDicomError(DicomError):
+    """The file is not DICOM at all (read_series and scan pass over such files in a folder)."""

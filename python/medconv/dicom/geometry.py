@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from ._values import get
 from .errors import DicomError
 
 __all__ = ["Plane", "frame_planes", "slice_normal", "ORIENTATION_TOL"]
@@ -38,8 +39,8 @@ def _floats(value, n: int, path, tag) -> Optional[np.ndarray]:
     if value is None or value == "":
         return None
     try:
-        arr = np.array([float(v) for v in (value if not isinstance(value, (str, bytes)) else [value])],
-                       dtype=np.float64)
+        values = [value] if isinstance(value, (int, float, str, bytes)) else list(value)
+        arr = np.array([float(v) for v in values], dtype=np.float64)
     except (TypeError, ValueError):
         raise DicomError(f"is not {n} numbers: {value!r}", path, tag=tag) from None
     if arr.shape != (n,) or not np.all(np.isfinite(arr)):
@@ -75,7 +76,7 @@ def _spacing(value, path) -> Optional[tuple]:
 
 def _thickness(item) -> Optional[float]:
     try:
-        t = float(item.get("SliceThickness"))
+        t = float(get(item, "SliceThickness"))
     except (TypeError, ValueError):
         return None
     return t if math.isfinite(t) and t > 0 else None
@@ -96,9 +97,9 @@ def _frame_item(ds, frame: int, sequence: str):
 def frame_planes(ds, path, frames: int) -> List[Plane]:
     """The geometry of every frame: enhanced multi-frame functional groups, an RT Dose grid
     (Grid Frame Offset Vector along the normal), or the top-level attributes."""
-    top = Plane(_floats(ds.get("ImagePositionPatient"), 3, path, "ImagePositionPatient"),
-                _orientation(ds.get("ImageOrientationPatient"), path),
-                _spacing(ds.get("PixelSpacing"), path), _thickness(ds))
+    top = Plane(_floats(get(ds, "ImagePositionPatient"), 3, path, "ImagePositionPatient"),
+                _orientation(get(ds, "ImageOrientationPatient"), path),
+                _spacing(get(ds, "PixelSpacing"), path), _thickness(ds))
     if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
         planes = []
         for f in range(frames):
@@ -106,13 +107,13 @@ def frame_planes(ds, path, frames: int) -> List[Plane]:
             ori = _frame_item(ds, f, "PlaneOrientationSequence")
             mea = _frame_item(ds, f, "PixelMeasuresSequence")
             planes.append(Plane(
-                _floats(pos.get("ImagePositionPatient"), 3, path, "ImagePositionPatient") if pos else top.position,
-                _orientation(ori.get("ImageOrientationPatient"), path) if ori else top.orientation,
-                _spacing(mea.get("PixelSpacing"), path) if mea else top.pixel_spacing,
+                _floats(get(pos, "ImagePositionPatient"), 3, path, "ImagePositionPatient") if pos else top.position,
+                _orientation(get(ori, "ImageOrientationPatient"), path) if ori else top.orientation,
+                _spacing(get(mea, "PixelSpacing"), path) if mea else top.pixel_spacing,
                 _thickness(mea) if mea else top.thickness))
         return planes
     if frames > 1:
-        offsets = ds.get("GridFrameOffsetVector")
+        offsets = get(ds, "GridFrameOffsetVector")
         if offsets is not None and top.position is not None and top.orientation is not None:
             off = _floats(offsets, frames, path, "GridFrameOffsetVector")
             n = slice_normal(top.orientation)

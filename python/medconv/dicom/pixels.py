@@ -7,6 +7,7 @@ writes float32 modality units (slope * x + intercept in float64), optionally win
 from __future__ import annotations
 
 import numbers
+import os
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -19,9 +20,12 @@ from pydicom.uid import (
     UID,
 )
 
+from ._values import get
 from .errors import DicomError
+from .window import resolve_window
 
-__all__ = ["rescale", "stored_pixels", "modality_transforms", "write_modality", "KERNEL_DTYPES"]
+__all__ = ["rescale", "stored_pixels", "check_pixel_length", "modality_transforms", "write_modality",
+           "frame_count", "KERNEL_DTYPES"]
 
 KERNEL_DTYPES = tuple(np.dtype(t) for t in
                       (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32))
@@ -43,12 +47,6 @@ def _core():
 
 
 # --- the kernel --------------------------------------------------------------------------------
-
-def _window_pair(window) -> Optional[Tuple[float, float]]:
-    from .window import resolve_window
-
-    return resolve_window(window)
-
 
 def rescale(stored, slope: float = 1.0, intercept: float = 0.0, *, bits_stored: Optional[int] = None,
             window=None, invert: bool = False, out: Optional[np.ndarray] = None) -> np.ndarray:
@@ -79,7 +77,7 @@ def rescale(stored, slope: float = 1.0, intercept: float = 0.0, *, bits_stored: 
     for name, value in (("slope", slope), ("intercept", intercept)):
         if not isinstance(value, numbers.Real) or not np.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
-    pair = _window_pair(window)
+    pair = resolve_window(window)
     if invert and pair is None:
         raise ValueError("invert=True needs a window: MONOCHROME1 is inverted for display, "
                          "never in the modality values")
@@ -107,8 +105,8 @@ def rescale(stored, slope: float = 1.0, intercept: float = 0.0, *, bits_stored: 
 def transfer_syntax(ds, path) -> UID:
     """The dataset's transfer syntax; inferred from how pydicom read it when the meta lacks it."""
     meta = getattr(ds, "file_meta", None)
-    ts = meta.get("TransferSyntaxUID") if meta is not None else None
-    if ts:
+    ts = get(meta, "TransferSyntaxUID") if meta is not None else None
+    if ts and isinstance(ts, str):
         return UID(ts)
     implicit, little = getattr(ds, "original_encoding", (None, None))
     elem = ds.get_item(_PIXEL_DATA, keep_deferred=True) if _PIXEL_DATA in ds else None
@@ -123,7 +121,7 @@ def transfer_syntax(ds, path) -> UID:
 
 
 def _int(ds, keyword: str, path, default=None) -> int:
-    value = ds.get(keyword, default)
+    value = get(ds, keyword)
     if value is None or value == "":
         if default is not None:
             return default
@@ -146,15 +144,16 @@ def _expected_bytes(rows, cols, frames, spp, bits_allocated) -> int:
     return (n * bits_allocated + 7) // 8
 
 
-def _native_view(ds, path, ts) -> Optional[Tuple[np.ndarray, int]]:
-    """Uncompressed greyscale pixels as a view of the file's bytes, (frames, rows, cols), or None
-    when pydicom must decode them (colour, 1-bit, palette, float, a modality LUT)."""
+def _native_layout(ds, path, ts) -> Optional[Tuple[int, int, int, int, int, int]]:
+    """(frames, rows, cols, bits allocated, signed, bits stored) of uncompressed greyscale pixel data
+    that can be viewed straight from the file's bytes; None when pydicom must decode it (colour,
+    1-bit, palette, float, a compressed syntax) or a Modality LUT applies."""
     if ts not in _NATIVE_LITTLE and ts not in _NATIVE_BIG:
         return None
     if _PIXEL_DATA not in ds or "ModalityLUTSequence" in ds:
         return None
     spp = _int(ds, "SamplesPerPixel", path, default=1)
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    photometric = str(get(ds, "PhotometricInterpretation", "")).strip()
     bits_allocated = _int(ds, "BitsAllocated", path)
     if spp != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2") or bits_allocated not in (8, 16, 32):
         return None
@@ -167,17 +166,51 @@ def _native_view(ds, path, ts) -> Optional[Tuple[np.ndarray, int]]:
     if not 1 <= bits_stored <= bits_allocated:
         raise DicomError(f"{bits_stored} does not fit (0028,0100) Bits Allocated {bits_allocated}",
                          path, tag="BitsStored")
+    return frames, rows, cols, bits_allocated, signed, bits_stored
+
+
+def _short(got: int, layout, path) -> DicomError:
+    frames, rows, cols, bits_allocated = layout[:4]
     expected = _expected_bytes(rows, cols, frames, 1, bits_allocated)
+    return DicomError(f"has {got} bytes where {frames} frame(s) of {rows}x{cols} {bits_allocated}-bit "
+                      f"pixels need {expected}: truncated file", path, tag=_PIXEL_DATA)
+
+
+def check_pixel_length(ds, path) -> None:
+    """Raises DicomError when uncompressed pixel data is shorter than the image needs, without
+    reading it: a deferred value is measured against the file's size."""
+    layout = _native_layout(ds, path, transfer_syntax(ds, path))
+    if layout is None:
+        return
+    elem = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    value = getattr(elem, "value", None)
+    if value is not None:
+        have = len(value)
+    else:
+        have = int(getattr(elem, "length", 0) or 0)
+        tell = getattr(elem, "value_tell", None)
+        if tell is not None and path is not None and os.path.isfile(path):
+            have = min(have, os.path.getsize(path) - int(tell))
+    frames, rows, cols, bits_allocated = layout[:4]
+    if have < _expected_bytes(rows, cols, frames, 1, bits_allocated):
+        raise _short(have, layout, path)
+
+
+def _native_view(ds, path, ts) -> Optional[Tuple[np.ndarray, int]]:
+    """Uncompressed greyscale pixels as a view of the file's bytes, (frames, rows, cols), and the
+    Bits Stored to keep; None when pydicom must decode them."""
+    layout = _native_layout(ds, path, ts)
+    if layout is None:
+        return None
+    frames, rows, cols, bits_allocated, signed, bits_stored = layout
     try:
         data = ds.PixelData
     except Exception as exc:  # a deferred read of a file that changed or vanished
         if isinstance(exc, Warning):
             raise
         raise DicomError(f"cannot be read ({type(exc).__name__}: {exc})", path, tag=_PIXEL_DATA) from exc
-    if data is None or len(data) < expected:
-        got = 0 if data is None else len(data)
-        raise DicomError(f"has {got} bytes where {frames} frame(s) of {rows}x{cols} {bits_allocated}-bit "
-                         f"pixels need {expected}: truncated file", path, tag=_PIXEL_DATA)
+    if data is None or len(data) < _expected_bytes(rows, cols, frames, 1, bits_allocated):
+        raise _short(0 if data is None else len(data), layout, path)
     order = "<" if ts in _NATIVE_LITTLE else ">"
     dtype = np.dtype(f"{order}{'i' if signed else 'u'}{bits_allocated // 8}")
     arr = np.frombuffer(data, dtype=dtype, count=rows * cols * frames).reshape(frames, rows, cols)
@@ -218,7 +251,7 @@ def _pydicom_pixels(ds, path, ts) -> np.ndarray:
     except Warning:
         raise
     except Exception as exc:
-        text = str(exc)
+        text = " ".join(str(exc).split())  # pydicom's multi-line plugin report on one line
         if "less than expected" in text or "truncat" in text.lower():
             raise DicomError(f"is shorter than the image size needs: truncated file ({text})", path,
                              tag=_PIXEL_DATA) from exc
@@ -251,7 +284,7 @@ def stored_pixels(ds, path) -> Tuple[np.ndarray, int]:
 # --- the modality transform --------------------------------------------------------------------
 
 def _ds_number(item, keyword: str, path) -> float:
-    value = item.get(keyword)
+    value = get(item, keyword)
     if value is None or value == "":
         raise DicomError("is empty", path, tag=keyword)
     try:
