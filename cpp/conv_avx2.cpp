@@ -1,5 +1,5 @@
-// Convolution, AVX2+FMA, float32: implicit GEMM (im2col columns packed straight from the input)
-// for channel-rich convs, and a register-blocked direct kernel for few input channels per group
+// Convolution, AVX2+FMA, float32: the plan, and the implicit GEMM (im2col columns packed straight
+// from the input) for channel-rich convs; the direct kernel (conv_direct_avx2.cpp) for few channels
 // (single-channel images, first layers, depthwise, 3D CT). float64 stays on the reference.
 #include <immintrin.h>
 
@@ -9,6 +9,7 @@
 
 #include "aligned.h"
 #include "avx2_kernels.h"
+#include "conv_direct_avx2.h"
 #include "conv_plan.h"
 #include "gemm_avx2.h"
 #include "parallel.h"
@@ -145,226 +146,6 @@ void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const flo
   });
 }
 
-// Direct kernel, stride 1 along W: OCB output channels of one group, 16 outputs of a row at a time.
-// y[n, oc, od, oh, ow] = bias[oc] + sum_{ic, kd, kh, kw} w[oc, ic, kd, kh, kw] * x[n, g*Cg + ic, id, ih, ow - pw + kw*dw]
-template <int OCB>
-void direct_row_block(const ConvShape& s, const float* xg, const float* w, const float* bias, float* y, int64_t oc0,
-                      int64_t od, int64_t oh, bool relu, Range interior) {
-  const int64_t Cg = s.C / s.groups, kvol = s.KD * s.KH * s.KW;
-  const int64_t OW = s.OW;
-  float* out[OCB];
-  const float* wt[OCB];
-  for (int o = 0; o < OCB; ++o) {
-    out[o] = y + (((oc0 + o) * s.OD + od) * s.OH + oh) * OW;
-    wt[o] = w + (oc0 + o) * Cg * kvol;
-  }
-  auto scalar_at = [&](int o, int64_t ow) {
-    float acc = bias ? bias[oc0 + o] : 0.0f;
-    for (int64_t ic = 0; ic < Cg; ++ic)
-      for (int64_t kd = 0; kd < s.KD; ++kd) {
-        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
-        if (id < 0 || id >= s.D) continue;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.stride[1] - s.pad[1] + kh * s.dilation[1];
-          if (ih < 0 || ih >= s.H) continue;
-          const float* row = xg + ((ic * s.D + id) * s.H + ih) * s.W;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t iw = ow - s.pad[2] + kw * s.dilation[2];
-            if (iw < 0 || iw >= s.W) continue;
-            acc = std::fma(wt[o][((ic * s.KD + kd) * s.KH + kh) * s.KW + kw], row[iw], acc);
-          }
-        }
-      }
-    return relu ? (acc > 0.0f ? acc : (acc != acc ? acc : 0.0f)) : acc;
-  };
-  int64_t ow = 0;
-  for (; ow < interior.begin; ++ow)
-    for (int o = 0; o < OCB; ++o) out[o][ow] = scalar_at(o, ow);
-  const __m256 zero = _mm256_setzero_ps();
-  auto vector_block = [&](int64_t ow) {
-    __m256 acc[OCB][2];
-    for (int o = 0; o < OCB; ++o) acc[o][0] = acc[o][1] = _mm256_set1_ps(bias ? bias[oc0 + o] : 0.0f);
-    for (int64_t ic = 0; ic < Cg; ++ic)
-      for (int64_t kd = 0; kd < s.KD; ++kd) {
-        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
-        if (id < 0 || id >= s.D) continue;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh * s.stride[1] - s.pad[1] + kh * s.dilation[1];
-          if (ih < 0 || ih >= s.H) continue;
-          const float* row = xg + ((ic * s.D + id) * s.H + ih) * s.W + ow - s.pad[2];
-          const int64_t wbase = ((ic * s.KD + kd) * s.KH + kh) * s.KW;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const float* src = row + kw * s.dilation[2];
-            const __m256 v0 = _mm256_loadu_ps(src), v1 = _mm256_loadu_ps(src + 8);
-            for (int o = 0; o < OCB; ++o) {
-              const __m256 wv = _mm256_broadcast_ss(wt[o] + wbase + kw);
-              acc[o][0] = _mm256_fmadd_ps(wv, v0, acc[o][0]);
-              acc[o][1] = _mm256_fmadd_ps(wv, v1, acc[o][1]);
-            }
-          }
-        }
-      }
-    for (int o = 0; o < OCB; ++o) {
-      if (relu) {
-        acc[o][0] = _mm256_max_ps(zero, acc[o][0]);
-        acc[o][1] = _mm256_max_ps(zero, acc[o][1]);
-      }
-      _mm256_storeu_ps(out[o] + ow, acc[o][0]);
-      _mm256_storeu_ps(out[o] + ow + 8, acc[o][1]);
-    }
-  };
-  if (interior.end - interior.begin >= 16) {
-    // A last block that would run past the interior is moved back to end with it; the outputs it
-    // recomputes get the same operations, so the same bits.
-    for (int64_t start = interior.begin;; start += 16) {
-      const int64_t block = std::min(start, interior.end - 16);
-      vector_block(block);
-      if (block + 16 >= interior.end) break;
-    }
-    ow = interior.end;
-  }
-  for (; ow < OW; ++ow)
-    for (int o = 0; o < OCB; ++o) out[o][ow] = scalar_at(o, ow);
-}
-
-// One output channel, stride 1 along H and W: RB output rows x 16 columns at a time, so each input
-// row loaded for a block serves every output row it touches (about half the loads per FMA of the
-// row-at-a-time kernel). Per output the taps are summed in (ic, kd, kh, kw) order.
-// y[oc, od, oh0 + r, ow] = bias[oc] + sum w[oc, ic, kd, kh, kw] * x[ic, id, oh0 + r - ph + kh*dh, ow - pw + kw*dw]
-template <int RB>
-void direct_rows_one_channel(const ConvShape& s, const float* xg, const float* w, const float* bias, float* y,
-                             int64_t oc, int64_t od, int64_t oh0, bool relu, Range interior) {
-  const int64_t Cg = s.C / s.groups, kvol = s.KD * s.KH * s.KW;
-  const float* wt = w + oc * Cg * kvol;
-  const float b = bias ? bias[oc] : 0.0f;
-  const int64_t dh = s.dilation[1], dw = s.dilation[2];
-  float* out = y + ((oc * s.OD + od) * s.OH + oh0) * s.OW;
-  auto scalar_at = [&](int64_t r, int64_t ow) {
-    float acc = b;
-    for (int64_t ic = 0; ic < Cg; ++ic)
-      for (int64_t kd = 0; kd < s.KD; ++kd) {
-        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
-        if (id < 0 || id >= s.D) continue;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const int64_t ih = oh0 + r - s.pad[1] + kh * dh;
-          if (ih < 0 || ih >= s.H) continue;
-          const float* row = xg + ((ic * s.D + id) * s.H + ih) * s.W;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const int64_t iw = ow - s.pad[2] + kw * dw;
-            if (iw < 0 || iw >= s.W) continue;
-            acc = std::fma(wt[((ic * s.KD + kd) * s.KH + kh) * s.KW + kw], row[iw], acc);
-          }
-        }
-      }
-    return relu ? (acc > 0.0f ? acc : (acc != acc ? acc : 0.0f)) : acc;
-  };
-  const __m256 zero = _mm256_setzero_ps();
-  // Rows above or below the input read a zero row instead of branching, so that the RB
-  // accumulators stay in registers.
-  const float* zero_row = thread_zeros(s.W + 32);
-  auto vector_block = [&](int64_t ow) {
-    __m256 acc[RB][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < RB; ++r) acc[r][0] = acc[r][1] = _mm256_set1_ps(b);
-    for (int64_t ic = 0; ic < Cg; ++ic)
-      for (int64_t kd = 0; kd < s.KD; ++kd) {
-        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
-        if (id < 0 || id >= s.D) continue;
-        const float* wk = wt + (ic * s.KD + kd) * s.KH * s.KW;
-        const float* plane = xg + (ic * s.D + id) * s.H * s.W;
-        for (int64_t kh = 0; kh < s.KH; ++kh) {
-          const float* rows[RB];
-          bool any = false;
-#pragma GCC unroll 8
-          for (int r = 0; r < RB; ++r) {
-            const int64_t ih = oh0 + r - s.pad[1] + kh * dh;
-            const bool inside = ih >= 0 && ih < s.H;
-            any |= inside;
-            rows[r] = (inside ? plane + ih * s.W : zero_row) + ow - s.pad[2];
-          }
-          if (!any) continue;
-          for (int64_t kw = 0; kw < s.KW; ++kw) {
-            const __m256 wv = _mm256_broadcast_ss(wk + kh * s.KW + kw);
-#pragma GCC unroll 8
-            for (int r = 0; r < RB; ++r) {
-              acc[r][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(rows[r] + kw * dw), acc[r][0]);
-              acc[r][1] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(rows[r] + kw * dw + 8), acc[r][1]);
-            }
-          }
-        }
-      }
-#pragma GCC unroll 8
-    for (int r = 0; r < RB; ++r) {
-      if (relu) {
-        acc[r][0] = _mm256_max_ps(zero, acc[r][0]);
-        acc[r][1] = _mm256_max_ps(zero, acc[r][1]);
-      }
-      _mm256_storeu_ps(out + r * s.OW + ow, acc[r][0]);
-      _mm256_storeu_ps(out + r * s.OW + ow + 8, acc[r][1]);
-    }
-  };
-  for (int64_t ow = 0; ow < interior.begin; ++ow)
-    for (int r = 0; r < RB; ++r) out[r * s.OW + ow] = scalar_at(r, ow);
-  int64_t ow = interior.begin;
-  if (interior.end - interior.begin >= 16) {
-    for (int64_t start = interior.begin;; start += 16) {
-      const int64_t block = std::min(start, interior.end - 16);
-      vector_block(block);
-      if (block + 16 >= interior.end) break;
-    }
-    ow = interior.end;
-  }
-  for (; ow < s.OW; ++ow)
-    for (int r = 0; r < RB; ++r) out[r * s.OW + ow] = scalar_at(r, ow);
-}
-
-void conv_direct_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
-  const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
-  constexpr int64_t OCB = 4;
-  const int64_t oc_blocks = (OCg + OCB - 1) / OCB;
-  // Outputs whose taps all fall inside the row: ow - pw >= 0 and ow - pw + (KW-1)*dw <= W - 1.
-  Range interior;
-  interior.begin = std::min(s.OW, s.pad[2]);
-  interior.end = std::max(interior.begin, std::min(s.OW, s.W - 1 + s.pad[2] - (s.KW - 1) * s.dilation[2] + 1));
-  if (OCg == 1 && s.stride[1] == 1) {  // single-channel images and depthwise: rows in blocks of 4
-    constexpr int64_t RB = 4;
-    const int64_t row_blocks = (s.OH + RB - 1) / RB;
-    parallel_for(s.N * s.OC * s.OD * row_blocks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t rb = t % row_blocks, od = (t / row_blocks) % s.OD, oc = (t / (row_blocks * s.OD)) % s.OC;
-        const int64_t n = t / (row_blocks * s.OD * s.OC);
-        const float* xg = x + (n * s.C + oc * Cg) * s.D * s.H * s.W;
-        float* yn = y + n * s.OC * s.OD * s.OH * s.OW;
-        const int64_t oh0 = rb * RB;
-        switch (std::min(RB, s.OH - oh0)) {
-          case 4: direct_rows_one_channel<4>(s, xg, w, bias, yn, oc, od, oh0, relu, interior); break;
-          case 3: direct_rows_one_channel<3>(s, xg, w, bias, yn, oc, od, oh0, relu, interior); break;
-          case 2: direct_rows_one_channel<2>(s, xg, w, bias, yn, oc, od, oh0, relu, interior); break;
-          default: direct_rows_one_channel<1>(s, xg, w, bias, yn, oc, od, oh0, relu, interior); break;
-        }
-      }
-    });
-    return;
-  }
-  const int64_t rows = s.N * G * oc_blocks * s.OD * s.OH;
-  parallel_for(rows, std::max<int64_t>(1, 2048 / std::max<int64_t>(1, s.OW * Cg * s.KD * s.KH * s.KW)),
-               [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, ob = (r / (s.OH * s.OD)) % oc_blocks;
-      const int64_t g = (r / (s.OH * s.OD * oc_blocks)) % G, n = r / (s.OH * s.OD * oc_blocks * G);
-      const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
-      float* yn = y + n * s.OC * s.OD * s.OH * s.OW;
-      const int64_t oc0 = g * OCg + ob * OCB;
-      switch (std::min(OCB, g * OCg + OCg - oc0)) {
-        case 4: direct_row_block<4>(s, xg, w, bias, yn, oc0, od, oh, relu, interior); break;
-        case 3: direct_row_block<3>(s, xg, w, bias, yn, oc0, od, oh, relu, interior); break;
-        case 2: direct_row_block<2>(s, xg, w, bias, yn, oc0, od, oh, relu, interior); break;
-        default: direct_row_block<1>(s, xg, w, bias, yn, oc0, od, oh, relu, interior); break;
-      }
-    }
-  });
-}
-
 // The plan, cached per shape (conv_plan.h): Winograd for the 3x3 stride-1 convs it takes; the
 // direct kernel where a GEMM would spend its time packing (few input channels per group) and W is
 // unstrided; the implicit GEMM everywhere else.
@@ -378,7 +159,7 @@ void conv_forward_avx2_f32(const ConvShape& s, const float* x, const float* w, c
   auto run_winograd = [&] {  // false from Winograd (non-finite values): redo exactly
     if (!conv_winograd_f32(s, x, w, bias, y, relu)) conv_gemm_f32(s, x, w, bias, y, relu);
   };
-  auto run_direct = [&] { conv_direct_f32(s, x, w, bias, y, relu); };
+  auto run_direct = [&] { conv_direct_avx2_f32(s, x, w, bias, y, relu); };
   auto run_gemm = [&] { conv_gemm_f32(s, x, w, bias, y, relu); };
   std::vector<ConvCandidate> candidates{{ConvAlgo::gemm, run_gemm}};
   if (direct_fits) candidates.push_back({ConvAlgo::direct, run_direct});
