@@ -13,7 +13,7 @@ from .pooling import (
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d, AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d,
     MaxPool3d,
 )
-from .serialization import load, register, save
+from .serialization import load, load_preprocess, register, save
 from .training import fit, predict, predict_proba
 
 _LAYERS = (
@@ -35,5 +35,5 @@ def _all_modules():
 
 __all__ = [cls.__name__ for cls in _LAYERS] + [
     "Module", "Parameter", "init", "manual_seed", "no_grad", "is_grad_enabled",
-    "save", "load", "register", "from_torch", "fit", "predict", "predict_proba",
+    "save", "load", "load_preprocess", "register", "from_torch", "fit", "predict", "predict_proba",
 ]

@@ -1,7 +1,8 @@
-"""save / load: one safetensors file holding the state dict, with the architecture (JSON) and a
-SHA-256 of the tensors in its metadata. Loading parses JSON and raw arrays only: it never unpickles
-or executes anything, rebuilds only classes of medconv.nn (or ones passed to `register`), and turns
-a truncated, corrupted or tampered file into a ValueError."""
+"""save / load: one safetensors file holding the state dict, with the architecture (JSON), an optional
+preprocess (medconv.pipeline.Preprocess as JSON) and a SHA-256 of the tensors and the preprocess in its
+metadata. Loading parses JSON and raw arrays only: it never unpickles or executes anything, rebuilds
+only classes of medconv.nn (or ones passed to `register`), and turns a truncated, corrupted or
+tampered file into a ValueError."""
 from __future__ import annotations
 
 import hashlib
@@ -143,34 +144,52 @@ def _build(spec, depth=0):
 # ------------------------------------------------------------------------ files
 
 
-def _digest(tensors: dict) -> str:
+def _digest(tensors: dict, preprocess=None) -> str:
     h = hashlib.sha256()
     for k in sorted(tensors):
         a = np.ascontiguousarray(tensors[k]).reshape(np.shape(tensors[k]))
         h.update(json.dumps([k, a.dtype.str, list(a.shape)]).encode())
         h.update(a.tobytes())
+    if preprocess is not None:  # files without one keep the digest they always had
+        h.update(b"\0preprocess\0" + preprocess.encode())
     return h.hexdigest()
 
 
-def save(model: Module, path) -> None:
-    """Writes the model's state dict and architecture to one safetensors file at `path`."""
+def _preprocess_json(preprocess) -> str:
+    """A medconv.pipeline.Preprocess (or its JSON text or dict), validated, as JSON text."""
+    from ..pipeline import Preprocess
+
+    if not isinstance(preprocess, Preprocess):
+        if not isinstance(preprocess, (str, bytes, dict)):
+            raise TypeError(f"preprocess must be a medconv.pipeline.Preprocess, got {type(preprocess).__name__}")
+        preprocess = Preprocess.from_json(preprocess)
+    return preprocess.to_json()
+
+
+def save(model: Module, path, preprocess=None) -> None:
+    """Writes the model's state dict and architecture to one safetensors file at `path`; with
+    `preprocess` (a medconv.pipeline.Preprocess) its JSON too, read back by load_preprocess and
+    applied by medconv.pipeline.Predictor."""
     from safetensors.numpy import save_file
 
     if not isinstance(model, Module):
         raise TypeError(f"save takes a medconv.nn.Module, got {type(model).__name__}")
     arch = architecture(model)
+    pre = None if preprocess is None else _preprocess_json(preprocess)
     tensors = {k: np.ascontiguousarray(v).reshape(v.shape) for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": json.dumps(arch, separators=(",", ":")),
-        "sha256": _digest(tensors),
+        "sha256": _digest(tensors, pre),
     }
+    if pre is not None:
+        metadata["preprocess"] = pre
     save_file(tensors, os.fspath(path), metadata=metadata)
 
 
-def load(path) -> Module:
-    """Rebuilds the model that `save` wrote to `path` (in train mode, with the saved dtype)."""
+def _read_checked(path):
+    """(metadata, tensors) of a file that `save` wrote, after every integrity check."""
     from safetensors import safe_open
 
     path = os.fspath(path)
@@ -187,8 +206,21 @@ def load(path) -> Module:
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path!r} has format version {meta.get('format_version')!r}; this medconv reads "
                          f"{FORMAT_VERSION!r}")
-    if meta.get("sha256") != _digest(tensors):
-        raise ValueError(f"{path!r} fails its checksum: the tensors were modified after saving")
+    if meta.get("sha256") != _digest(tensors, meta.get("preprocess")):
+        raise ValueError(f"{path!r} fails its checksum: the tensors or the preprocess were modified after saving")
+    return meta, tensors
+
+
+def load_preprocess(path):
+    """The preprocess JSON text that save(..., preprocess=p) stored in `path` (None when it has none),
+    after the same integrity checks as load; medconv.pipeline.Preprocess.from_json reads it."""
+    return _read_checked(path)[0].get("preprocess")
+
+
+def load(path) -> Module:
+    """Rebuilds the model that `save` wrote to `path` (in train mode, with the saved dtype)."""
+    path = os.fspath(path)
+    meta, tensors = _read_checked(path)
     try:
         arch = json.loads(meta.get("architecture", ""))
     except (ValueError, RecursionError) as exc:
@@ -208,4 +240,4 @@ def load(path) -> Module:
     return model
 
 
-__all__ = ["save", "load", "register", "architecture"]
+__all__ = ["save", "load", "load_preprocess", "register", "architecture"]
