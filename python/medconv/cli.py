@@ -313,10 +313,41 @@ def predict(args) -> int:
 
 
 def info(args) -> int:
-    import medconv as mc
+    """Without a path: the kernels in use. With one: the patient/study/series tree of the DICOM there."""
+    if args.path is None:
+        import medconv as mc
 
-    for k, v in mc.backend_info().items():
-        print(f"{k}: {v}")
+        for k, v in mc.backend_info().items():
+            print(f"{k}: {v}")
+        return 0
+    from .dicom import DicomError, info as dicom_info
+
+    try:
+        print(dicom_info(args.path))
+    except (DicomError, OSError) as exc:
+        print(f"medconv info: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def convert(args) -> int:
+    """A series (folder, DICOMDIR, multi-frame file) to OUT.npy plus OUT.json with its geometry."""
+    from .dicom import DicomError, read_series
+
+    if not args.output.endswith(".npy"):
+        print(f"medconv convert: OUT must end with .npy, got {args.output!r}", file=sys.stderr)
+        return 2
+    try:
+        volume = read_series(args.series, series_uid=args.series_uid, strict=not args.lenient)
+        volume.save(args.output)
+    except (DicomError, OSError) as exc:
+        print(f"medconv convert: {exc}", file=sys.stderr)
+        return 1
+    z, y, x = volume.spacing
+    print(f"{args.output}: {volume.array.shape[0]} x {volume.array.shape[1]} x {volume.array.shape[2]} float32, "
+          f"spacing {z:.3g} x {y:.3g} x {x:.3g} mm; geometry in {args.output[:-4]}.json")
+    for problem in getattr(volume.report, "problems", []) or []:
+        print(f"  note: {problem}")
     return 0
 
 
@@ -326,8 +357,16 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="run the primitives on a real CT slice; train, save and predict on DICOM")
     p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
     p.set_defaults(func=demo)
-    p = sub.add_parser("info", help="show the kernels, ISA and threads in use")
+    p = sub.add_parser("info", help="show the kernels in use, or the patient/study/series tree under PATH")
+    p.add_argument("path", nargs="?", default=None, metavar="PATH", help="a DICOM file or folder")
     p.set_defaults(func=info)
+    p = sub.add_parser("convert", help="write a DICOM series as OUT.npy (float32, modality units) + OUT.json")
+    p.add_argument("series", metavar="SERIES", help="a series folder, a DICOMDIR or a multi-frame file")
+    p.add_argument("output", metavar="OUT.npy")
+    p.add_argument("--series-uid", default=None, help="which series, when SERIES holds several")
+    p.add_argument("--lenient", action="store_true",
+                   help="write the volume even if the series has gaps, duplicates or uneven spacing (reported)")
+    p.set_defaults(func=convert)
     p = sub.add_parser(
         "predict", help="classify DICOM files, series folders or folder trees with a saved model",
         description="Reads every DICOM image or series under PATH..., preprocesses it as the model file says "
