@@ -11,6 +11,11 @@ independent AVX2 FMA chains, else a large torch matmul) and the copy bandwidth (
 two 64 MiB arrays, read + written bytes), each the best of a measurement at the start and one at
 the end. For the memory-bound ops, "out= ms" is medconv writing
 into a preallocated output: the kernel alone, without the page faults of a fresh output.
+
+Calls are interleaved (medconv, peer, medconv, ...) so that drift hits both sides alike. PyTorch's
+OpenMP threads would otherwise keep spinning after each of its calls and take the cores from the
+next medconv call, so this script sets OMP_WAIT_POLICY=PASSIVE before importing torch (torch's own
+parallel regions still use every thread it is given); pass --omp-active to keep OpenMP's default.
 """
 from __future__ import annotations
 
@@ -29,6 +34,9 @@ import threading
 import time
 
 import numpy as np
+
+if "--omp-active" not in sys.argv:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shapes  # noqa: E402
@@ -437,6 +445,8 @@ def main(argv=None):
     ap.add_argument("--json", metavar="FILE", help="also write the rows and machine limits as JSON")
     ap.add_argument("--only", metavar="PATTERN", help="only the cases whose name matches this regex")
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per side and row (median; default 5)")
+    ap.add_argument("--omp-active", action="store_true",
+                    help="keep OpenMP's default wait policy (torch's idle threads spin after each call)")
     ap.add_argument("--budget", type=float, default=3.0,
                     help="seconds per side and row at most: slow calls get fewer runs (default 3)")
     args = ap.parse_args(argv)
