@@ -53,14 +53,39 @@ def _unwrap(v, what="operand"):
 def _wrap(r):
     if isinstance(r, np.ndarray):
         return ndarray(r)
+    if isinstance(r, (tuple, list)):
+        return type(r)(_wrap(x) for x in r)
     return ndarray(np.asarray(r))  # CuPy returns 0-d arrays, not scalars
+
+
+def _unwrap_all(v):
+    """Arguments of a function: emulated arrays to their numpy arrays (in lists and tuples too);
+    a numpy array is refused, as CuPy refuses one."""
+    if isinstance(v, (tuple, list)):
+        return type(v)(_unwrap_all(x) for x in v)
+    return _unwrap(v, "argument")
+
+
+class _MemoryPointer:
+    """What `ndarray.data` is: the memory an array views (here, the numpy array holding it)."""
+
+    def __init__(self, a):
+        self._a = a
 
 
 class ndarray:  # noqa: N801 -- CuPy's name
     __array_ufunc__ = None  # numpy defers (and refuses) mixed operations, as with CuPy
 
-    def __init__(self, a):
-        self._a = a
+    def __init__(self, a, dtype=None, memptr=None, strides=None, order="C"):
+        if isinstance(a, np.ndarray) and dtype is None and memptr is None:
+            self._a = a
+        elif memptr is None:  # CuPy's constructor: ndarray(shape, dtype)
+            self._a = np.full(a, np.nan, dtype) if np.dtype(dtype).kind == "f" else np.empty(a, dtype)
+        else:  # a view of memptr's memory, as cupy.ndarray(shape, dtype, memptr=x.data, strides=...)
+            self._a = np.ndarray(a, dtype, buffer=memptr._a, strides=strides)
+
+    data = property(lambda self: _MemoryPointer(self._a))
+    device = property(lambda self: _Device(0))
 
     shape = property(lambda self: self._a.shape)
     ndim = property(lambda self: self._a.ndim)
@@ -97,12 +122,6 @@ class ndarray:  # noqa: N801 -- CuPy's name
     def fill(self, value):
         self._a.fill(value)
 
-    def __getitem__(self, key):
-        return _wrap(self._a[key])
-
-    def __setitem__(self, key, value):
-        self._a[key] = _unwrap(value)
-
     def __int__(self):
         return int(self._a)
 
@@ -111,6 +130,30 @@ class ndarray:  # noqa: N801 -- CuPy's name
 
     def __neg__(self):
         return ndarray(-self._a)
+
+    def __abs__(self):
+        return ndarray(np.abs(self._a))
+
+    def __invert__(self):
+        return ndarray(~self._a)
+
+    def __bool__(self):
+        return bool(self._a)
+
+    def item(self):
+        return self._a.item()
+
+    def tolist(self):
+        return self._a.tolist()
+
+    def view(self, dtype=None):
+        return ndarray(self._a.view() if dtype is None else self._a.view(dtype))
+
+    def __getitem__(self, key):
+        return _wrap(self._a[_unwrap_all(key)])
+
+    def __setitem__(self, key, value):
+        self._a[_unwrap_all(key)] = _unwrap(value)
 
 
 def _binary(op, reflected=False, inplace=False):
@@ -123,8 +166,23 @@ def _binary(op, reflected=False, inplace=False):
     return method
 
 
+def _method(name):
+    def method(self, *args, **kwargs):
+        return _wrap(getattr(self._a, name)(*_unwrap_all(args), **kwargs))
+    method.__name__ = name
+    return method
+
+
+for _name in ("sum", "mean", "min", "max", "any", "all", "argmax", "ravel", "transpose", "squeeze"):
+    setattr(ndarray, _name, _method(_name))
+
+for _name, _op in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal),
+                   ("gt", np.greater), ("ge", np.greater_equal)):
+    setattr(ndarray, f"__{_name}__", _binary(_op))
+ndarray.__hash__ = None
+
 for _name, _op in (("add", np.add), ("sub", np.subtract), ("mul", np.multiply), ("truediv", np.true_divide),
-                   ("matmul", np.matmul)):
+                   ("matmul", np.matmul), ("pow", np.power), ("and", np.bitwise_and), ("or", np.bitwise_or)):
     setattr(ndarray, f"__{_name}__", _binary(_op))
     setattr(ndarray, f"__r{_name}__", _binary(_op, reflected=True))
     if _name != "matmul":
@@ -162,6 +220,26 @@ def matmul(a, b, out=None):
         return ndarray(np.matmul(_unwrap(a), _unwrap(b)))
     np.matmul(_unwrap(a), _unwrap(b), out=out._a)
     return out
+
+
+def array(a, dtype=None, copy=True, order="C"):
+    return ndarray(np.array(_unwrap(a), dtype=dtype, copy=copy, order=order)) if isinstance(a, ndarray) \
+        else ndarray(np.array(a, dtype=dtype, copy=True, order=order))
+
+
+def _function(name):
+    fn = getattr(np, name)
+
+    def function(*args, **kwargs):
+        return _wrap(fn(*_unwrap_all(args), **{k: _unwrap_all(v) for k, v in kwargs.items()}))
+    function.__name__ = name
+    return function
+
+
+#: numpy functions the emulated module offers, on emulated arrays only (as CuPy's)
+FUNCTIONS = ("zeros_like", "ones", "ones_like", "full", "arange", "exp", "log", "log1p", "abs", "maximum",
+             "minimum", "where", "expand_dims", "broadcast_to", "concatenate", "split", "stack", "argmax", "unique",
+             "isfinite", "multiply", "allclose", "array_equal")
 
 
 def from_dlpack(obj):
@@ -237,6 +315,14 @@ class RawModule:
 class _Device:
     def __init__(self, device=None):
         self.id = 0 if device is None else int(device)
+        if self.id != 0:
+            raise _CUDARuntimeError(f"cudaErrorInvalidDevice: the emulation has device 0 only, got {self.id}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 class _CUDARuntimeError(RuntimeError):
@@ -256,9 +342,11 @@ def install():
     mod = types.ModuleType("cupy")
     mod.__version__ = "emulated"
     for name in ("ndarray", "empty", "zeros", "asarray", "asnumpy", "ascontiguousarray", "sqrt", "matmul",
-                 "from_dlpack", "RawModule"):
+                 "from_dlpack", "RawModule", "array"):
         setattr(mod, name, globals()[name])
-    for name in ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"):
+    for name in FUNCTIONS:
+        setattr(mod, name, _function(name))
+    for name in ("float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "bool_"):
         setattr(mod, name, getattr(np, name))
     mod.cuda = types.SimpleNamespace(Device=_Device, runtime=_runtime)
     return mod

@@ -414,3 +414,253 @@ def test_results_are_gpu_arrays_and_mixing_is_refused(cp, rng):
 def test_backend_info_reports_the_device(cp):
     info = medconv.backend_info()["gpu"]
     assert info is not None and info["devices"] and info["devices"][0]["multiprocessors"] >= 1
+
+
+# ------------------------------------------------------------------ functional.backward / extra dispatch
+
+
+def _backward_cases(rng, dtype):
+    """(op name, positional arguments, keyword arguments) for every op of functional.backward but dropout."""
+    x3, x4, x5 = rand(rng, (1, 2, 7), dtype), rand(rng, (2, 3, 6, 5), dtype), rand(rng, (1, 2, 4, 3, 4), dtype)
+    b3, b4 = rand(rng, (3,), dtype), rand(rng, (4,), dtype)
+    bn = (rand(rng, (3,), dtype), np.abs(rand(rng, (3,), dtype)) + 0.5, rand(rng, (3,), dtype), rand(rng, (3,), dtype))
+    return [
+        ("conv1d", (x3, rand(rng, (3, 2, 2), dtype), b3), dict(padding=1, stride=2)),
+        ("conv2d", (x4, rand(rng, (4, 3, 3, 3), dtype), b4), dict(padding=1, padding_mode="reflect")),
+        ("conv3d", (x5, rand(rng, (2, 2, 2, 2, 2), dtype), None), dict(padding=(1, 0, 1))),
+        ("conv_transpose1d", (x3, rand(rng, (2, 3, 3), dtype), b3), dict(stride=2)),
+        ("conv_transpose2d", (x4, rand(rng, (3, 2, 2, 3), dtype), None), dict(stride=2, padding=1, output_padding=1)),
+        ("conv_transpose3d", (x5, rand(rng, (2, 1, 2, 2, 2), dtype), None), dict(groups=2)),
+        ("max_pool1d", (x3,), dict(kernel_size=2)),
+        ("max_pool2d", (x4,), dict(kernel_size=3, stride=2, padding=1)),
+        ("max_pool3d", (x5,), dict(kernel_size=2, ceil_mode=True)),
+        ("avg_pool1d", (x3,), dict(kernel_size=3, padding=1)),
+        ("avg_pool2d", (x4,), dict(kernel_size=2, padding=1, count_include_pad=False)),
+        ("avg_pool3d", (x5,), dict(kernel_size=2)),
+        ("adaptive_avg_pool1d", (x3,), dict(output_size=3)),
+        ("adaptive_avg_pool2d", (x4,), dict(output_size=(4, 2))),
+        ("adaptive_avg_pool3d", (x5,), dict(output_size=2)),
+        ("relu", (x4,), {}), ("leaky_relu", (x4,), dict(negative_slope=0.2)), ("elu", (x4,), dict(alpha=0.5)),
+        ("sigmoid", (x4,), {}), ("tanh", (x4,), {}), ("gelu", (x4,), dict(approximate="tanh")),
+        ("softmax", (x4,), dict(dim=1)), ("log_softmax", (x4,), dict(dim=-1)),
+        ("maxout", (x4,), dict(pieces=3, dim=1)),
+        ("linear", (rand(rng, (2, 5, 7), dtype), rand(rng, (4, 7), dtype), b4), {}),
+        ("pad", (x4,), dict(pad=(1, 2, 0, 1), mode="replicate")),
+        ("interpolate", (x4,), dict(scale_factor=1.5, mode="bilinear", align_corners=False)),
+        ("batch_norm", (x4, *bn), dict(training=True, momentum=0.3)),
+    ]
+
+
+def test_backward_and_extra_route_gpu_arrays(cp, rng):
+    """functional.backward and functional.extra take GPU arrays themselves: GPU arrays out, the CPU
+    path's values (running statistics updated in place on the GPU too)."""
+    dtype = np.float32
+    for name, args, kw in _backward_cases(rng, dtype):
+        gargs = tuple(gpu(cp, a) if isinstance(a, np.ndarray) else a for a in args)
+        forward = getattr(E, name, None) or getattr(F, name)
+        y, yg = forward(*args, **kw), forward(*gargs, **kw)
+        close(cp, yg, y, dtype, what=name)
+        for a, ga in zip(args, gargs):  # batch_norm's running statistics
+            if isinstance(a, np.ndarray):
+                close(cp, ga, a, dtype, what=name)
+        g = rand(rng, y.shape, dtype)
+        first, gfirst = (y, yg) if name in ("softmax", "log_softmax") else (args[0], gargs[0])
+        want = getattr(B, f"{name}_backward")(g, first, *args[1:], **kw)
+        got = getattr(B, f"{name}_backward")(gpu(cp, g), gfirst, *gargs[1:], **kw)
+        want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+        for gg, ww in zip(got, want):
+            close(cp, gg, ww, dtype, scale=30.0, what=f"{name}_backward")
+
+
+def test_dropout_on_gpu_draws_the_cpu_mask(cp, rng):
+    x = rand(rng, (3, 4, 5), np.float32)
+    y, keep = E.native_dropout(x, 0.3, generator=np.random.default_rng(7))
+    yg, keepg = E.native_dropout(gpu(cp, x), 0.3, generator=np.random.default_rng(7))
+    assert isinstance(keepg, cp.ndarray) and np.array_equal(cpu(cp, keepg), keep)
+    close(cp, yg, y, np.float32, scale=0.0)
+    close(cp, E.dropout(gpu(cp, x), 0.3, generator=np.random.default_rng(7)), y, np.float32, scale=0.0)
+    g = rand(rng, x.shape, np.float32)
+    close(cp, B.dropout_backward(gpu(cp, g), keepg, 0.3), B.dropout_backward(g, keep, 0.3), np.float32, scale=0.0)
+    xg = gpu(cp, x)
+    assert E.dropout(xg, 0.3, inplace=True, generator=np.random.default_rng(7)) is xg
+    close(cp, xg, y, np.float32, scale=0.0)
+    with pytest.raises(TypeError, match="mask is a CPU array"):
+        B.dropout_backward(gpu(cp, g), keep, 0.3)
+
+
+def test_backward_and_extra_refuse_mixing(cp, rng):
+    x, w = rand(rng, (2, 3, 6, 6), np.float32), rand(rng, (4, 3, 3, 3), np.float32)
+    gy = rand(rng, (2, 4, 4, 4), np.float32)
+    with pytest.raises(TypeError, match="input is a CPU array"):
+        B.conv2d_backward(gpu(cp, gy), x, w)
+    with pytest.raises(TypeError, match="grad_output is a CPU array"):
+        B.conv2d_backward(gy, gpu(cp, x), gpu(cp, w))
+    with pytest.raises(TypeError, match="weight is a CPU array"):
+        B.conv2d_backward(*gpu(cp, gy, x), w)
+    with pytest.raises(TypeError, match="weight is on the GPU .* but input is on the CPU"):
+        B.conv2d_backward(gy, x, gpu(cp, w))
+    with pytest.raises(TypeError, match="input is a CPU array"):
+        B.relu_backward(gpu(cp, x), x)
+    with pytest.raises(TypeError, match="weight is a CPU array"):
+        E.conv_transpose2d(gpu(cp, x), rand(rng, (3, 2, 2, 2), np.float32))
+    with pytest.raises(TypeError, match="running_mean is a CPU array"):
+        E.batch_norm(gpu(cp, x), np.zeros(3, np.float32), gpu(cp, np.ones(3, np.float32)))
+    with pytest.raises(TypeError, match="out is a CPU array"):
+        E.interpolate(gpu(cp, x), scale_factor=2, out=np.empty((2, 3, 12, 12), np.float32))
+
+
+# ------------------------------------------------------------------ medconv.nn and optim on the GPU
+
+
+def _small_net(nn):
+    nn.manual_seed(3)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Dropout(0.2), nn.Flatten(), nn.Linear(4 * 3 * 3, 3))
+
+
+def test_model_to_cuda_trains_like_the_cpu(cp, rng, tmp_path):
+    import medconv.nn as nn
+    import medconv.optim as optim
+
+    x = rand(rng, (8, 1, 6, 6), np.float32)
+    y = rng.integers(0, 3, 8)
+    model_cpu, model_gpu = _small_net(nn), _small_net(nn).to("cuda")
+    assert model_gpu.device == "cuda:0" and model_cpu.device == "cpu"
+    for p in model_gpu.parameters():
+        assert isinstance(p, nn.Parameter) and isinstance(p, cp.ndarray) and p.grad is None
+    assert isinstance(model_gpu[1].running_mean, cp.ndarray)
+    histories = []
+    for model in (model_cpu, model_gpu):
+        nn.manual_seed(11)  # the same dropout masks on both devices
+        opt = optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-3)
+        histories.append(model.fit(x, y, epochs=1, batch_size=4, optimizer=opt, seed=0, verbose=0))
+    losses = [np.array(h["loss"], dtype=np.float32) for h in histories]
+    assert_close(losses[1], losses[0], np.float32, scale=10.0)
+    assert histories[1]["accuracy"] == histories[0]["accuracy"]
+    for p in model_gpu.parameters():
+        assert isinstance(p.grad, cp.ndarray)
+    want = model_cpu.state_dict()
+    got = model_gpu.state_dict()  # numpy copies, for saving
+    assert all(isinstance(v, np.ndarray) for v in got.values())
+    for k in want:
+        assert_close(got[k], want[k], scale=100.0, what=k)
+    proba = model_cpu.predict_proba(x)
+    assert_close(model_gpu.predict_proba(x), proba, np.float32, scale=10.0)  # numpy x: numpy out
+    assert isinstance(model_gpu.predict(gpu(cp, x)), cp.ndarray)                # CuPy x: CuPy out
+    with pytest.raises(TypeError, match="on the CPU but input is on the GPU|CPU array"):
+        model_cpu(gpu(cp, x))
+    nn.save(model_gpu, tmp_path / "gpu.safetensors")  # saving writes CPU arrays
+    loaded = nn.load(tmp_path / "gpu.safetensors")
+    assert loaded.device == "cpu"
+    for k, v in loaded.state_dict().items():
+        assert np.array_equal(v, got[k])
+    skip = nn.SkipConcat(nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU()))  # a U-Net's skip connection
+    want_y = skip(x)
+    want_g = skip.backward(np.ones_like(want_y))
+    skip.cuda()
+    close(cp, skip(gpu(cp, x)), want_y, np.float32)
+    close(cp, skip.backward(cp.ones(want_y.shape, np.float32)), want_g, np.float32)
+    back = model_gpu.to("cpu", dtype=np.float64)
+    assert back is model_gpu and back.device == "cpu" and back.dtype == np.float64
+    assert isinstance(back[0].weight, nn.Parameter) and isinstance(back[0].weight, np.ndarray)
+    assert np.array_equal(back[0].weight, got["0.weight"].astype(np.float64))
+
+
+def test_losses_and_optimizers_on_gpu(cp, rng):
+    import medconv.nn as nn
+    import medconv.optim as optim
+
+    x = rand(rng, (4, 3, 5), np.float32)
+    labels = rng.integers(0, 3, (4, 5))
+    labels[0, 0] = -100
+    probs = np.abs(rand(rng, x.shape, np.float32))
+    cases = [
+        (nn.CrossEntropyLoss(weight=np.array([1.0, 2.0, 0.5]), label_smoothing=0.1), labels),
+        (nn.CrossEntropyLoss(reduction="none"), labels),
+        (nn.CrossEntropyLoss(), probs / probs.sum(axis=1, keepdims=True)),
+        (nn.BCEWithLogitsLoss(pos_weight=np.array([2.0, 1.0, 1.0, 1.0, 0.5])), (probs > 0.5).astype(np.float32)),
+        (nn.MSELoss(reduction="sum"), probs),
+        (nn.DiceLoss(softmax=True, to_onehot_y=True), labels.clip(0)[:, None]),
+        (nn.DiceLoss(sigmoid=True, reduction="none", batch=True), probs),
+    ]
+    for loss, target in cases:
+        want = loss(x, target)
+        gw = loss.backward()
+        got = loss(*gpu(cp, x, target))
+        assert isinstance(got, cp.ndarray)
+        close(cp, got, np.asarray(want), np.float32, what=repr(loss))
+        close(cp, loss.backward(), gw, np.float32, what=repr(loss))
+    with pytest.raises(TypeError, match="target is on the CPU but input is on the GPU"):
+        nn.MSELoss()(gpu(cp, x), x)
+    for make in (lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+                 lambda ps: optim.Adam(ps, lr=0.1, amsgrad=True),
+                 lambda ps: optim.AdamW(ps, lr=0.1)):
+        p_cpu = nn.Parameter(x)
+        p_gpu = nn.Parameter(gpu(cp, x))
+        assert isinstance(p_gpu, nn.Parameter) and isinstance(p_gpu, cp.ndarray)
+        o_cpu, o_gpu = make([p_cpu]), make([p_gpu])
+        for step in range(2):
+            g = rand(rng, x.shape, np.float32)
+            p_cpu.grad, p_gpu.grad = g, gpu(cp, g)
+            o_cpu.step()
+            o_gpu.step()
+        close(cp, p_gpu, p_cpu.view(np.ndarray), np.float32)
+    p = nn.Parameter(gpu(cp, x))
+    p.grad = x
+    with pytest.raises(TypeError, match="a gradient is on the CPU but its parameter is on the GPU"):
+        optim.SGD([p], lr=0.1).step()
+
+
+def test_torch_cuda_tensors_through_backward_extra_and_nn(cp, rng):
+    """torch CUDA tensors go through DLPack without a copy (real GPUs only: the emulation reads no DLPack)."""
+    if cp.__version__ == "emulated":
+        pytest.skip("the emulation reads no DLPack: needs a real GPU")
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs torch with CUDA")
+    import medconv.nn as nn
+
+    x = rand(rng, (4, 1, 6, 6), np.float32)
+    xt = torch.from_numpy(x).cuda()
+    y = E.interpolate(xt, scale_factor=2, mode="bilinear")
+    assert isinstance(y, torch.Tensor) and y.is_cuda
+    assert_close(y.cpu().numpy(), E.interpolate(x, scale_factor=2, mode="bilinear"), np.float32)
+    g = B.relu_backward(torch.ones_like(xt), xt)
+    assert isinstance(g, torch.Tensor) and g.is_cuda
+    model = _small_net(nn).eval().to("cuda")
+    out = model(xt)
+    assert isinstance(out, torch.Tensor) and out.is_cuda
+    assert_close(out.cpu().numpy(), _small_net(nn).eval()(x), np.float32, scale=10.0)
+    model.train()
+    loss = nn.CrossEntropyLoss()
+    value = loss(model(xt), torch.from_numpy(rng.integers(0, 3, 4)).cuda())
+    assert isinstance(value, cp.ndarray)
+    model.backward(loss.backward())
+    assert all(isinstance(p.grad, cp.ndarray) for p in model.parameters())
+
+
+# ------------------------------------------------------------------ DICOM on the GPU
+
+
+def test_dicom_rescale_and_read_on_gpu(cp, rng):
+    import medconv.dicom as md
+    from test_dicom_fixtures import sample_file
+
+    stored = rng.integers(-2000, 3000, (5, 31)).astype(np.int16)
+    want = md.rescale(stored, 0.5, -1024.0, bits_stored=12, window=(40.0, 400.0))
+    out = cp.empty(stored.shape, np.float32)
+    got = md.rescale(stored, 0.5, -1024.0, bits_stored=12, window=(40.0, 400.0), out=out)  # host stored
+    assert got is out and np.array_equal(cpu(cp, out), want)
+    got = md.rescale(gpu(cp, stored), 0.5, -1024.0, bits_stored=12, window=(40.0, 400.0))
+    assert np.array_equal(cpu(cp, got), want)
+    with pytest.raises(TypeError, match="out is a CPU array"):
+        md.rescale(gpu(cp, stored), out=np.empty(stored.shape, np.float32))
+    with pytest.raises(TypeError, match="got float64"):
+        md.rescale(stored.astype(np.float64), out=out)
+    path = sample_file("CT_small.dcm")
+    image = md.read(path, device="cuda", window="lung")
+    assert isinstance(image.pixels, cp.ndarray)
+    assert np.array_equal(cpu(cp, image.pixels), md.read(path, window="lung").pixels)
+    with pytest.raises(ValueError, match="device must be None, 'cpu', 'cuda' or 'cuda:N'"):
+        md.read(path, device="gpu")

@@ -97,6 +97,51 @@ def test_parameter_behaviour():
         lin.weight = np.zeros((2, 3))
 
 
+def test_to_device_and_dtype_arguments(rng, monkeypatch):
+    import sys
+
+    import medconv._cuda as _cuda
+
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    w = m[0].weight
+    assert m.to("cpu") is m and m[0].weight is w and m.device == "cpu"  # nothing to move: the same objects
+    w.grad = np.ones_like(w)
+    assert m.to(np.float64) is m and m.dtype == np.float64 and m[1].running_var.dtype == np.float64
+    assert m[0].weight.grad.dtype == np.float64  # the gradient moves along
+    assert m[1].num_batches_tracked.dtype == np.int64
+    m.to("cpu", dtype="float32")
+    assert m.dtype == np.float32
+    m.to(device="cpu", dtype=np.float64)
+    assert m.dtype == np.float64
+    m.to(dtype="float32", device="cpu")
+    assert m.dtype == np.float32 and isinstance(m[0].weight, nn.Parameter)
+    with pytest.raises(TypeError, match="needs a device"):
+        m.to()
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'mps'"):
+        m.to("mps")
+    with pytest.raises(ValueError, match="device must be"):
+        m.to("cuda:x")
+    with pytest.raises(TypeError, match="two dtypes"):
+        m.to(np.float32, np.float64)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        m.to(np.int32)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        m.to("cpu", copy=True)
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    b.weight = a.weight
+    tied = nn.Sequential(a, b).to(np.float64)
+    assert tied[0].weight is tied[1].weight and len(list(tied.parameters())) == 3
+    monkeypatch.setitem(sys.modules, "cupy", None)  # no CuPy: say what to install
+    with pytest.raises(_cuda.GPUUnavailableError, match=r"pip install 'medconv\[cuda\]'"):
+        m.to("cuda")
+    assert m.device == "cpu" and isinstance(m[0].weight, np.ndarray)
+
+
+def test_to_takes_torch_devices_and_dtypes(torch):
+    m = nn.Linear(2, 3)
+    assert m.to(torch.device("cpu"), torch.float64).dtype == np.float64 and m.device == "cpu"
+
+
 def test_no_grad_and_backward_errors(rng):
     lin = nn.Linear(3, 2)
     x = rand(rng, (4, 3), np.float32)

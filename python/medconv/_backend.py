@@ -38,6 +38,34 @@ def _on_cuda(x) -> bool:
         return False
 
 
+def array_namespace(*arrays):
+    """The array module of the arguments: cupy when any of them is a CuPy array (CuPy is then
+    already imported), else numpy. Never imports CuPy."""
+    for a in arrays:
+        if _is_cupy(a):
+            return sys.modules["cupy"]
+    return np
+
+
+def on_gpu(*objs) -> bool:
+    """True when any argument is a GPU array: a CuPy array, or an object with __dlpack__ in CUDA
+    memory (a torch CUDA tensor). The ops send such calls to medconv._gpu."""
+    for o in objs:
+        if o is None or isinstance(o, np.ndarray):
+            continue
+        if _is_cupy(o) or (hasattr(o, "__dlpack__") and not isinstance(o, type) and _on_cuda(o)):
+            return True
+    return False
+
+
+def to_namespace(arr, xp):
+    """arr on xp's device (numpy: the host; cupy: the current GPU): itself when it is there already,
+    else a copy (cupy.asarray / cupy.asnumpy)."""
+    if xp is np:
+        return sys.modules["cupy"].asnumpy(arr) if _is_cupy(arr) else arr
+    return arr if _is_cupy(arr) else xp.asarray(arr)
+
+
 def _where(arr) -> str:
     return "on the GPU (CuPy)" if _is_cupy(arr) else "on the CPU"
 

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from . import _core, _cuda
-from ._backend import Source, as_array
+from ._backend import Source, _on_cuda, as_array
 from ._cuda import NULL, i32, i64, scalar
 
 # ------------------------------------------------------------------ plumbing
@@ -472,7 +472,7 @@ def dicom_rescale(stored, slope: float = 1.0, intercept: float = 0.0, *, bits_st
         _cuda.launch_1d(_cuda.function("dicom", f"dicom_rescale_{_cuda.DICOM_SUFFIX[dtype]}"), x.size,
                         (x, y, i64(x.size), i32(bits), np.float64(slope), np.float64(intercept), i32(mode),
                          np.float64(low), np.float64(width_m1), i32(bool(invert))))
-    return y
+    return y if out is None else out
 
 
 # ================================================================== forward ops (after functional's validation)
@@ -681,6 +681,11 @@ def _inference_invstd(rv, eps, dtype):
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-05, *,
                out=None):
     """functional.batch_norm on the GPU (running statistics updated in place when training)."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, out)[0]
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, out):
+    """(output, mean, invstd) as functional.extra._batch_norm: the statistics the backward needs."""
     from .functional._args import check_bool, check_number
 
     x, src = as_array(input, "input")
@@ -716,7 +721,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     y = prepare_out(out, x.shape, x.dtype)
     if y.size:
         batch_norm_apply(x3, mean, invstd, _c(w), _c(b), y.reshape(n, c, s))
-    return wrap(y, src, out)
+    return wrap(y, src, out), mean, invstd
 
 
 # ================================================================== functional.backward ops (full signatures)
@@ -1180,12 +1185,11 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
     eps = check_number(eps, "eps")
     need_x, need_w, need_b = _check_mask(output_mask)
     w = _bn_vector(weight, "weight", c, x)
-    if training:
-        if save_mean is not None and save_invstd is not None:
-            mean = _c(_bn_vector(save_mean, "save_mean", c, x))
-            invstd = _c(_bn_vector(save_invstd, "save_invstd", c, x))
-        else:
-            mean, _, invstd = batch_norm_stats(x3, eps)
+    if save_mean is not None and save_invstd is not None:  # the forward's statistics, as on the CPU
+        mean = _c(_bn_vector(save_mean, "save_mean", c, x))
+        invstd = _c(_bn_vector(save_invstd, "save_invstd", c, x))
+    elif training:
+        mean, _, invstd = batch_norm_stats(x3, eps)
     else:
         rm = _bn_vector(running_mean, "running_mean", c, x)
         rv = _bn_vector(running_var, "running_var", c, x)
@@ -1203,6 +1207,67 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
     return _wrap_all(src, gx, gw, gb)
 
 
+# ================================================================== dropout
+
+
+def native_dropout(input, p=0.5, train=True, *, generator=None):
+    """functional.native_dropout on the GPU: the keep mask is drawn on the host from `generator` (the
+    CPU's mask for the same generator state, so a seed reproduces a CPU run) and copied to the GPU."""
+    from .functional._args import check_bool
+    from .functional.extra import _check_p
+
+    x, src = as_array(input, "input")
+    check_gpu(x, "input", "the call")
+    p = _check_p(p)
+    if not check_bool(train, "train") or p == 0.0:
+        return wrap(x.copy(), src), wrap(_cp().ones(x.shape, dtype=bool), src)
+    rng = generator if generator is not None else np.random.default_rng()
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"generator must be a numpy.random.Generator, got {type(rng).__name__}")
+    keep = rng.random(x.shape, dtype=np.float64) >= p if p < 1.0 else np.zeros(x.shape, dtype=bool)
+    keep = _cp().asarray(keep)
+    y = x * keep  # float * bool keeps x's dtype
+    y *= x.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
+    return wrap(y, src), wrap(keep, src)
+
+
+def dropout(input, p=0.5, training=True, inplace=False, *, generator=None):
+    """functional.dropout on the GPU (the mask as native_dropout's)."""
+    from .functional._args import check_bool
+    from .functional.extra import _check_p
+
+    x, src = as_array(input, "input")
+    check_gpu(x, "input", "the call")
+    p = _check_p(p)
+    if not check_bool(training, "training"):
+        return input
+    y, _ = native_dropout(x, p, True, generator=generator)
+    if check_bool(inplace, "inplace"):
+        x[...] = y
+        return input
+    return wrap(y, src)
+
+
+def dropout_backward(grad_output, mask, p=0.5):
+    """functional.backward.dropout_backward on the GPU: grad_output * mask / (1 - p)."""
+    from .functional._args import check_number
+
+    g, src = as_array(grad_output, "grad_output")
+    check_gpu(g, "grad_output", "the call")
+    k = mask
+    if not _cuda.is_cupy(k) and hasattr(k, "__dlpack__") and _on_cuda(k):  # a torch CUDA bool mask
+        k = _cp().from_dlpack(k)
+    check_gpu(k, "mask", "grad_output")
+    if tuple(k.shape) != tuple(g.shape):
+        raise ValueError(f"mask has shape {tuple(k.shape)}, grad_output has shape {tuple(g.shape)}")
+    p = check_number(p, "p")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    gx = g * k.astype(g.dtype)
+    gx *= g.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
+    return wrap(gx, src)
+
+
 #: medconv.functional.backward's names, on the GPU (same signatures)
 BACKWARD = (
     "conv1d_backward", "conv2d_backward", "conv3d_backward",
@@ -1213,5 +1278,5 @@ BACKWARD = (
     "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
     "relu_backward", "leaky_relu_backward", "elu_backward", "sigmoid_backward", "tanh_backward", "gelu_backward",
     "softmax_backward", "log_softmax_backward", "maxout_backward", "linear_backward",
-    "interpolate_backward", "batch_norm_backward",
+    "interpolate_backward", "batch_norm_backward", "dropout_backward",
 )

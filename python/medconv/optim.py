@@ -1,6 +1,7 @@
 """SGD (momentum, dampening, nesterov, weight_decay), Adam and AdamW with torch.optim's arguments
 and update formulas (the single-tensor path), step by step. Parameters are medconv.nn Parameters,
-updated in place from their .grad (those without a gradient are skipped)."""
+updated in place from their .grad (those without a gradient are skipped). Parameters on the GPU
+(CuPy, after Module.to("cuda")) are updated there, their state kept on the GPU."""
 from __future__ import annotations
 
 import copy
@@ -9,11 +10,26 @@ import numbers
 
 import numpy as np
 
+from ._backend import _is_cupy, array_namespace
+
 
 def _check(value, name, low=0.0):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= low:
         raise ValueError(f"Invalid {name}: {value!r}")
     return float(value)
+
+
+def _is_array(p) -> bool:
+    return isinstance(p, np.ndarray) or _is_cupy(p)
+
+
+def _values(p):
+    """A parameter's values as a plain array (a CPU Parameter viewed as numpy; a CuPy array as it is)."""
+    return p.view(np.ndarray) if isinstance(p, np.ndarray) else p
+
+
+def _where(a) -> str:
+    return "on the GPU" if _is_cupy(a) else "on the CPU"
 
 
 class Optimizer:
@@ -36,9 +52,9 @@ class Optimizer:
             raise TypeError("a param group must be a dict with a 'params' entry")
         group = dict(group)
         ps = group["params"]
-        group["params"] = [ps] if isinstance(ps, np.ndarray) else list(ps)
+        group["params"] = [ps] if _is_array(ps) else list(ps)
         for p in group["params"]:
-            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+            if not _is_array(p) or p.dtype.kind != "f":
                 raise TypeError(f"optimizers take float arrays (medconv.nn Parameters), got {type(p).__name__}")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in group["params"]):
@@ -60,7 +76,10 @@ class Optimizer:
             g = getattr(p, "grad", None)
             if g is None:
                 continue
-            g = np.asarray(g)
+            g = g if _is_cupy(g) else np.asarray(g)
+            if _is_cupy(g) != _is_cupy(p):
+                raise TypeError(f"a gradient is {_where(g)} but its parameter is {_where(p)}; move the model "
+                                "with Module.to() before computing gradients")
             if g.shape != p.shape:
                 raise ValueError(f"a gradient has shape {g.shape} but its parameter has shape {p.shape}")
             yield p, g.astype(p.dtype, copy=False)
@@ -128,12 +147,12 @@ class SGD(Optimizer):
                 if group["maximize"]:
                     g = -g
                 if wd != 0:
-                    g = g + p.dtype.type(wd) * p.view(np.ndarray)
+                    g = g + p.dtype.type(wd) * _values(p)
                 if mom != 0:
                     st = self._state(p)
                     buf = st.get("momentum_buffer")
                     if buf is None:
-                        buf = np.array(g, copy=True)
+                        buf = g.copy()
                         st["momentum_buffer"] = buf
                     else:
                         buf *= p.dtype.type(mom)
@@ -165,22 +184,23 @@ class Adam(Optimizer):
             lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             for p, g in self._params_with_grad(group):
                 t = p.dtype.type
+                xp = array_namespace(p)
                 if group["maximize"]:
                     g = -g
                 st = self._state(p)
                 if not st:
                     st["step"] = 0
-                    st["exp_avg"] = np.zeros_like(p.view(np.ndarray))
-                    st["exp_avg_sq"] = np.zeros_like(p.view(np.ndarray))
+                    st["exp_avg"] = xp.zeros(p.shape, p.dtype)
+                    st["exp_avg_sq"] = xp.zeros(p.shape, p.dtype)
                     if group["amsgrad"]:
-                        st["max_exp_avg_sq"] = np.zeros_like(p.view(np.ndarray))
+                        st["max_exp_avg_sq"] = xp.zeros(p.shape, p.dtype)
                 st["step"] += 1
                 step = st["step"]
                 if wd != 0:
                     if self._decoupled:
                         p *= t(1 - lr * wd)
                     else:
-                        g = g + t(wd) * p.view(np.ndarray)
+                        g = g + t(wd) * _values(p)
                 m, v = st["exp_avg"], st["exp_avg_sq"]
                 m += t(1 - beta1) * (g - m)  # torch's lerp_(g, 1 - beta1) for a weight below 0.5
                 v *= t(beta2)
@@ -190,10 +210,10 @@ class Adam(Optimizer):
                 step_size = lr / bias_correction1
                 bias_correction2_sqrt = math.sqrt(bias_correction2)
                 if group["amsgrad"]:
-                    np.maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])
-                    denom = np.sqrt(st["max_exp_avg_sq"]) / t(bias_correction2_sqrt) + t(eps)
+                    xp.maximum(st["max_exp_avg_sq"], v, out=st["max_exp_avg_sq"])
+                    denom = xp.sqrt(st["max_exp_avg_sq"]) / t(bias_correction2_sqrt) + t(eps)
                 else:
-                    denom = np.sqrt(v) / t(bias_correction2_sqrt) + t(eps)
+                    denom = xp.sqrt(v) / t(bias_correction2_sqrt) + t(eps)
                 p -= t(step_size) * (m / denom)
         return loss
 

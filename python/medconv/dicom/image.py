@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from ._files import read_dataset
 from .errors import DicomError
 from .meta import image_meta
-from .pixels import frame_count, stored_pixels, write_modality
+from .pixels import empty_pixels, frame_count, stored_pixels, write_modality
 from .window import file_window, resolve_window
 
 __all__ = ["Image", "read", "window_for"]
@@ -49,13 +49,15 @@ def window_for(ds, window, path) -> Optional[Tuple[float, float]]:
     return resolve_window(window)
 
 
-def read(path, *, window=None) -> Image:
+def read(path, *, window=None, device=None) -> Image:
     """Read one DICOM file (or a pydicom Dataset) into float32 modality units.
 
     Rescale Slope/Intercept (per frame where the file has per-frame values) or the Modality LUT
     is applied; colour comes out RGB (YBR converted, palette applied). `window` -- a preset name,
     a (center, width) pair, or 'file' for the file's own -- windows to [0, 1] in the same pass,
     inverting MONOCHROME1 images. Bad files raise DicomError naming the file.
+    device="cuda": the stored values go to the GPU and medconv's CUDA kernel makes .pixels there, a
+    CuPy array (pip install 'medconv[cuda]'); None (the default) keeps everything on the CPU.
     """
     if isinstance(path, Dataset):
         ds = path
@@ -67,7 +69,7 @@ def read(path, *, window=None) -> Image:
     pair = window_for(ds, window, where)
     stored, bits = stored_pixels(ds, where)
     invert = pair is not None and str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
-    pixels = np.empty(stored.shape, dtype=np.float32)
+    pixels = empty_pixels(stored.shape, device)
     write_modality(ds, where, stored, bits, pixels, window=pair, invert=invert)
     if frame_count(ds, where) == 1:
         pixels = pixels[0]

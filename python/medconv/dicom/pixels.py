@@ -24,8 +24,8 @@ from ._values import get
 from .errors import DicomError
 from .window import resolve_window
 
-__all__ = ["rescale", "stored_pixels", "check_pixel_length", "modality_transforms", "write_modality",
-           "frame_count", "KERNEL_DTYPES"]
+__all__ = ["rescale", "empty_pixels", "stored_pixels", "check_pixel_length", "modality_transforms",
+           "write_modality", "frame_count", "KERNEL_DTYPES"]
 
 KERNEL_DTYPES = tuple(np.dtype(t) for t in
                       (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.float32))
@@ -59,7 +59,18 @@ def rescale(stored, slope: float = 1.0, intercept: float = 0.0, *, bits_stored: 
     (0028,0101) Bits Stored says; None keeps the values as they are.
     window: None, a preset name (see WINDOW_PRESETS) or a (center, width) pair.
     out: a float32 C-contiguous array of the same shape to write into (e.g. a volume's slice).
+
+    On the GPU: when `stored` or `out` is a CuPy array (or a torch CUDA tensor), medconv's CUDA kernel
+    does the same pass there, with the same bits; host `stored` values are copied to the GPU as they
+    are (integers: fewer bytes than the float32 result), e.g.
+    ``rescale(stored, slope, intercept, out=cupy.empty(stored.shape, cupy.float32))``.
+    read(path, device="cuda") does this for a whole file.
     """
+    if not isinstance(stored, np.ndarray) or (out is not None and not isinstance(out, np.ndarray)):
+        from .._backend import on_gpu
+
+        if on_gpu(stored, out):
+            return _rescale_gpu(stored, slope, intercept, bits_stored, window, invert, out)
     arr = np.asarray(stored)
     if arr.dtype.kind in "iuf" and not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))  # visible copy: the kernel reads native order
@@ -98,6 +109,41 @@ def rescale(stored, slope: float = 1.0, intercept: float = 0.0, *, bits_stored: 
     _core().dicom_rescale(arr, out, slope=float(slope), intercept=float(intercept), bits_stored=bits,
                           center=center, width=width, invert=bool(invert))
     return out
+
+
+def _rescale_gpu(stored, slope, intercept, bits_stored, window, invert, out):
+    """rescale with medconv's CUDA kernel (medconv._gpu.dicom_rescale); host stored values go to the
+    GPU as they are."""
+    from .. import _backend, _cuda, _gpu
+
+    if not _backend.on_gpu(stored):
+        arr = np.asarray(stored)
+        if arr.dtype.kind in "iuf" and not arr.dtype.isnative:
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        if arr.dtype not in KERNEL_DTYPES:
+            raise TypeError(f"stored must be int8, uint8, int16, uint16, int32, uint32 or float32, got "
+                            f"{arr.dtype}; convert it first, e.g. stored.astype(np.int32)")
+        stored = _cuda.cupy().asarray(np.ascontiguousarray(arr))
+    return _gpu.dicom_rescale(stored, slope, intercept, bits_stored=bits_stored, window=window, invert=invert,
+                              out=out)
+
+
+def empty_pixels(shape, device=None):
+    """An uninitialised float32 array for the modality values: numpy for device None or "cpu", a CuPy
+    array on the current GPU for "cuda" ("cuda:N": on GPU N, which must then be the current one)."""
+    if device is None or device == "cpu":
+        return np.empty(shape, dtype=np.float32)
+    kind, _, index = str(device).partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"device must be None, 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    from .. import _cuda
+
+    cp = _cuda.cupy()  # GPUUnavailableError (what to install) without CuPy
+    current = _cuda.device_id()
+    if index and int(index) != current:
+        raise ValueError(f"device {device!r} is not the current CUDA device (cuda:{current}); select it with "
+                         f"cupy.cuda.Device({int(index)}).use() or pass device='cuda'")
+    return cp.empty(shape, dtype=np.float32)
 
 
 # --- stored values out of a dataset ------------------------------------------------------------

@@ -3,7 +3,9 @@
 Each `<op>_backward(grad_output, <the forward's arguments>)` returns the gradient of the op's
 input, or a tuple (grad_input, grad_weight, grad_bias) for ops with parameters (grad_bias is
 None without a bias). grad_output must have the forward output's shape and the input's dtype.
-Results are of grad_output's kind (numpy in, numpy out; a torch CPU tensor in, a tensor out).
+Results are of grad_output's kind (numpy in, numpy out; a torch CPU tensor in, a tensor out). GPU
+arrays (CuPy, or torch CUDA tensors through DLPack) run in medconv._gpu and come back on the GPU;
+mixing CPU and GPU arrays in one call is a TypeError.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import numbers
 import numpy as np
 
 from .. import _core
-from .._backend import as_array, contiguous, same_dtype, wrap
+from .._backend import as_array, contiguous, on_gpu, same_dtype, wrap
 from ._args import check_bool, check_ndim, check_number, int_tuple, normalize_dim
 from .conv import PADDING_MODES, _padding_pairs
 from .extra import (
@@ -70,6 +72,9 @@ def pad_backward(grad_output, input, pad, mode="constant", value=None):
     """The gradient of pad(input, pad, mode, value); `input` may be the input or its shape."""
     from .pad import PAD_MODES
 
+    if on_gpu(grad_output, input):
+        from .. import _gpu
+        return _gpu.pad_backward(grad_output, input, pad, mode, value)
     if isinstance(input, (tuple, list)):
         shape = tuple(int(s) for s in input)
         dtype = as_array(grad_output, "grad_output")[0].dtype
@@ -128,6 +133,10 @@ def _conv_geometry(nd, x, w, stride, padding, dilation, groups, padding_mode):
 
 
 def _conv_backward(nd, grad_output, input, weight, bias, stride, padding, dilation, groups, padding_mode, output_mask):
+    if on_gpu(grad_output, input):
+        from .. import _gpu
+        return _gpu._conv_backward(nd, grad_output, input, weight, bias, stride, padding, dilation, groups,
+                                   padding_mode, output_mask)
     x, _ = as_array(input, "input")
     w, _ = as_array(weight, "weight")
     same_dtype(w, x, "weight")
@@ -203,6 +212,10 @@ def conv3d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, 
 
 def _conv_transpose_backward(nd, grad_output, input, weight, bias, stride, padding, output_padding, groups, dilation,
                              output_mask):
+    if on_gpu(grad_output, input):
+        from .. import _gpu
+        return _gpu._conv_transpose_backward(nd, grad_output, input, weight, bias, stride, padding, output_padding,
+                                             groups, dilation, output_mask)
     x, _ = as_array(input, "input")
     w, _ = as_array(weight, "weight")
     need_x, need_w, need_b = _check_mask(output_mask)
@@ -266,6 +279,10 @@ def _planes(a, nd):
 
 
 def _max_pool_backward(nd, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices):
+    if on_gpu(grad_output, input, indices):
+        from .. import _gpu
+        return _gpu._max_pool_backward(nd, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
+                                       indices)
     x, _ = _pool_input(input, nd)
     kernel, stride, padding, dilation, osz = _window_args(nd, x, kernel_size, stride, padding, dilation, ceil_mode)
     shape = x.shape[: x.ndim - nd] + osz
@@ -311,6 +328,10 @@ def max_pool3d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 
 def _avg_pool_backward(nd, grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                        divisor_override):
+    if on_gpu(grad_output, input):
+        from .. import _gpu
+        return _gpu._avg_pool_backward(nd, grad_output, input, kernel_size, stride, padding, ceil_mode,
+                                       count_include_pad, divisor_override)
     x, _ = _pool_input(input, nd)
     kernel, stride, padding, _, osz = _window_args(nd, x, kernel_size, stride, padding, 1, ceil_mode)
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
@@ -350,6 +371,9 @@ def avg_pool3d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 
 
 def _adaptive_avg_pool_backward(nd, grad_output, input, output_size):
+    if on_gpu(grad_output, input):
+        from .. import _gpu
+        return _gpu._adaptive_avg_pool_backward(nd, grad_output, input, output_size)
     x, _ = _pool_input(input, nd)
     spatial = x.shape[x.ndim - nd:]
     if output_size is None:
@@ -390,6 +414,9 @@ def adaptive_avg_pool3d_backward(grad_output, input, output_size=None):
 
 
 def _unary_backward(name, grad_output, input, alpha=0.0, output=None):
+    if on_gpu(grad_output, input, output):
+        from .. import _gpu
+        return _gpu._unary_backward(name, grad_output, input, alpha, output)
     if input is None and output is None:
         raise ValueError("pass the forward's input (or, for sigmoid and tanh, its output=)")
     ref = input if input is not None else output
@@ -442,6 +469,9 @@ def gelu_backward(grad_output, input, approximate="none"):
 
 
 def _softmax_backward(grad_output, output, dim, log):
+    if on_gpu(grad_output, output):
+        from .. import _gpu
+        return _gpu._softmax_backward(grad_output, output, dim, log)
     y, _ = as_array(output, "output")
     if dim is None:
         raise ValueError("dim must be given (the dim the forward used)")
@@ -469,6 +499,9 @@ def log_softmax_backward(grad_output, output, dim):
 
 def maxout_backward(grad_output, input, pieces, dim=1):
     """grad_output goes to the piece that won each maxout (the first maximum; NaN wins)."""
+    if on_gpu(grad_output, input):
+        from .. import _gpu
+        return _gpu.maxout_backward(grad_output, input, pieces, dim)
     x, _ = as_array(input, "input")
     if isinstance(pieces, bool) or not isinstance(pieces, numbers.Integral) or pieces < 1:
         raise ValueError(f"pieces must be a positive int, got {pieces!r}")
@@ -491,6 +524,9 @@ def maxout_backward(grad_output, input, pieces, dim=1):
 
 def linear_backward(grad_output, input, weight, bias=None, *, output_mask=(True, True, True)):
     """(grad_input, grad_weight, grad_bias) of linear: grad_output @ weight, grad_output^T @ input, sum."""
+    if on_gpu(grad_output, input):
+        from .. import _gpu
+        return _gpu.linear_backward(grad_output, input, weight, bias, output_mask=output_mask)
     x, _ = as_array(input, "input")
     w, _ = as_array(weight, "weight")
     same_dtype(w, x, "weight")
@@ -525,6 +561,10 @@ def linear_backward(grad_output, input, weight, bias=None, *, output_mask=(True,
 def interpolate_backward(grad_output, input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                          recompute_scale_factor=None, antialias=False):
     """The gradient of interpolate with the same arguments (`input` may be the input or its shape)."""
+    if on_gpu(grad_output, input):
+        from .. import _gpu
+        return _gpu.interpolate_backward(grad_output, input, size, scale_factor, mode, align_corners,
+                                         recompute_scale_factor, antialias)
     if isinstance(input, (tuple, list)):
         g0, _ = as_array(grad_output, "grad_output")
         x = np.empty(tuple(int(s) for s in input), g0.dtype)
@@ -547,6 +587,11 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
     """(grad_input, grad_weight, grad_bias) of batch_norm with the same arguments. The statistics the
     forward used: save_mean / save_invstd when given, else the batch's (recomputed from input) in
     training, the running ones otherwise. grad_weight / grad_bias are None without weight / bias."""
+    if on_gpu(grad_output, input):
+        from .. import _gpu
+        return _gpu.batch_norm_backward(grad_output, input, running_mean, running_var, weight, bias, training,
+                                        momentum, eps, save_mean=save_mean, save_invstd=save_invstd,
+                                        output_mask=output_mask)
     x, _ = as_array(input, "input")
     x3 = _bn_input(x)
     n, c, s = x3.shape
@@ -578,6 +623,9 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
 
 def dropout_backward(grad_output, mask, p=0.5):
     """grad_output * mask / (1 - p), mask = the keep mask of native_dropout."""
+    if on_gpu(grad_output, mask):
+        from .. import _gpu
+        return _gpu.dropout_backward(grad_output, mask, p)
     g, src = as_array(grad_output, "grad_output")
     k = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
     if tuple(k.shape) != tuple(g.shape):

@@ -1,4 +1,6 @@
-"""conv_transpose1d/2d/3d, interpolate, batch_norm and dropout with torch.nn.functional's arguments."""
+"""conv_transpose1d/2d/3d, interpolate, batch_norm and dropout with torch.nn.functional's arguments.
+GPU arrays (CuPy, or torch CUDA tensors through DLPack) run in medconv._gpu; mixing CPU and GPU
+arrays in one call is a TypeError."""
 from __future__ import annotations
 
 import math
@@ -82,6 +84,9 @@ def _conv_transpose_args(nd, x, w, bias, stride, padding, output_padding, groups
 
 def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, out):
     x, src = as_array(input, "input")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu._conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, out)
     w, _ = as_array(weight, "weight")
     b, stride, padding, _, groups, dilation, cout, osz = _conv_transpose_args(
         nd, x, w, bias, stride, padding, output_padding, groups, dilation)
@@ -179,6 +184,10 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     from . import pool
 
     x, src = as_array(input, "input")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.interpolate(input, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias,
+                                out=out)
     nd, osz, scales, kind, align_corners = _interpolate_args(
         x, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias)
     if kind == "area":
@@ -227,7 +236,11 @@ def batch_stats(x3: np.ndarray, eps: float):
 
 
 def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, out):
+    """(output, mean, invstd): the statistics the normalisation used, which the backward needs."""
     x, src = as_array(input, "input")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu._batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, out)
     x3 = _bn_input(x)
     n, c, s = x3.shape
     training = check_bool(training, "training")
@@ -283,8 +296,12 @@ def _check_p(p):
 
 def native_dropout(input, p=0.5, train=True, *, generator=None):
     """(output, keep_mask) as torch.native_dropout: output = input * keep / (1 - p), keep ~ Bernoulli(1 - p)
-    drawn from `generator` (a numpy Generator; a fresh unseeded one if None)."""
+    drawn from `generator` (a numpy Generator; a fresh unseeded one if None). On the GPU the mask is
+    drawn on the host, the same as the CPU's for the same generator state, and copied to the GPU."""
     x, src = as_array(input, "input")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.native_dropout(input, p, train, generator=generator)
     p = _check_p(p)
     if not check_bool(train, "train") or p == 0.0:
         return wrap(x.copy(), src), wrap(np.ones(x.shape, dtype=bool), src)
@@ -301,6 +318,9 @@ def native_dropout(input, p=0.5, train=True, *, generator=None):
 def dropout(input, p=0.5, training=True, inplace=False, *, generator=None):
     """Zeroes each element with probability p and scales the rest by 1 / (1 - p) when training."""
     x, src = as_array(input, "input")
+    if src.kind == "cupy":
+        from .. import _gpu
+        return _gpu.dropout(input, p, training, inplace, generator=generator)
     p = _check_p(p)
     if not check_bool(training, "training"):
         return input

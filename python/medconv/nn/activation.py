@@ -6,8 +6,14 @@ import warnings
 import numpy as np
 
 from .. import functional as F
+from .._backend import _is_cupy
 from ..functional import backward as B
 from .module import Module
+
+
+def _copy(input):
+    """A copy of the input that an in-place activation is about to overwrite (on its device)."""
+    return input.copy() if _is_cupy(input) else np.array(input, copy=True)
 
 
 class ReLU(Module):
@@ -38,7 +44,7 @@ class LeakyReLU(Module):
         self.inplace = inplace
 
     def forward(self, input):
-        self._save(input=np.array(input, copy=True) if self.inplace else input)
+        self._save(input=_copy(input) if self.inplace else input)
         return F.leaky_relu(input, self.negative_slope, self.inplace)
 
     def backward(self, grad_output):
@@ -57,7 +63,7 @@ class ELU(Module):
         self.inplace = inplace
 
     def forward(self, input):
-        self._save(input=np.array(input, copy=True) if self.inplace else input)
+        self._save(input=_copy(input) if self.inplace else input)
         return F.elu(input, self.alpha, self.inplace)
 
     def backward(self, grad_output):

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from .._backend import array_namespace, to_namespace
+
 _generator = np.random.default_rng()
 
 
@@ -33,7 +35,9 @@ def _rng(generator):
 
 
 def _fill(tensor, values):
-    tensor[...] = values.astype(tensor.dtype, copy=False)
+    """Writes host-drawn values into tensor (copied to the GPU for a CuPy tensor: the same draws as on
+    the CPU, so a seed gives the same weights on either device)."""
+    tensor[...] = to_namespace(values.astype(tensor.dtype, copy=False), array_namespace(tensor))
     return tensor
 
 

@@ -1,6 +1,7 @@
 """CrossEntropyLoss, BCEWithLogitsLoss, MSELoss (torch.nn's arguments and formulas) and DiceLoss
 (MONAI's). `loss = criterion(input, target)` returns the loss (a numpy scalar, or an array with
-reduction='none'); `criterion.backward()` then returns the gradient of the loss w.r.t. input."""
+reduction='none'); `criterion.backward()` then returns the gradient of the loss w.r.t. input.
+On the GPU (CuPy input and target) they compute there: the loss is a 0-d CuPy array."""
 from __future__ import annotations
 
 import numbers
@@ -8,8 +9,9 @@ import numbers
 import numpy as np
 
 from .. import functional as F
+from .._backend import _is_cupy, array_namespace, to_namespace
 from ..functional import backward as B
-from .module import Module, _to_numpy
+from .module import Module, _host_copy, _to_numpy
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -19,6 +21,22 @@ def _as_input(input, name="input"):
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} has dtype {x.dtype}; losses compute in float32 or float64")
     return x
+
+
+def _target(target, x, name="target"):
+    """The target as an array on input's device (TypeError when it is on the other one)."""
+    t = _to_numpy(target, name)
+    if _is_cupy(t) != _is_cupy(x):
+        where = ("on the GPU", "on the CPU")
+        raise TypeError(f"{name} is {where[not _is_cupy(t)]} but input is {where[not _is_cupy(x)]}; pass both on "
+                        "one device (cupy.asarray / cupy.asnumpy move them)")
+    return t
+
+
+def _onehot(labels, c, xp):
+    """float64 one-hot of integer labels (N, *spatial) as (N, c, *spatial)."""
+    classes = xp.arange(c).reshape((1, c) + (1,) * (labels.ndim - 1))
+    return (xp.expand_dims(labels, 1) == classes).astype(np.float64)
 
 
 class _Loss(Module):
@@ -33,20 +51,22 @@ class _Loss(Module):
         total = per_element.sum(dtype=np.float64)
         if self.reduction == "mean":
             total = total / (per_element.size if denominator is None else denominator)
-        return dtype.type(total)
+        return total.astype(dtype) if _is_cupy(total) else dtype.type(total)
 
     def _grad_scale(self, grad_output, shape, dtype, denominator=None):
-        """d(reduced loss)/d(per-element loss), broadcastable to `shape`."""
-        g = np.asarray(1.0 if grad_output is None else _to_numpy(grad_output, "grad_output"), dtype=np.float64)
+        """d(reduced loss)/d(per-element loss), broadcastable to `shape`: a float, or an array of the
+        loss's shape (reduction='none' with an array grad_output)."""
+        g = 1.0 if grad_output is None else _to_numpy(grad_output, "grad_output")
+        g = array_namespace(g).asarray(g, dtype=np.float64)
         if self.reduction == "none":
             if g.shape not in ((), shape):
                 raise ValueError(f"grad_output must have the loss's shape {shape} with reduction='none', "
                                  f"got {g.shape}")
-            return g
+            return g if g.ndim else float(g)
         if g.size != 1:
             raise ValueError(f"grad_output must be a scalar for reduction={self.reduction!r}, got shape {g.shape}")
         n = int(np.prod(shape, dtype=np.int64)) if denominator is None else denominator
-        return g.reshape(()) / n if self.reduction == "mean" else g.reshape(())
+        return float(g.reshape(())) / n if self.reduction == "mean" else float(g.reshape(()))
 
     def extra_repr(self):
         return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
@@ -74,17 +94,18 @@ class CrossEntropyLoss(_Loss):
 
     def forward(self, input, target):
         x = _as_input(input)
-        t = _to_numpy(target, "target")
+        t = _target(target, x)
+        xp = array_namespace(x)
         unbatched = x.ndim == 1
         if unbatched:
             x, t = x[None], t[None]
         if x.ndim < 2:
             raise ValueError(f"input must be (C,), (N, C) or (N, C, d1, ...), got shape {tuple(x.shape)}")
         c = x.shape[1]
-        w = np.ones(c) if self.weight is None else self.weight
+        w = xp.ones(c) if self.weight is None else to_namespace(self.weight, xp)
         if w.shape != (c,):
             raise ValueError(f"weight must have shape ({c},) for an input with {c} classes, got {w.shape}")
-        logp = np.asarray(F.log_softmax(np.ascontiguousarray(x), dim=1), dtype=np.float64)
+        logp = F.log_softmax(xp.ascontiguousarray(x), dim=1).astype(np.float64, copy=False)
         shape = (1, c) + (1,) * (x.ndim - 2)
         wb = w.reshape(shape)
         eps = self.label_smoothing
@@ -95,14 +116,14 @@ class CrossEntropyLoss(_Loss):
             valid = t != self.ignore_index
             bad = valid & ((t < 0) | (t >= c))
             if bad.any():
-                raise ValueError(f"target has class indices outside [0, {c}): {np.unique(t[bad])[:5].tolist()}")
-            tc = np.where(valid, t, 0)
-            onehot = np.zeros(x.shape)
-            np.put_along_axis(onehot, np.expand_dims(tc, 1), 1.0, axis=1)
-            onehot *= np.expand_dims(valid, 1)
+                raise ValueError(f"target has class indices outside [0, {c}): "
+                                 f"{np.unique(_host_copy(t[bad]))[:5].tolist()}")
+            tc = xp.where(valid, t, 0)
+            onehot = _onehot(tc, c, xp)
+            onehot *= xp.expand_dims(valid, 1)
             coef = (1 - eps) * onehot * wb  # a_c
             if eps > 0:
-                coef = coef + eps / c * wb * np.expand_dims(valid, 1)
+                coef = coef + eps / c * wb * xp.expand_dims(valid, 1)
             denominator = float((w[tc] * valid).sum())
         elif t.dtype.kind == "f":  # class probabilities
             if t.shape != x.shape:
@@ -129,8 +150,9 @@ class CrossEntropyLoss(_Loss):
         if ctx["unbatched"] and np.ndim(scale):
             scale = scale[None]
         coef = ctx["coef"]
-        g = coef.sum(axis=1, keepdims=True) * np.exp(ctx["logp"]) - coef
-        g = g * np.expand_dims(scale, 1) if np.ndim(scale) else g * scale
+        xp = array_namespace(coef)
+        g = coef.sum(axis=1, keepdims=True) * xp.exp(ctx["logp"]) - coef
+        g = g * xp.expand_dims(scale, 1) if np.ndim(scale) else g * scale
         g = g.astype(ctx["dtype"])
         return g[0] if ctx["unbatched"] else g
 
@@ -149,14 +171,15 @@ class BCEWithLogitsLoss(_Loss):
 
     def forward(self, input, target):
         x = _as_input(input)
-        y = _to_numpy(target, "target").astype(np.float64)
+        y = _target(target, x).astype(np.float64)
+        xp = array_namespace(x)
         if y.shape != x.shape:
             raise ValueError(f"target must have input's shape {tuple(x.shape)}, got {tuple(y.shape)}")
         xd = x.astype(np.float64)
-        lw = 1.0 if self.pos_weight is None else (self.pos_weight - 1) * y + 1
-        softplus_neg = np.log1p(np.exp(-np.abs(xd))) + np.maximum(-xd, 0)  # -log sigmoid(x)
+        lw = 1.0 if self.pos_weight is None else (to_namespace(self.pos_weight, xp) - 1) * y + 1
+        softplus_neg = xp.log1p(xp.exp(-xp.abs(xd))) + xp.maximum(-xd, 0)  # -log sigmoid(x)
         loss = (1 - y) * xd + lw * softplus_neg
-        w = 1.0 if self.weight is None else self.weight
+        w = 1.0 if self.weight is None else to_namespace(self.weight, xp)
         loss = loss * w
         self._save(x=xd, y=y, lw=lw, w=w, dtype=x.dtype, shape=x.shape)
         return self._reduce(loss, x.dtype)
@@ -165,9 +188,10 @@ class BCEWithLogitsLoss(_Loss):
         """w * ((1 - y) - lw * sigmoid(-x)), times the reduction's scale."""
         ctx = self._saved()
         scale = self._grad_scale(grad_output, ctx["shape"], ctx["dtype"])
-        sig_neg = 1.0 / (1.0 + np.exp(ctx["x"]))
+        xp = array_namespace(ctx["x"])
+        sig_neg = 1.0 / (1.0 + xp.exp(ctx["x"]))
         g = ctx["w"] * ((1 - ctx["y"]) - ctx["lw"] * sig_neg) * scale
-        return np.broadcast_to(g, ctx["shape"]).astype(ctx["dtype"])
+        return xp.broadcast_to(g, ctx["shape"]).astype(ctx["dtype"])
 
 
 class MSELoss(_Loss):
@@ -181,7 +205,7 @@ class MSELoss(_Loss):
 
     def forward(self, input, target):
         x = _as_input(input)
-        y = _to_numpy(target, "target")
+        y = _target(target, x)
         if y.shape != x.shape:
             raise ValueError(f"target must have input's shape {tuple(x.shape)}, got {tuple(y.shape)}")
         d = x.astype(np.float64) - y.astype(np.float64)
@@ -220,25 +244,25 @@ class DiceLoss(_Loss):
         if x.ndim < 3:
             raise ValueError(f"input must be (N, C, *spatial), got shape {tuple(x.shape)}")
         n, c = x.shape[:2]
-        t = _to_numpy(target, "target")
+        t = _target(target, x)
+        xp = array_namespace(x)
         if self.to_onehot_y:
             labels = t[:, 0] if t.ndim == x.ndim else t
             if labels.shape != (n,) + x.shape[2:]:
                 raise ValueError(f"target labels must have shape {(n, 1) + x.shape[2:]} or {(n,) + x.shape[2:]}, "
                                  f"got {tuple(t.shape)}")
             labels = labels.astype(np.int64)
-            if labels.min(initial=0) < 0 or labels.max(initial=0) >= c:
+            if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= c):
                 raise ValueError(f"target labels must lie in [0, {c})")
-            t = np.zeros(x.shape)
-            np.put_along_axis(t, labels[:, None], 1.0, axis=1)
+            t = _onehot(labels, c, xp)
         elif t.shape != x.shape:
             raise ValueError(f"target must have input's shape {tuple(x.shape)} (or pass to_onehot_y=True with "
                              f"labels), got {tuple(t.shape)}")
         t = t.astype(np.float64)
         if self.sigmoid:
-            p = np.asarray(F.sigmoid(np.ascontiguousarray(x)), dtype=np.float64)
+            p = F.sigmoid(xp.ascontiguousarray(x)).astype(np.float64, copy=False)
         elif self.softmax:
-            p = np.asarray(F.softmax(np.ascontiguousarray(x), dim=1), dtype=np.float64)
+            p = F.softmax(xp.ascontiguousarray(x), dim=1).astype(np.float64, copy=False)
         else:
             p = x.astype(np.float64)
         first = 0 if self.include_background else 1
@@ -257,12 +281,12 @@ class DiceLoss(_Loss):
 
     def backward(self, grad_output=None):
         ctx = self._saved()
-        scale = np.asarray(self._grad_scale(grad_output, ctx["shape"], ctx["dtype"]))
+        scale = self._grad_scale(grad_output, ctx["shape"], ctx["dtype"])
         num, den, axes = ctx["num"], ctx["den"], ctx["axes"]
         ps = ctx["p"][:, ctx["first"]:]
+        xp = array_namespace(ps)
 
         def expand(a):  # (N, C) or (C,) -> broadcastable to (N, C, *spatial)
-            a = np.asarray(a)
             if self.batch:
                 a = a[None]
             return a.reshape(a.shape + (1,) * (ps.ndim - 2)) if a.ndim else a
@@ -270,16 +294,16 @@ class DiceLoss(_Loss):
         dpred = 2 * ps if self.squared_pred else 1.0
         # f = 1 - num/den: df/dp = -(2 t den - num dpred) / den^2
         gp_part = -(2 * ctx["t"] * expand(den) - expand(num) * dpred) / expand(den * den)
-        gp_part = gp_part * expand(scale) if scale.ndim else gp_part * scale
-        gp = np.zeros_like(ctx["p"])
+        gp_part = gp_part * expand(scale) if np.ndim(scale) else gp_part * scale
+        gp = xp.zeros_like(ctx["p"])
         gp[:, ctx["first"]:] = gp_part
         dtype = ctx["dtype"]
         if self.sigmoid:
             p = ctx["p"]
             return (gp * p * (1 - p)).astype(dtype)
         if self.softmax:
-            return np.asarray(B.softmax_backward(np.ascontiguousarray(gp.astype(dtype)),
-                                                 np.ascontiguousarray(ctx["p"].astype(dtype)), 1))
+            return B.softmax_backward(xp.ascontiguousarray(gp.astype(dtype)),
+                                      xp.ascontiguousarray(ctx["p"].astype(dtype)), 1)
         return gp.astype(dtype)
 
     def extra_repr(self):

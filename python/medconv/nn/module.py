@@ -8,13 +8,16 @@ forward pass (use separate instances for separate uses), then backward once.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import itertools
+import sys
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from .._backend import as_array
+from .._backend import _is_cupy, array_namespace, as_array, on_gpu, to_namespace
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -53,12 +56,24 @@ def is_grad_enabled() -> bool:
 # ------------------------------------------------------------------------ Parameter
 
 
-class Parameter(np.ndarray):
+class _ParameterType(type):
+    """Parameter's metaclass: a parameter on the GPU (a CuPy array, see _cuda_parameter) is a
+    Parameter too for isinstance()."""
+
+    def __instancecheck__(cls, obj):
+        return type.__instancecheck__(cls, obj) or (
+            cls is Parameter and getattr(type(obj), "_medconv_parameter", False))
+
+
+class Parameter(np.ndarray, metaclass=_ParameterType):
     """A numpy array that a Module trains; `.grad` holds its accumulated gradient (None until the
     first backward, or after zero_grad()). Arithmetic on a Parameter gives plain arrays; in-place
-    updates (`p -= lr * p.grad`) keep it a Parameter."""
+    updates (`p -= lr * p.grad`) keep it a Parameter. Parameter(cupy_array) (and Module.to("cuda"))
+    makes a parameter on the GPU: a CuPy array with the same .grad and .requires_grad."""
 
     def __new__(cls, data, requires_grad=True):
+        if _is_cupy(data):
+            return _cuda_parameter(data, requires_grad)
         arr = np.array(data, copy=True, order="C")
         if arr.dtype not in (np.float32, np.float64):
             raise TypeError(f"a Parameter must be float32 or float64, got {arr.dtype}")
@@ -94,10 +109,50 @@ class Parameter(np.ndarray):
         return "Parameter containing:\n" + repr(self.view(np.ndarray))
 
 
+_CUDA_PARAMETER_CLASSES: dict = {}  # cupy.ndarray -> its Parameter subclass
+
+
+def _cuda_parameter_class(base):
+    cls = _CUDA_PARAMETER_CLASSES.get(base)
+    if cls is None:
+        class CudaParameter(base):
+            """A Parameter on the GPU: a CuPy array with .grad and .requires_grad."""
+
+            _medconv_parameter = True
+
+            def __array_finalize__(self, obj):
+                self.grad = None
+                self.requires_grad = getattr(obj, "requires_grad", True)
+
+            def __repr__(self):
+                return "Parameter containing:\n" + base.__repr__(self)
+
+        cls = _CUDA_PARAMETER_CLASSES[base] = CudaParameter
+    return cls
+
+
+def _cuda_parameter(data, requires_grad):
+    """A copy of the CuPy array `data` as a GPU Parameter (built with cupy.ndarray's constructor on
+    the copy's memory, which every CuPy that subclasses supports)."""
+    cp = sys.modules["cupy"]
+    arr = cp.array(data, copy=True, order="C")
+    if arr.dtype not in (np.float32, np.float64):
+        raise TypeError(f"a Parameter must be float32 or float64, got {arr.dtype}")
+    obj = _cuda_parameter_class(cp.ndarray)(arr.shape, arr.dtype, memptr=arr.data, strides=arr.strides)
+    obj.grad = None
+    obj.requires_grad = bool(requires_grad)
+    return obj
+
+
 def _to_numpy(value, name):
-    """A numpy array from a numpy array, a torch tensor (detached) or anything array-like."""
+    """A numpy array from a numpy array, a torch tensor (detached) or anything array-like; a CuPy
+    array (a GPU Parameter too) is returned as it is."""
     if isinstance(value, np.ndarray):
         return value.view(np.ndarray) if isinstance(value, Parameter) else value
+    if _is_cupy(value):
+        return value
+    if on_gpu(value):  # a torch CUDA tensor: read through DLPack as a CuPy array, no copy
+        return as_array(value, name, allow_int=True)[0]
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         return value.detach().cpu().numpy()
     if hasattr(value, "__dlpack__"):
@@ -176,8 +231,8 @@ class Module:
                 raise TypeError(f"cannot assign {type(value).__name__} to submodule {name!r} (use a Module or None)")
             mods[name] = None
         elif name in bufs:
-            if value is not None and not isinstance(value, np.ndarray):
-                raise TypeError(f"buffer {name!r} must be a numpy array or None, got {type(value).__name__}")
+            if value is not None and not _is_array(value):
+                raise TypeError(f"buffer {name!r} must be a numpy (or CuPy) array or None, got {type(value).__name__}")
             bufs[name] = value
         else:
             object.__setattr__(self, name, value)
@@ -202,8 +257,8 @@ class Module:
         self._parameters[name] = param
 
     def register_buffer(self, name, tensor, persistent=True):
-        if tensor is not None and not isinstance(tensor, np.ndarray):
-            raise TypeError(f"buffer {name!r} must be a numpy array or None, got {type(tensor).__name__}")
+        if tensor is not None and not _is_array(tensor):
+            raise TypeError(f"buffer {name!r} must be a numpy (or CuPy) array or None, got {type(tensor).__name__}")
         self._buffers[name] = tensor
         if not persistent:
             self._non_persistent.add(name)
@@ -272,22 +327,24 @@ class Module:
 
     # -- state
     def state_dict(self, destination=None, prefix="", keep_vars=False):
-        """name -> array, with torch's key names (`0.weight`, `bn.running_mean`, ...); copies
-        unless keep_vars (then the Parameters and buffers themselves)."""
+        """name -> array, with torch's key names (`0.weight`, `bn.running_mean`, ...); numpy copies
+        (a model on the GPU too, so that saving it writes CPU arrays) unless keep_vars (then the
+        Parameters and buffers themselves)."""
         out = OrderedDict() if destination is None else destination
         for mp, m in self.named_modules(prefix=prefix.rstrip(".")):
             pre = mp + ("." if mp else "")
             for name, p in m._parameters.items():
                 if p is not None:
-                    out[pre + name] = p if keep_vars else np.array(p.view(np.ndarray))
+                    out[pre + name] = p if keep_vars else _host_copy(p)
             for name, b in m._buffers.items():
                 if b is not None and name not in m._non_persistent:
-                    out[pre + name] = b if keep_vars else np.array(b)
+                    out[pre + name] = b if keep_vars else _host_copy(b)
         return out
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copies values (numpy arrays or torch tensors) into the parameters and buffers in place,
-        cast to their dtype; a torch state dict loads as is. strict: the keys must match exactly."""
+        """Copies values (numpy or CuPy arrays, torch tensors) into the parameters and buffers in place,
+        cast to their dtype and moved to their device; a torch state dict loads as is. strict: the keys
+        must match exactly."""
         if not hasattr(state_dict, "items"):
             raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
         own = self.state_dict(keep_vars=True)
@@ -305,7 +362,7 @@ class Module:
                                  f"the model has {tuple(target.shape)}")
             if value.dtype.kind not in "fiub":
                 raise ValueError(f"{key} has dtype {value.dtype}; expected numbers")
-            target[...] = value.astype(target.dtype, copy=False)
+            target[...] = to_namespace(value.astype(target.dtype, copy=False), array_namespace(target))
         return _IncompatibleKeys(missing, unexpected)
 
     def train(self, mode=True):
@@ -330,19 +387,51 @@ class Module:
             else:
                 p.grad[...] = 0
 
-    def to(self, dtype):
-        """Casts every floating parameter and buffer to dtype (numpy dtype, 'float32', 'float64',
-        or a torch dtype)."""
-        dt = _as_float_dtype(dtype)
+    def to(self, *args, **kwargs):
+        """Moves and/or casts every parameter and buffer, as torch's Module.to: to(dtype),
+        to(device), to(device, dtype), to(device=..., dtype=...); returns self.
+
+        device: "cpu", "cuda" or "cuda:N" (or a torch.device). "cuda" puts the parameters and buffers
+        on the GPU as CuPy arrays (pip install 'medconv[cuda]'); the model then takes CuPy arrays (or
+        torch CUDA tensors) and fit/predict run on the GPU. dtype: float32 or float64 (a numpy dtype,
+        its name or a torch dtype), for the floating parameters and buffers. A parameter that changes
+        is replaced by a new Parameter (its .grad moved along): create the optimizer after to()."""
+        device, dtype = _to_arguments(args, kwargs)
+        dt = None if dtype is None else _as_float_dtype(dtype)
+        xp, index = _target(device)
+        done = {}  # id(old parameter) -> its replacement: a parameter shared by two modules stays shared
         for m in self.modules():
             for name, p in list(m._parameters.items()):
-                if p is not None and p.dtype != dt:
-                    new = Parameter(p.view(np.ndarray).astype(dt), requires_grad=p.requires_grad)
-                    m._parameters[name] = new
+                if p is None:
+                    continue
+                if id(p) not in done:
+                    data = _moved(p, xp, index, dt)
+                    new = p
+                    if data is not p:
+                        new = Parameter(data, requires_grad=p.requires_grad)
+                        if p.grad is not None:
+                            new.grad = _moved(p.grad, xp, index, new.dtype)
+                    done[id(p)] = (p, new)  # p kept alive: its id stays its own
+                m._parameters[name] = done[id(p)][1]
             for name, b in list(m._buffers.items()):
-                if b is not None and b.dtype.kind == "f" and b.dtype != dt:
-                    m._buffers[name] = b.astype(dt)
+                if b is not None:
+                    m._buffers[name] = _moved(b, xp, index, dt if b.dtype.kind == "f" else None)
         return self
+
+    def cuda(self, device=None):
+        """to("cuda") (or to("cuda:N") for device=N)."""
+        return self.to("cuda" if device is None else f"cuda:{int(device)}")
+
+    def cpu(self):
+        """to("cpu")."""
+        return self.to("cpu")
+
+    @property
+    def device(self):
+        """Where the parameters and buffers live: "cpu", or "cuda:N" after to("cuda")."""
+        for a in itertools.chain(self.parameters(), self.buffers()):
+            return f"cuda:{int(a.device.id)}" if _is_cupy(a) else "cpu"
+        return "cpu"
 
     def float(self):
         return self.to(np.float32)
@@ -384,7 +473,7 @@ class Module:
     def _accumulate(self, param, grad):
         if param is None or grad is None or not param.requires_grad:
             return
-        grad = np.asarray(grad, dtype=param.dtype)
+        grad = array_namespace(param).asarray(grad, dtype=param.dtype)
         if param.grad is None:
             param.grad = grad
         else:
@@ -442,6 +531,92 @@ def _as_float_dtype(dtype):
     if dt not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {dt}")
     return dt
+
+
+def _is_array(value) -> bool:
+    return isinstance(value, np.ndarray) or _is_cupy(value)
+
+
+def _host_copy(a) -> np.ndarray:
+    """A numpy copy of a numpy or CuPy array (a Parameter's plain values)."""
+    if _is_cupy(a):
+        return sys.modules["cupy"].asnumpy(a)
+    return np.array(a.view(np.ndarray) if isinstance(a, Parameter) else a)
+
+
+def _module_namespace(module):
+    """cupy when the module's parameters and buffers are on the GPU, numpy on the CPU, None without any."""
+    for a in itertools.chain(module.parameters(), module.buffers()):
+        return array_namespace(a)
+    return None
+
+
+def _is_device(value) -> bool:
+    """A torch.device, or a string that is not a dtype name ("cpu", "cuda", "cuda:1", a typo)."""
+    if type(value).__name__ == "device" and type(value).__module__.startswith("torch"):
+        return True
+    if isinstance(value, str):
+        try:
+            np.dtype(value)
+        except TypeError:
+            return True
+    return False
+
+
+def _to_arguments(args, kwargs):
+    """(device, dtype) of Module.to's arguments, each None when not given."""
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)  # torch's; copies here are synchronous
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    if len(args) > 2:
+        raise TypeError(f"to() takes at most 2 positional arguments (device, dtype), got {len(args)}")
+    for a in args:
+        if _is_device(a):
+            if device is not None:
+                raise TypeError(f"to() got two devices: {device!r} and {a!r}")
+            device = a
+        else:
+            if dtype is not None:
+                raise TypeError(f"to() got two dtypes: {dtype!r} and {a!r}")
+            dtype = a
+    if device is None and dtype is None:
+        raise TypeError("to() needs a device ('cpu', 'cuda', 'cuda:N') or a dtype (float32, float64)")
+    return device, dtype
+
+
+def _target(device):
+    """(array module, CUDA device index or None) of a device; (None, None) for no device."""
+    if device is None:
+        return None, None
+    kind, _, index = str(device).partition(":")
+    if kind == "cpu" and not index:
+        return np, None
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    from .. import _cuda
+
+    cp = _cuda.cupy()  # GPUUnavailableError, saying what to install, without CuPy
+    _cuda.device_id()  # ... and without a CUDA device
+    count = int(cp.cuda.runtime.getDeviceCount())
+    if index and int(index) >= count:
+        raise ValueError(f"device {device!r} does not exist: CuPy sees {count} CUDA device(s)")
+    return cp, (int(index) if index else None)
+
+
+def _moved(a, xp, index, dtype):
+    """`a` on xp's device (xp None: where it is; index: that CUDA device) with `dtype` (None: its
+    own); `a` itself when neither changes."""
+    out = a
+    if xp is np and _is_cupy(a):
+        out = sys.modules["cupy"].asnumpy(a)
+    elif xp is not None and xp is not np and (
+            not _is_cupy(a) or (index is not None and int(a.device.id) != index)):
+        with xp.cuda.Device(index) if index is not None else contextlib.nullcontext():
+            out = xp.array(a) if _is_cupy(a) else xp.asarray(np.asarray(a))
+    if dtype is not None and out.dtype != dtype:
+        out = out.astype(dtype)
+    return out
 
 
 def backward_through(module, grad_output, input_grad=True):
@@ -575,20 +750,22 @@ class SkipConcat(Module):
         self.dim = dim
 
     def forward(self, input):
-        x = np.asarray(input)
-        y = np.asarray(self.submodule(input))
+        x = _to_numpy(input, "input")  # numpy, or CuPy on the GPU (a torch CUDA tensor read through DLPack)
+        y = _to_numpy(self.submodule(input), "the submodule's output")
+        xp = array_namespace(x)
         d = self.dim % x.ndim if x.ndim else 0
         if y.ndim != x.ndim or any(a != b for i, (a, b) in enumerate(zip(x.shape, y.shape)) if i != d):
             raise ValueError(f"SkipConcat: the submodule gives shape {tuple(y.shape)}, which does not match the "
                              f"input's {tuple(x.shape)} on every dim but {self.dim}")
         self._save(split=x.shape[d], dim=d)
-        return np.concatenate([x, y], axis=d)
+        return xp.concatenate([x, y], axis=d)
 
     def backward(self, grad_output, input_grad=True):
         ctx = self._saved()
-        g = np.asarray(grad_output)
-        gx, gy = np.split(g, [ctx["split"]], axis=ctx["dim"])
-        gs = backward_through(self.submodule, np.ascontiguousarray(gy), input_grad)
+        g = _to_numpy(grad_output, "grad_output")
+        xp = array_namespace(g)
+        gx, gy = xp.split(g, [ctx["split"]], axis=ctx["dim"])
+        gs = backward_through(self.submodule, xp.ascontiguousarray(gy), input_grad)
         if not input_grad:
             return None
         return gx + gs

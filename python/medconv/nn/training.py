@@ -1,4 +1,7 @@
-"""A short training loop and batched prediction: fit, predict, predict_proba (also Module methods)."""
+"""A short training loop and batched prediction: fit, predict, predict_proba (also Module methods).
+
+A model moved to the GPU (model.to("cuda")) trains and predicts there: x and y (numpy or CuPy) are
+copied to the model's device batch by batch; predictions come back as x's kind."""
 from __future__ import annotations
 
 import numbers
@@ -7,20 +10,29 @@ import sys
 import numpy as np
 
 from .. import functional as F
+from .._backend import _is_cupy, array_namespace, to_namespace
 from .activation import LogSoftmax, Sigmoid, Softmax
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .module import Module, Sequential, _to_numpy, backward_through, no_grad
+from .module import Module, Sequential, _module_namespace, _to_numpy, backward_through, no_grad
 
 
 def _inputs(model, x, name="x"):
-    """x as a numpy array of the model's dtype (a visible cast: fit and predict take any float or
-    int array, the layers take only their own dtype)."""
+    """x as an array of the model's dtype, on the device it is on (a visible cast: fit and predict take
+    any float or int array, the layers take only their own dtype)."""
     arr = _to_numpy(x, name)
     if arr.ndim < 1:
         raise ValueError(f"{name} must have a leading batch dim, got shape {arr.shape}")
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"{name} has dtype {arr.dtype}; pass numbers")
-    return np.ascontiguousarray(arr, dtype=model.dtype)
+    return array_namespace(arr).ascontiguousarray(arr, dtype=model.dtype)
+
+
+def _batch(a, index, xp):
+    """a[index] (numpy ints or a slice) on xp's device (None: where it is)."""
+    if _is_cupy(a) and isinstance(index, np.ndarray):
+        index = sys.modules["cupy"].asarray(index)
+    b = a[index]
+    return b if xp is None else to_namespace(b, xp)
 
 
 def _check_batch_size(batch_size):
@@ -41,23 +53,25 @@ def _is_classification(loss):
 
 def _accuracy_count(out, y, loss):
     """The number of correct predictions in a batch (classification losses only)."""
-    out = np.asarray(out)
+    if array_namespace(out, y) is np:
+        out, y = np.asarray(out), np.asarray(y)
     if isinstance(loss, BCEWithLogitsLoss):
-        return int(((out > 0) == (np.asarray(y) > 0.5)).sum()), int(np.size(y))
-    if np.asarray(y).dtype.kind == "f":  # class probabilities
-        y = np.argmax(y, axis=1)
-    return int((np.argmax(out, axis=1) == y).sum()), int(np.size(y))
+        return int(((out > 0) == (y > 0.5)).sum()), int(y.size)
+    if y.dtype.kind == "f":  # class probabilities
+        y = y.argmax(axis=1)
+    return int((out.argmax(axis=1) == y).sum()), int(y.size)
 
 
 def _evaluate(model, x, y, loss, batch_size):
     """(mean loss, accuracy or None) over (x, y) in eval mode, without recording gradients."""
     total, correct, count, n = 0.0, 0, 0, len(x)
+    xp = _module_namespace(model)
     was_training = model.training
     model.eval()
     try:
         with no_grad():
             for i in range(0, n, batch_size):
-                xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+                xb, yb = _batch(x, slice(i, i + batch_size), xp), _batch(y, slice(i, i + batch_size), xp)
                 out = model(xb)
                 total += float(loss(out, yb)) * len(xb)
                 if _is_classification(loss):
@@ -86,7 +100,8 @@ def fit(model: Module, x, y, *, epochs, batch_size, optimizer=None, loss=None, v
     optimizer: a medconv.optim optimizer (default Adam(lr=1e-3)); loss: a medconv.nn loss (default
     CrossEntropyLoss for integer labels, MSELoss for float targets). x is cast to the model's dtype.
     verbose: 0 quiet; 1 a progress bar on a terminal (one line per epoch elsewhere); 2 one line per
-    epoch. seed makes the shuffling (and nothing else) reproducible.
+    epoch. seed makes the shuffling (and nothing else) reproducible. On a model moved to the GPU, each
+    batch is copied to the GPU (x and y may also be CuPy arrays already there).
     """
     from .. import optim
 
@@ -130,6 +145,7 @@ def fit(model: Module, x, y, *, epochs, batch_size, optimizer=None, loss=None, v
             history["val_accuracy"] = []
     n = len(xs)
     n_batches = (n + batch_size - 1) // batch_size
+    xp = _module_namespace(model)
     model.train()
     for epoch in range(epochs):
         order = rng.permutation(n) if shuffle else np.arange(n)
@@ -138,7 +154,7 @@ def fit(model: Module, x, y, *, epochs, batch_size, optimizer=None, loss=None, v
         try:
             for b in range(n_batches):
                 idx = order[b * batch_size:(b + 1) * batch_size]
-                xb, yb = xs[idx], ys[idx]
+                xb, yb = _batch(xs, idx, xp), _batch(ys, idx, xp)
                 out = model(xb)
                 value = float(loss(out, yb))
                 if not np.isfinite(value):
@@ -177,16 +193,20 @@ def fit(model: Module, x, y, *, epochs, batch_size, optimizer=None, loss=None, v
 def _outputs(model, x, batch_size):
     batch_size = _check_batch_size(batch_size)
     xs = _inputs(model, x)
+    xp = _module_namespace(model)
     was_training = model.training
     model.eval()
     try:
         with no_grad():
-            outs = [np.asarray(model(xs[i:i + batch_size])) for i in range(0, len(xs), batch_size)]
+            outs = [model(_batch(xs, slice(i, i + batch_size), xp)) for i in range(0, len(xs), batch_size)]
     finally:
         model.train(was_training)
     if not outs:
         raise ValueError("x is empty")
-    return np.concatenate(outs, axis=0)
+    out_xp = array_namespace(*outs)
+    if out_xp is np:
+        outs = [np.asarray(o) for o in outs]
+    return to_namespace(out_xp.concatenate(outs, axis=0), array_namespace(xs))  # x's kind
 
 
 def predict_proba(model: Module, x, batch_size=256):
@@ -194,17 +214,18 @@ def predict_proba(model: Module, x, batch_size=256):
     of the outputs (the outputs themselves after a final Softmax, exp after LogSoftmax); a single
     logit per sample (binary) gives (N, 2) = [1 - sigmoid, sigmoid]."""
     out = _outputs(model, x, batch_size)
+    xp = array_namespace(out)
     last = _last_layer(model)
     if isinstance(last, Softmax):
         return out
     if isinstance(last, LogSoftmax):
-        return np.exp(out)
+        return xp.exp(out)
     if out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1):
-        p = out.reshape(-1) if isinstance(last, Sigmoid) else np.asarray(F.sigmoid(out.reshape(-1)))
-        return np.stack([1 - p, p], axis=1)
+        p = out.reshape(-1) if isinstance(last, Sigmoid) else F.sigmoid(out.reshape(-1))
+        return xp.stack([1 - p, p], axis=1)
     if out.ndim < 2:
         raise ValueError(f"the model's outputs have shape {out.shape}; expected (N, classes, ...)")
-    return np.asarray(F.softmax(out, dim=1))
+    return F.softmax(out, dim=1)
 
 
 def predict(model: Module, x, batch_size=256):
@@ -214,7 +235,7 @@ def predict(model: Module, x, batch_size=256):
     if out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1):
         thresh = 0.5 if isinstance(_last_layer(model), Sigmoid) else 0.0
         return (out.reshape(-1) > thresh).astype(np.int64)
-    return np.argmax(out, axis=1)
+    return out.argmax(axis=1)
 
 
 __all__ = ["fit", "predict", "predict_proba"]
