@@ -46,6 +46,36 @@ inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
     av = _mm256_broadcast_ss(a + 5);
     c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
   }
+  const __m256 zero = _mm256_setzero_ps();
+  if (mr == MR && nr == NR) {  // a full tile: the epilogue straight from the registers
+    auto store_row = [&](int r, __m256 v0, __m256 v1) {
+      float* crow = C + r * ldc;
+      if (accumulate) {
+        v0 = _mm256_add_ps(_mm256_loadu_ps(crow), v0);
+        v1 = _mm256_add_ps(_mm256_loadu_ps(crow + 8), v1);
+      } else if (row_bias) {  // bias first, as the reference: bias + sum
+        const __m256 b = _mm256_set1_ps(row_bias[r]);
+        v0 = _mm256_add_ps(b, v0);
+        v1 = _mm256_add_ps(b, v1);
+      } else if (col_bias) {
+        v0 = _mm256_add_ps(_mm256_loadu_ps(col_bias), v0);
+        v1 = _mm256_add_ps(_mm256_loadu_ps(col_bias + 8), v1);
+      }
+      if (last && relu) {  // max(0, v) keeping NaN: max_ps returns its second operand on NaN
+        v0 = _mm256_max_ps(zero, v0);
+        v1 = _mm256_max_ps(zero, v1);
+      }
+      _mm256_storeu_ps(crow, v0);
+      _mm256_storeu_ps(crow + 8, v1);
+    };
+    store_row(0, c00, c01);
+    store_row(1, c10, c11);
+    store_row(2, c20, c21);
+    store_row(3, c30, c31);
+    store_row(4, c40, c41);
+    store_row(5, c50, c51);
+    return;
+  }
   alignas(32) float tile[MR][NR];
   _mm256_store_ps(tile[0], c00); _mm256_store_ps(tile[0] + 8, c01);
   _mm256_store_ps(tile[1], c10); _mm256_store_ps(tile[1] + 8, c11);
@@ -53,7 +83,6 @@ inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
   _mm256_store_ps(tile[3], c30); _mm256_store_ps(tile[3] + 8, c31);
   _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
   _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
-  const __m256 zero = _mm256_setzero_ps();
   for (int r = 0; r < mr; ++r) {
     float* crow = C + r * ldc;
     if (nr == NR) {
