@@ -253,3 +253,28 @@ def test_sequential_and_module_list_api():
         nn.Sequential(nn.ReLU(), 3)
     ml = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 1)])
     assert len(list(ml.parameters())) == 4 and len(ml) == 2
+
+
+def test_no_grad_is_per_thread():
+    import threading
+
+    from medconv import nn as mnn
+
+    inside, seen = threading.Event(), {}
+    release = threading.Event()
+
+    def other():
+        with mnn.no_grad():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert inside.wait(10)
+    seen["main"] = mnn.is_grad_enabled()  # the other thread's no_grad does not reach this one
+    release.set()
+    t.join(10)
+    assert seen["main"] is True
+    with mnn.no_grad():
+        assert mnn.is_grad_enabled() is False
+    assert mnn.is_grad_enabled() is True

@@ -13,6 +13,7 @@ import functools
 import inspect
 import itertools
 import sys
+import threading
 from collections import OrderedDict, namedtuple
 
 import numpy as np
@@ -23,22 +24,24 @@ _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_
 
 # ------------------------------------------------------------------------ gradient recording
 
-_grad_enabled = True
+class _GradMode(threading.local):
+    enabled = True  # per thread, as torch's grad mode: one thread's no_grad leaves the others alone
+
+
+_grad_mode = _GradMode()
 
 
 class no_grad:
     """Context manager (or decorator): modules skip recording what their gradients need, as in
-    predict(). Inside it, backward() is unavailable."""
+    predict(). Inside it, backward() is unavailable. It applies to the calling thread only."""
 
     def __enter__(self):
-        global _grad_enabled
-        self._prev = _grad_enabled
-        _grad_enabled = False
+        self._prev = _grad_mode.enabled
+        _grad_mode.enabled = False
         return self
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._prev
+        _grad_mode.enabled = self._prev
         return False
 
     def __call__(self, fn):
@@ -50,7 +53,7 @@ class no_grad:
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return _grad_mode.enabled
 
 
 # ------------------------------------------------------------------------ Parameter
@@ -461,7 +464,7 @@ class Module:
 
     def _save(self, **ctx):
         """Records what backward() needs (nothing under no_grad)."""
-        object.__setattr__(self, "_ctx", ctx if _grad_enabled else None)
+        object.__setattr__(self, "_ctx", ctx if _grad_mode.enabled else None)
 
     def _saved(self):
         ctx = self.__dict__.get("_ctx")
