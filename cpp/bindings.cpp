@@ -3,6 +3,8 @@
 #include <pybind11/stl.h>
 #include <pybind11/numpy.h>
 
+#include "bind_util.h"
+
 #include <array>
 #include <stdexcept>
 #include <string>
@@ -20,37 +22,7 @@ void register_nn(py::module_& m);
 
 namespace {
 
-using Int3 = std::array<int64_t, 3>;
-
-enum class DType { f32, f64 };
-
-DType dtype_of(const py::array& a, const char* name) {
-  if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
-  if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
-  throw std::invalid_argument(std::string(name) + " must be float32 or float64, got " +
-                              std::string(py::str(a.dtype())));
-}
-
-void require(bool ok, const std::string& what) {
-  if (!ok) throw std::invalid_argument(what);
-}
-
-// Checks a kernel argument: C-contiguous, of the given dtype and ndim, writeable if an output.
-void check_array(const py::array& a, const char* name, DType dt, int ndim, bool output = false) {
-  require(dtype_of(a, name) == dt, std::string(name) + " has a different dtype from the input");
-  require(a.ndim() == ndim, std::string(name) + " must have " + std::to_string(ndim) + " dims");
-  require((a.flags() & py::array::c_style) != 0, std::string(name) + " must be C-contiguous");
-  if (output) require(a.writeable(), std::string(name) + " must be writeable");
-}
-
-template <class T> T* data(py::array& a) { return static_cast<T*>(a.mutable_data()); }
-template <class T> const T* cdata(const py::array& a) { return static_cast<const T*>(a.data()); }
-
-template <class F>
-void with_dtype(DType dt, F&& f) {
-  if (dt == DType::f32) f(float{});
-  else f(double{});
-}
+using namespace bind;
 
 void conv_forward(const py::array& x, const py::array& w, const py::object& bias, py::array y,
                   Int3 stride, Int3 pad, Int3 dilation, int64_t groups, int activation) {
