@@ -9,6 +9,7 @@
 
 #include "aligned.h"
 #include "avx2_kernels.h"
+#include "conv_gemm.h"
 #include "conv_direct_avx2.h"
 #include "conv_plan.h"
 #include "gemm_avx2.h"
@@ -119,31 +120,9 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
   }
 }
 
+// The implicit GEMM (conv_gemm.h's driver) with this file's packer.
 void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
-  const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
-  const int64_t K = Cg * s.KD * s.KH * s.KW;
-  const int64_t Nsp = s.OD * s.OH * s.OW;
-  const int64_t a_size = gemm::packed_a_size(OCg, K);
-  std::vector<float> Ap(static_cast<size_t>(a_size * G));
-  for (int64_t g = 0; g < G; ++g) gemm::pack_a(w + g * OCg * K, K, 1, OCg, K, Ap.data() + g * a_size);
-  const int64_t tiles = (Nsp + gemm::NC - 1) / gemm::NC;
-  parallel_for(s.N * G * tiles, 1, [&](int64_t begin, int64_t end) {
-    float* work = thread_scratch<float>(gemm::KC * gemm::NC);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t tile = t % tiles, g = (t / tiles) % G, n = t / (tiles * G);
-      const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
-      float* yg = y + (n * s.OC + g * OCg) * Nsp;
-      gemm::Epilogue ep;
-      ep.row_bias = bias ? bias + g * OCg : nullptr;
-      ep.relu = relu;
-      const int64_t j0 = tile * gemm::NC, j1 = std::min(Nsp, j0 + gemm::NC);
-      gemm::gemm_columns(OCg, K, Ap.data() + g * a_size,
-                         [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
-                           pack_conv_columns(s, xg, pc, kc, jc, nc, Bp);
-                         },
-                         j0, j1, yg, Nsp, ep, work);
-    }
-  });
+  conv_gemm::conv_gemm_f32<gemm::Gemm>(s, x, w, bias, y, relu, pack_conv_columns);
 }
 
 // The plan, cached per shape (conv_plan.h): Winograd for the 3x3 stride-1 convs it takes; the

@@ -121,8 +121,11 @@ inline std::unique_ptr<float, FreeDeleter> aligned_floats(int64_t n) {
 // y[n, g*OCg + o, j] = act(bias[g*OCg + o] + sum_k w[g*OCg + o, k] * B_{n,g}[k, j])
 // with B the im2col matrix of pack_conv_columns. Tasks: (image, group, NC-wide column tile).
 // x: [N, C, D, H, W], w: [OC, C/G, KD, KH, KW], bias: [OC] or null, y: [N, OC, OD, OH, OW]
-template <class Gemm>
-void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
+// pack(s, xg, pc, kc, jc, nc, Bp) fills a block of B as pack_conv_columns<Gemm::NR> does (an ISA may
+// bring a faster packer).
+template <class Gemm, class Pack>
+void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
+                   const Pack& pack) {
   const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
   const int64_t K = Cg * s.KD * s.KH * s.KW;
   const int64_t Nsp = s.OD * s.OH * s.OW;
@@ -142,11 +145,16 @@ void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const flo
       const int64_t j0 = tile * Gemm::NC, j1 = std::min(Nsp, j0 + Gemm::NC);
       Gemm::gemm_columns(OCg, K, Ap.get() + g * a_size,
                          [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
-                           pack_conv_columns<Gemm::NR>(s, xg, pc, kc, jc, nc, Bp);
+                           pack(s, xg, pc, kc, jc, nc, Bp);
                          },
                          j0, j1, yg, Nsp, ep, work);
     }
   });
+}
+
+template <class Gemm>
+void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
+  conv_gemm_f32<Gemm>(s, x, w, bias, y, relu, pack_conv_columns<Gemm::NR>);
 }
 
 // y[m, n] = bias[n] + sum_k x[m, k] * w[n, k]; tasks: (MB-row block, NC-wide column tile).

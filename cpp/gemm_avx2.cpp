@@ -121,11 +121,7 @@ inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
 
 void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
                   int64_t ldc, const Epilogue& ep, float* work) {
-  gemm_common::Epilogue common;
-  common.row_bias = ep.row_bias;
-  common.col_bias = ep.col_bias;
-  common.relu = ep.relu;
-  gemm_common::gemm_blocked<MR, NR, KC, NC>(M, K, Ap, pack_b, j0, j1, C, ldc, common, work,
+  gemm_common::gemm_blocked<MR, NR, KC, NC>(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work,
                                             [](auto... args) { micro_kernel(args...); });
 }
 

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "gemm_common.h"
+
 namespace medconv {
 namespace gemm {
 
@@ -20,16 +22,26 @@ void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, floa
 // Fills Bp with the block B[pc : pc + kc, jc : jc + nc] as [ceil(nc / NR)][kc][NR], columns past nc zero.
 using PackB = std::function<void(int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp)>;
 
-struct Epilogue {
-  const float* row_bias = nullptr;  // [M], added to each row
-  const float* col_bias = nullptr;  // [N], added to each column
-  bool relu = false;
-};
+using Epilogue = gemm_common::Epilogue;
 
 // C[i, j] = epilogue(sum_k A(i, k) B(k, j)) for j in [j0, j1); single-threaded (callers split N).
 // work must hold KC * NC floats.
 void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
                   int64_t ldc, const Epilogue& ep, float* work);
+
+// The tile and entry points as one type, for the ISA-independent drivers of conv_gemm.h.
+struct Gemm {
+  static constexpr int MR = gemm::MR, NR = gemm::NR;
+  static constexpr int64_t KC = gemm::KC, NC = gemm::NC;
+  static int64_t packed_a_size(int64_t M, int64_t K) { return gemm::packed_a_size(M, K); }
+  static void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
+    gemm::pack_a(a, lda, ska, M, K, Ap);
+  }
+  static void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1,
+                           float* C, int64_t ldc, const Epilogue& ep, float* work) {
+    gemm::gemm_columns(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work);
+  }
+};
 
 }  // namespace gemm
 }  // namespace medconv
