@@ -21,25 +21,6 @@ namespace {
 using namespace bind;
 using Double3 = std::array<double, 3>;
 
-// ConvShape of the forward conv x [N, C, D, H, W] * w [OC, Cg, K...] -> y [N, OC, OD, OH, OW].
-// Every kernel clips its taps to [0, size), so any spatial sizes are memory safe.
-ConvShape conv_shape(const py::array& x, const py::array& w, const py::array& y, Int3 stride, Int3 pad,
-                     Int3 dilation, int64_t groups) {
-  ConvShape s{};
-  s.N = x.shape(0); s.C = x.shape(1); s.D = x.shape(2); s.H = x.shape(3); s.W = x.shape(4);
-  s.OC = w.shape(0); s.KD = w.shape(2); s.KH = w.shape(3); s.KW = w.shape(4);
-  s.OD = y.shape(2); s.OH = y.shape(3); s.OW = y.shape(4);
-  s.groups = groups;
-  for (int i = 0; i < 3; ++i) {
-    s.stride[i] = stride[i]; s.pad[i] = pad[i]; s.dilation[i] = dilation[i];
-    require(stride[i] >= 1 && dilation[i] >= 1 && pad[i] >= 0, "stride, dilation must be >= 1, padding >= 0");
-  }
-  require(groups >= 1 && s.C % groups == 0 && s.OC % groups == 0 && w.shape(1) * groups == s.C,
-          "weight and groups do not match the input channels");
-  require(y.shape(0) == s.N && y.shape(1) == s.OC, "grad_output's batch and channels do not match");
-  return s;
-}
-
 // gy [N, OC, O...], w [OC, Cg, K...] -> gx [N, C, I...]
 void conv_backward_input_py(const py::array& gy, const py::array& w, py::array gx, Int3 stride, Int3 pad, Int3 dilation,
                          int64_t groups) {
@@ -163,16 +144,8 @@ void avg_pool_backward_py(const py::array& gy, py::array gx, Int3 kernel, Int3 s
   DType dt = dtype_of(gy, "grad_output");
   check_array(gy, "grad_output", dt, 4);
   check_array(gx, "grad_input", dt, 4, true);
-  PoolShape s{};
-  s.NC = gx.shape(0); s.D = gx.shape(1); s.H = gx.shape(2); s.W = gx.shape(3);
-  s.OD = gy.shape(1); s.OH = gy.shape(2); s.OW = gy.shape(3);
-  require(gy.shape(0) == s.NC, "grad_output and grad_input must have the same number of planes");
   require(divisor >= 0, "divisor_override must be positive");
-  for (int i = 0; i < 3; ++i) {
-    s.kernel[i] = kernel[i]; s.stride[i] = stride[i]; s.pad[i] = pad[i]; s.dilation[i] = 1;
-    require(kernel[i] >= 1 && stride[i] >= 1 && pad[i] >= 0 && 2 * pad[i] <= kernel[i],
-            "kernel_size, stride must be >= 1 and padding in [0, kernel_size / 2]");
-  }
+  PoolShape s = pool_shape(gx, gy, kernel, stride, pad, Int3{1, 1, 1});
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* xp = data<T>(gx);
@@ -185,12 +158,7 @@ void adaptive_avg_pool_backward_py(const py::array& gy, py::array gx) {
   DType dt = dtype_of(gy, "grad_output");
   check_array(gy, "grad_output", dt, 4);
   check_array(gx, "grad_input", dt, 4, true);
-  PoolShape s{};
-  s.NC = gx.shape(0); s.D = gx.shape(1); s.H = gx.shape(2); s.W = gx.shape(3);
-  s.OD = gy.shape(1); s.OH = gy.shape(2); s.OW = gy.shape(3);
-  require(gy.shape(0) == s.NC, "grad_output and grad_input must have the same number of planes");
-  require((s.OD > 0 && s.OH > 0 && s.OW > 0 && s.D > 0 && s.H > 0 && s.W > 0) || s.NC == 0,
-          "output_size and the input's spatial dims must be positive");
+  PoolShape s = adaptive_shape(gx, gy);
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* xp = data<T>(gx);

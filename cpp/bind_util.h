@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels.h"
+
 namespace medconv {
 namespace bind {
 
@@ -62,6 +64,55 @@ template <class F>
 void with_dtype(DType dt, F&& f) {
   if (dt == DType::f32) f(float{});
   else f(double{});
+}
+
+// ConvShape of the forward conv x [N, C, D, H, W] * w [OC, Cg, K...] -> y [N, OC, OD, OH, OW]
+// (for the backward kernels: the same arrays' gradients). Every kernel clips its taps to
+// [0, size), so any spatial sizes are memory safe.
+inline ConvShape conv_shape(const py::array& x, const py::array& w, const py::array& y, Int3 stride, Int3 pad,
+                            Int3 dilation, int64_t groups) {
+  ConvShape s{};
+  s.N = x.shape(0); s.C = x.shape(1); s.D = x.shape(2); s.H = x.shape(3); s.W = x.shape(4);
+  s.OC = w.shape(0); s.KD = w.shape(2); s.KH = w.shape(3); s.KW = w.shape(4);
+  s.OD = y.shape(2); s.OH = y.shape(3); s.OW = y.shape(4);
+  s.groups = groups;
+  for (int i = 0; i < 3; ++i) {
+    s.stride[i] = stride[i]; s.pad[i] = pad[i]; s.dilation[i] = dilation[i];
+    require(stride[i] >= 1 && dilation[i] >= 1 && pad[i] >= 0, "stride, dilation must be >= 1, padding >= 0");
+  }
+  require(groups >= 1 && s.C % groups == 0 && s.OC % groups == 0 && w.shape(1) * groups == s.C,
+          "weight and groups do not match the input channels");
+  require(y.shape(0) == s.N && y.shape(1) == s.OC, "the output's batch and channels do not match");
+  return s;
+}
+
+// PoolShape of a window op x [planes, D, H, W] -> y [planes, OD, OH, OW].
+inline PoolShape pool_shape(const py::array& x, const py::array& y, Int3 kernel, Int3 stride, Int3 pad,
+                            Int3 dilation) {
+  PoolShape s{};
+  s.NC = x.shape(0); s.D = x.shape(1); s.H = x.shape(2); s.W = x.shape(3);
+  s.OD = y.shape(1); s.OH = y.shape(2); s.OW = y.shape(3);
+  require(y.shape(0) == s.NC, "input and output must have the same number of planes");
+  for (int i = 0; i < 3; ++i) {
+    s.kernel[i] = kernel[i]; s.stride[i] = stride[i]; s.pad[i] = pad[i]; s.dilation[i] = dilation[i];
+    require(kernel[i] >= 1 && stride[i] >= 1 && dilation[i] >= 1 && pad[i] >= 0 && 2 * pad[i] <= kernel[i],
+            "kernel_size, stride, dilation must be >= 1 and padding in [0, kernel_size / 2]");
+  }
+  const int64_t in[3] = {s.D, s.H, s.W}, o[3] = {s.OD, s.OH, s.OW};
+  for (int i = 0; i < 3; ++i)  // every window starts inside the input or its leading padding
+    require(o[i] == 0 || (o[i] - 1) * stride[i] < in[i] + pad[i], "output spatial size does not fit the input");
+  return s;
+}
+
+// PoolShape of adaptive pooling x [planes, D, H, W] -> y [planes, OD, OH, OW] (no window arguments).
+inline PoolShape adaptive_shape(const py::array& x, const py::array& y) {
+  PoolShape s{};
+  s.NC = x.shape(0); s.D = x.shape(1); s.H = x.shape(2); s.W = x.shape(3);
+  s.OD = y.shape(1); s.OH = y.shape(2); s.OW = y.shape(3);
+  require(y.shape(0) == s.NC, "input and output must have the same number of planes");
+  require((s.OD > 0 && s.OH > 0 && s.OW > 0 && s.D > 0 && s.H > 0 && s.W > 0) || s.NC == 0,
+          "output_size and the input's spatial dims must be positive");
+  return s;
 }
 
 }  // namespace bind

@@ -30,18 +30,7 @@ void conv_forward(const py::array& x, const py::array& w, const py::object& bias
   check_array(x, "input", dt, 5);
   check_array(w, "weight", dt, 5);
   check_array(y, "out", dt, 5, true);
-  ConvShape s{};
-  s.N = x.shape(0); s.C = x.shape(1); s.D = x.shape(2); s.H = x.shape(3); s.W = x.shape(4);
-  s.OC = w.shape(0); s.KD = w.shape(2); s.KH = w.shape(3); s.KW = w.shape(4);
-  s.OD = y.shape(2); s.OH = y.shape(3); s.OW = y.shape(4);
-  s.groups = groups;
-  for (int i = 0; i < 3; ++i) {
-    s.stride[i] = stride[i]; s.pad[i] = pad[i]; s.dilation[i] = dilation[i];
-    require(stride[i] >= 1 && dilation[i] >= 1 && pad[i] >= 0, "stride, dilation must be >= 1, padding >= 0");
-  }
-  require(groups >= 1 && s.C % groups == 0 && s.OC % groups == 0 && w.shape(1) * groups == s.C,
-          "weight and groups do not match the input channels");
-  require(y.shape(0) == s.N && y.shape(1) == s.OC, "out has the wrong shape");
+  ConvShape s = conv_shape(x, w, y, stride, pad, dilation, groups);
   // Every tap is bounds-checked by the kernels, so any output size is memory-safe; Python
   // computes the right one. Here only its last window must start within the padded input.
   const int64_t in[3] = {s.D, s.H, s.W}, o[3] = {s.OD, s.OH, s.OW};
@@ -61,22 +50,6 @@ void conv_forward(const py::array& x, const py::array& w, const py::object& bias
     py::gil_scoped_release release;
     kernels_for<T>().conv_forward(s, xp, wp, bp, yp, static_cast<Activation>(activation));
   });
-}
-
-PoolShape pool_shape(const py::array& x, const py::array& y, Int3 kernel, Int3 stride, Int3 pad, Int3 dilation) {
-  PoolShape s{};
-  s.NC = x.shape(0); s.D = x.shape(1); s.H = x.shape(2); s.W = x.shape(3);
-  s.OD = y.shape(1); s.OH = y.shape(2); s.OW = y.shape(3);
-  require(y.shape(0) == s.NC, "out has the wrong shape");
-  for (int i = 0; i < 3; ++i) {
-    s.kernel[i] = kernel[i]; s.stride[i] = stride[i]; s.pad[i] = pad[i]; s.dilation[i] = dilation[i];
-    require(kernel[i] >= 1 && stride[i] >= 1 && dilation[i] >= 1 && pad[i] >= 0 && 2 * pad[i] <= kernel[i],
-            "kernel_size, stride, dilation must be >= 1 and padding in [0, kernel_size / 2]");
-  }
-  const int64_t in[3] = {s.D, s.H, s.W}, o[3] = {s.OD, s.OH, s.OW};
-  for (int i = 0; i < 3; ++i)  // every window starts inside the input or its leading padding
-    require(o[i] == 0 || (o[i] - 1) * stride[i] < in[i] + pad[i], "out spatial size does not fit the input");
-  return s;
 }
 
 void max_pool(const py::array& x, py::array y, const py::object& indices, Int3 kernel, Int3 stride, Int3 pad,
@@ -122,12 +95,7 @@ void adaptive_avg_pool(const py::array& x, py::array y) {
   DType dt = dtype_of(x, "input");
   check_array(x, "input", dt, 4);
   check_array(y, "out", dt, 4, true);
-  PoolShape s{};
-  s.NC = x.shape(0); s.D = x.shape(1); s.H = x.shape(2); s.W = x.shape(3);
-  s.OD = y.shape(1); s.OH = y.shape(2); s.OW = y.shape(3);
-  require(y.shape(0) == s.NC, "out has the wrong shape");
-  require((s.OD > 0 && s.OH > 0 && s.OW > 0 && s.D > 0 && s.H > 0 && s.W > 0) || s.NC == 0,
-          "output_size and the input's spatial dims must be positive");
+  PoolShape s = adaptive_shape(x, y);
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
