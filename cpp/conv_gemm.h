@@ -20,11 +20,27 @@ namespace medconv {
 namespace conv_gemm {
 namespace {
 
+// How pack_conv_columns fills one NR-wide row of a panel; an ISA may bring vector versions.
+// d: [NR] (64-byte aligned), src/row: input row pointers
+template <int NR>
+struct PlainRows {
+  static constexpr int64_t kStride2Overread = 0;  // elements copy_stride2 reads past src[2*(NR-1)]
+  static void copy(float* d, const float* src) {  // d[t] = src[t]
+    for (int t = 0; t < NR; ++t) d[t] = src[t];
+  }
+  static void copy_stride2(float* d, const float* src) {  // d[t] = src[2t]
+    for (int t = 0; t < NR; ++t) d[t] = src[2 * t];
+  }
+  static void edge(float* d, const float* row, int64_t iw0, int64_t W) {  // d[t] = row[iw0 + t] inside [0, W), else 0
+    for (int t = 0; t < NR; ++t) d[t] = iw0 + t >= 0 && iw0 + t < W ? row[iw0 + t] : 0.0f;
+  }
+};
+
 // Fills Bp[panel][k][NR] with B[k, j] = x[ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
 // (zero outside x) for k = ((ic*KD + kd)*KH + kh)*KW + kw in [pc, pc + kc) and
 // j = (od*OH + oh)*OW + ow in [jc, jc + nc); columns past nc are zero.
 // xg: [Cg, D, H, W] (one image, one group)
-template <int NR>
+template <int NR, class Rows = PlainRows<NR>>
 void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
                        float* Bp) {
   const int64_t plane = s.D * s.H * s.W;
@@ -40,7 +56,7 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
         const float* src = xg + (pc + k) * plane + j0;
         float* d = dst + k * NR;
         if (cols == NR) {
-          for (int t = 0; t < NR; ++t) d[t] = src[t];
+          Rows::copy(d, src);
         } else {
           for (int t = 0; t < NR; ++t) d[t] = t < cols ? src[t] : 0.0f;
         }
@@ -70,16 +86,13 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
           for (int t = 0; t < NR; ++t) d[t] = 0.0f;
         } else {
           const float* row = xc + (id * s.H + ih) * s.W;
-          if (iw0 >= 0 && iw_last < s.W) {  // d[t] = row[iw0 + t*sw], all inside
-            const float* src = row + iw0;
-            if (sw == 1) {
-              for (int t = 0; t < NR; ++t) d[t] = src[t];
-            } else if (sw == 2) {
-              for (int t = 0; t < NR; ++t) d[t] = src[2 * t];
-            } else {
-              for (int t = 0; t < NR; ++t) d[t] = src[t * sw];
-            }
-          } else {  // a row edge: taps outside [0, W) read as zero
+          if (sw == 1 && iw0 >= 0 && iw_last < s.W) {
+            Rows::copy(d, row + iw0);
+          } else if (sw == 1) {  // a row edge: taps outside [0, W) read as zero
+            Rows::edge(d, row, iw0, s.W);
+          } else if (sw == 2 && iw0 >= 0 && iw_last + Rows::kStride2Overread < s.W) {
+            Rows::copy_stride2(d, row + iw0);
+          } else {
             for (int t = 0; t < NR; ++t) {
               const int64_t iw = iw0 + t * sw;
               d[t] = iw >= 0 && iw < s.W ? row[iw] : 0.0f;
