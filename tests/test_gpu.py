@@ -97,7 +97,7 @@ def test_conv(cp, rng, nd, dtype):
         close(cp, f(*gpu(cp, x, w), gpu(cp, b), activation=act, **kw), expected, dtype, what=f"{kw}")
         gy = rand(rng, expected.shape, dtype)
         want = getattr(B, f"conv{nd}d_backward")(gy, x, w, b, **kw)
-        got = getattr(G, f"conv{nd}d_backward")(*gpu(cp, gy, x, w), gpu(cp, b), **kw)
+        got = getattr(B, f"conv{nd}d_backward")(*gpu(cp, gy, x, w), gpu(cp, b), **kw)
         for g, e, name in zip(got, want, ("grad_input", "grad_weight", "grad_bias")):
             close(cp, g, e, dtype, scale=30.0, what=f"{name} {kw}")
 
@@ -130,7 +130,7 @@ def test_conv_paths(cp, rng, n, c, spatial, oc, k, kw, dtype):
     close(cp, f(*gpu(cp, x, w, b), **kw), y, dtype)
     gy = rand(rng, y.shape, dtype)
     want = getattr(B, f"conv{nd}d_backward")(gy, x, w, b, **kw)
-    got = getattr(G, f"conv{nd}d_backward")(*gpu(cp, gy, x, w, b), **kw)
+    got = getattr(B, f"conv{nd}d_backward")(*gpu(cp, gy, x, w, b), **kw)
     for g, e, name in zip(got, want, ("grad_input", "grad_weight", "grad_bias")):
         close(cp, g, e, dtype, scale=30.0, what=name)
 
@@ -150,8 +150,8 @@ def test_conv_weight_gradient_is_deterministic(cp, rng):
     x = rand(rng, (2, 8, 40, 40), np.float32)
     w = rand(rng, (16, 8, 3, 3), np.float32)
     gy = rand(rng, (2, 16, 40, 40), np.float32)
-    a = G.conv2d_backward(*gpu(cp, gy, x, w), padding=1, output_mask=(False, True, False))[1]
-    b = G.conv2d_backward(*gpu(cp, gy, x, w), padding=1, output_mask=(False, True, False))[1]
+    a = B.conv2d_backward(*gpu(cp, gy, x, w), padding=1, output_mask=(False, True, False))[1]
+    b = B.conv2d_backward(*gpu(cp, gy, x, w), padding=1, output_mask=(False, True, False))[1]
     assert np.array_equal(cpu(cp, a), cpu(cp, b))
 
 
@@ -172,10 +172,10 @@ def test_conv_transpose(cp, rng, nd, dtype):
         kw = dict(stride=stride, padding=padding, output_padding=output_padding, groups=groups, dilation=dilation)
         f = getattr(E, f"conv_transpose{nd}d")
         y = f(x, w, b, **kw)
-        close(cp, getattr(G, f"conv_transpose{nd}d")(*gpu(cp, x, w, b), **kw), y, dtype, what=str(kw))
+        close(cp, getattr(E, f"conv_transpose{nd}d")(*gpu(cp, x, w, b), **kw), y, dtype, what=str(kw))
         gy = rand(rng, y.shape, dtype)
         want = getattr(B, f"conv_transpose{nd}d_backward")(gy, x, w, b, **kw)
-        got = getattr(G, f"conv_transpose{nd}d_backward")(*gpu(cp, gy, x, w, b), **kw)
+        got = getattr(B, f"conv_transpose{nd}d_backward")(*gpu(cp, gy, x, w, b), **kw)
         for g, e in zip(got, want):
             close(cp, g, e, dtype, scale=30.0, what=str(kw))
 
@@ -190,12 +190,12 @@ def test_pad(cp, rng, dtype):
         y = F.pad(x, p, mode=mode, value=value)
         close(cp, F.pad(gpu(cp, x), p, mode=mode, value=value), y, dtype, scale=1.0, what=f"{mode} {p}")
         gy = rand(rng, y.shape, dtype)
-        close(cp, G.pad_backward(gpu(cp, gy), gpu(cp, x), p, mode), B.pad_backward(gy, x, p, mode), dtype,
+        close(cp, B.pad_backward(gpu(cp, gy), gpu(cp, x), p, mode), B.pad_backward(gy, x, p, mode), dtype,
               what=f"backward {mode} {p}")
     x = rand(rng, (2, 3, 6, 7), dtype)  # a negative constant pad crops
     close(cp, F.pad(gpu(cp, x), (-1, 2, 1, -2)), F.pad(x, (-1, 2, 1, -2)), dtype, scale=1.0)
     gy = rand(rng, F.pad(x, (-1, 2, 1, -2)).shape, dtype)
-    close(cp, G.pad_backward(gpu(cp, gy), gpu(cp, x), (-1, 2, 1, -2)), B.pad_backward(gy, x, (-1, 2, 1, -2)), dtype)
+    close(cp, B.pad_backward(gpu(cp, gy), gpu(cp, x), (-1, 2, 1, -2)), B.pad_backward(gy, x, (-1, 2, 1, -2)), dtype)
 
 
 # ------------------------------------------------------------------ pooling
@@ -213,8 +213,8 @@ def test_max_pool(cp, rng, nd, dtype):
         assert np.array_equal(cpu(cp, gidx), idx)
         g = rand(rng, y.shape, dtype)
         want = getattr(B, f"max_pool{nd}d_backward")(g, x, **kw)
-        close(cp, getattr(G, f"max_pool{nd}d_backward")(*gpu(cp, g, x), **kw), want, dtype, scale=1.0)
-        close(cp, getattr(G, f"max_pool{nd}d_backward")(*gpu(cp, g, x), indices=gpu(cp, idx), **kw), want, dtype,
+        close(cp, getattr(B, f"max_pool{nd}d_backward")(*gpu(cp, g, x), **kw), want, dtype, scale=1.0)
+        close(cp, getattr(B, f"max_pool{nd}d_backward")(*gpu(cp, g, x), indices=gpu(cp, idx), **kw), want, dtype,
               scale=1.0)
 
 
@@ -228,10 +228,10 @@ def test_max_pool_nan_and_odd_indices(cp, rng):
     assert np.array_equal(cpu(cp, gidx), idx)
     g = rand(rng, y.shape, np.float32)
     odd = np.zeros_like(idx)  # in the plane but not in the windows: the per-plane scatter fallback
-    close(cp, G.max_pool2d_backward(*gpu(cp, g, x), 2, indices=gpu(cp, odd)),
+    close(cp, B.max_pool2d_backward(*gpu(cp, g, x), 2, indices=gpu(cp, odd)),
           B.max_pool2d_backward(g, x, 2, indices=odd), np.float32, scale=1.0)
     with pytest.raises(ValueError, match="indices must lie in"):
-        G.max_pool2d_backward(*gpu(cp, g, x), 2, indices=gpu(cp, idx + 1000))
+        B.max_pool2d_backward(*gpu(cp, g, x), 2, indices=gpu(cp, idx + 1000))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -243,7 +243,7 @@ def test_avg_pool(cp, rng, nd, dtype):
         y = f(x, **kw)
         close(cp, f(gpu(cp, x), **kw), y, dtype, scale=1.0, what=str(kw))
         g = rand(rng, y.shape, dtype)
-        close(cp, getattr(G, f"avg_pool{nd}d_backward")(*gpu(cp, g, x), **kw),
+        close(cp, getattr(B, f"avg_pool{nd}d_backward")(*gpu(cp, g, x), **kw),
               getattr(B, f"avg_pool{nd}d_backward")(g, x, **kw), dtype, scale=1.0, what=str(kw))
 
 
@@ -258,7 +258,7 @@ def test_adaptive_avg_pool(cp, rng, nd, dtype):
         y = f(x, osz)
         close(cp, f(gpu(cp, x), osz), y, dtype, scale=1.0)
         g = rand(rng, y.shape, dtype)
-        close(cp, getattr(G, f"adaptive_avg_pool{nd}d_backward")(*gpu(cp, g, x), osz),
+        close(cp, getattr(B, f"adaptive_avg_pool{nd}d_backward")(*gpu(cp, g, x), osz),
               getattr(B, f"adaptive_avg_pool{nd}d_backward")(g, x, osz), dtype, scale=1.0)
 
 
@@ -277,10 +277,10 @@ def test_activations(cp, rng, name, kw, dtype):
     close(cp, getattr(F, name)(gpu(cp, x), **kw), y, dtype, scale=2.0)
     g = rand(rng, x.shape, dtype)
     bkw = {k: v for k, v in kw.items()}
-    close(cp, getattr(G, f"{name}_backward")(*gpu(cp, g, x), **bkw), getattr(B, f"{name}_backward")(g, x, **bkw),
+    close(cp, getattr(B, f"{name}_backward")(*gpu(cp, g, x), **bkw), getattr(B, f"{name}_backward")(g, x, **bkw),
           dtype, scale=2.0)
     if name in ("sigmoid", "tanh"):
-        close(cp, getattr(G, f"{name}_backward")(gpu(cp, g), output=gpu(cp, y)),
+        close(cp, getattr(B, f"{name}_backward")(gpu(cp, g), output=gpu(cp, y)),
               getattr(B, f"{name}_backward")(g, output=y), dtype, scale=2.0)
     if name in ("relu", "leaky_relu", "elu"):
         xg = gpu(cp, x)
@@ -299,7 +299,7 @@ def test_softmax(cp, rng, shape, dim, dtype):
         close(cp, f(gpu(cp, x), dim), y, dtype, scale=5.0)
         g = rand(rng, shape, dtype)
         bf = B.log_softmax_backward if log else B.softmax_backward
-        gf = G.log_softmax_backward if log else G.softmax_backward
+        gf = B.log_softmax_backward if log else B.softmax_backward
         yy = f(rand(rng, shape, dtype), dim)
         close(cp, gf(*gpu(cp, g, yy), dim), bf(g, yy, dim), dtype, scale=5.0)
 
@@ -313,7 +313,7 @@ def test_maxout(cp, rng, dtype):
         y = F.maxout(x, pieces, dim)
         close(cp, F.maxout(gpu(cp, x), pieces, dim), y, dtype, scale=0.0)
         g = rand(rng, y.shape, dtype)
-        close(cp, G.maxout_backward(*gpu(cp, g, x), pieces, dim), B.maxout_backward(g, x, pieces, dim), dtype,
+        close(cp, B.maxout_backward(*gpu(cp, g, x), pieces, dim), B.maxout_backward(g, x, pieces, dim), dtype,
               scale=0.0)
 
 
@@ -324,7 +324,7 @@ def test_linear(cp, rng, dtype):
     close(cp, F.linear(*gpu(cp, x, w, b)), y, dtype)
     close(cp, F.linear(*gpu(cp, x, w)), F.linear(x, w), dtype)
     g = rand(rng, y.shape, dtype)
-    for got, want in zip(G.linear_backward(*gpu(cp, g, x, w, b)), B.linear_backward(g, x, w, b)):
+    for got, want in zip(B.linear_backward(*gpu(cp, g, x, w, b)), B.linear_backward(g, x, w, b)):
         close(cp, got, want, dtype)
 
 
@@ -347,9 +347,9 @@ def test_interpolate(cp, rng, ndim, mode, align_corners, dtype):
             kw = dict(scale_factor=float(rng.choice([0.5, 1.5, 2.0, 2.7])))
         kw.update(mode=mode, align_corners=align_corners)
         y = E.interpolate(x, **kw)
-        close(cp, G.interpolate(gpu(cp, x), **kw), y, dtype, scale=2.0, what=str(kw))
+        close(cp, E.interpolate(gpu(cp, x), **kw), y, dtype, scale=2.0, what=str(kw))
         g = rand(rng, y.shape, dtype)
-        close(cp, G.interpolate_backward(*gpu(cp, g, x), **kw), B.interpolate_backward(g, x, **kw), dtype,
+        close(cp, B.interpolate_backward(*gpu(cp, g, x), **kw), B.interpolate_backward(g, x, **kw), dtype,
               scale=5.0, what=str(kw))
 
 
@@ -363,12 +363,12 @@ def test_batch_norm(cp, rng, shape, training, dtype):
     rm, rv = rand(rng, (c,), dtype), np.abs(rand(rng, (c,), dtype)) + 0.5
     rm_g, rv_g = gpu(cp, rm, rv)
     y = E.batch_norm(x, rm, rv, w, b, training=training, momentum=0.2)
-    close(cp, G.batch_norm(gpu(cp, x), rm_g, rv_g, *gpu(cp, w, b), training=training, momentum=0.2), y, dtype)
+    close(cp, E.batch_norm(gpu(cp, x), rm_g, rv_g, *gpu(cp, w, b), training=training, momentum=0.2), y, dtype)
     close(cp, rm_g, rm, dtype)
     close(cp, rv_g, rv, dtype)
     g = rand(rng, shape, dtype)
     want = B.batch_norm_backward(g, x, rm, rv, w, b, training=training)
-    got = G.batch_norm_backward(*gpu(cp, g, x, rm, rv, w, b), training=training)
+    got = B.batch_norm_backward(*gpu(cp, g, x, rm, rv, w, b), training=training)
     for gg, e in zip(got, want):
         close(cp, gg, e, dtype, scale=10.0)
 
@@ -406,7 +406,7 @@ def test_results_are_gpu_arrays_and_mixing_is_refused(cp, rng):
     with pytest.raises(TypeError, match="out is on the GPU"):
         F.relu(x, out=gpu(cp, x))
     with pytest.raises(TypeError, match="grad_output is a CPU array"):
-        G.relu_backward(x, gpu(cp, x))
+        B.relu_backward(x, gpu(cp, x))
     with pytest.raises(TypeError, match="dtype int32"):
         F.relu(gpu(cp, x.astype(np.int32)))
 
@@ -507,6 +507,84 @@ def test_backward_and_extra_refuse_mixing(cp, rng):
         E.batch_norm(gpu(cp, x), np.zeros(3, np.float32), gpu(cp, np.ones(3, np.float32)))
     with pytest.raises(TypeError, match="out is a CPU array"):
         E.interpolate(gpu(cp, x), scale_factor=2, out=np.empty((2, 3, 12, 12), np.float32))
+
+
+def test_backward_options_on_gpu_match_the_cpu(cp, rng):
+    """The branches of functional.backward / extra beyond the default arguments, on both devices:
+    output_mask, unbatched inputs, shapes for inputs, saved and running statistics, out=."""
+    dtype = np.float32
+    x, w, b = rand(rng, (2, 3, 6, 5), dtype), rand(rng, (4, 3, 3, 3), dtype), rand(rng, (4,), dtype)
+    gy = rand(rng, (2, 4, 6, 5), dtype)
+    for mask in ((False, True, False), (True, False, True), (False, False, True)):
+        for got, want in zip(B.conv2d_backward(*gpu(cp, gy, x, w, b), padding=1, output_mask=mask),
+                             B.conv2d_backward(gy, x, w, b, padding=1, output_mask=mask)):
+            close(cp, got, want, dtype, scale=30.0, what=str(mask))
+    for got, want in zip(B.conv2d_backward(*gpu(cp, gy[0], x[0], w), padding=1, padding_mode="circular"),
+                         B.conv2d_backward(gy[0], x[0], w, padding=1, padding_mode="circular")):
+        close(cp, got, want, dtype, scale=30.0, what="unbatched circular")
+    wt = rand(rng, (3, 2, 2, 2), dtype)
+    yt = E.conv_transpose2d(x[0], wt, stride=2)
+    close(cp, E.conv_transpose2d(*gpu(cp, x[0], wt), stride=2), yt, dtype)
+    gt = rand(rng, yt.shape, dtype)
+    for got, want in zip(B.conv_transpose2d_backward(*gpu(cp, gt, x[0], wt), stride=2),
+                         B.conv_transpose2d_backward(gt, x[0], wt, stride=2)):
+        close(cp, got, want, dtype, scale=30.0, what="unbatched transposed")
+    xl, wl, bl = rand(rng, (3, 7), dtype), rand(rng, (5, 7), dtype), rand(rng, (5,), dtype)
+    gl = rand(rng, (3, 5), dtype)
+    for mask in ((False, False, True), (True, False, False), (False, True, False)):
+        for got, want in zip(B.linear_backward(*gpu(cp, gl, xl, wl, bl), output_mask=mask),
+                             B.linear_backward(gl, xl, wl, bl, output_mask=mask)):
+            close(cp, got, want, dtype, what=f"linear {mask}")
+    gp = rand(rng, (2, 3, 7, 8), dtype)
+    close(cp, B.pad_backward(gpu(cp, gp), x.shape, (1, 2, 0, 1), "reflect"),
+          B.pad_backward(gp, x.shape, (1, 2, 0, 1), "reflect"), dtype)
+    gi = rand(rng, (2, 3, 9, 10), dtype)
+    for mode in ("bilinear", "area"):
+        close(cp, B.interpolate_backward(gpu(cp, gi), x.shape, size=(9, 10), mode=mode),
+              B.interpolate_backward(gi, x.shape, size=(9, 10), mode=mode), dtype, scale=5.0, what=mode)
+    out = cp.zeros((2, 3, 9, 10), dtype)
+    assert E.interpolate(gpu(cp, x), size=(9, 10), mode="bilinear", out=out) is out
+    close(cp, out, E.interpolate(x, size=(9, 10), mode="bilinear"), dtype, scale=2.0)
+    y, idx = F.max_pool2d(x[0], 2, return_indices=True)
+    g = rand(rng, y.shape, dtype)
+    close(cp, B.max_pool2d_backward(*gpu(cp, g, x[0]), 2, indices=gpu(cp, idx.astype(np.int32))),
+          B.max_pool2d_backward(g, x[0], 2, indices=idx), dtype, scale=0.0)
+    w3, b3 = rand(rng, (3,), dtype), rand(rng, (3,), dtype)
+    rm, rv = rand(rng, (3,), dtype), np.abs(rand(rng, (3,), dtype)) + 0.5
+    _, mean, invstd = E._batch_norm(x, None, None, w3, b3, True, 0.1, 1e-5, None)
+    gx = rand(rng, x.shape, dtype)
+    cases = [dict(training=False), dict(training=True, save_mean=mean, save_invstd=invstd),
+             dict(training=True, output_mask=(False, True, True))]
+    for kw in cases:
+        gkw = {k: gpu(cp, v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        got = B.batch_norm_backward(*gpu(cp, gx, x, rm, rv, w3), None, **gkw)
+        want = B.batch_norm_backward(gx, x, rm, rv, w3, None, **kw)
+        for gg, ww in zip(got, want):
+            close(cp, gg, ww, dtype, what=str(sorted(kw)))
+    close(cp, E.batch_norm(*gpu(cp, x, rm, rv), eps=1e-3), E.batch_norm(x, rm, rv, eps=1e-3), dtype)
+    keep = rng.random(x.shape) > 0.3
+    close(cp, B.dropout_backward(gpu(cp, gx), gpu(cp, keep.astype(np.uint8)), 0.3),
+          B.dropout_backward(gx, keep.astype(np.uint8), 0.3), dtype, scale=0.0)
+
+
+def test_backward_names_the_argument_on_the_other_device(cp, rng):
+    x = rand(rng, (2, 3, 6, 6), np.float32)
+    y, idx = F.max_pool2d(x, 2, return_indices=True)
+    g = rand(rng, y.shape, np.float32)
+    with pytest.raises(TypeError, match="indices is a CPU array .* but grad_output is on the GPU"):
+        B.max_pool2d_backward(*gpu(cp, g, x), 2, indices=idx)
+    with pytest.raises(TypeError, match="output is a CPU array .* but grad_output is on the GPU"):
+        B.sigmoid_backward(gpu(cp, x), output=x)
+    with pytest.raises(TypeError, match="save_mean is a CPU array .* but input is on the GPU"):
+        B.batch_norm_backward(*gpu(cp, x, x), None, None, save_mean=np.zeros(3, np.float32),
+                              save_invstd=gpu(cp, np.ones(3, np.float32)))
+    with pytest.raises(TypeError, match="save_invstd is on the GPU .* but input is on the CPU"):
+        B.batch_norm_backward(x, x, None, None, save_mean=np.zeros(3, np.float32),
+                              save_invstd=gpu(cp, np.ones(3, np.float32)))
+    with pytest.raises(TypeError, match="weight is a CPU array .* but grad_output is on the GPU"):
+        B.linear_backward(*gpu(cp, x, x), rand(rng, (6, 6), np.float32))
+    with pytest.raises(TypeError, match="grad_output is a CPU array .* but the call is on the GPU"):
+        B.dropout_backward(x, gpu(cp, np.ones(x.shape, bool)))
 
 
 # ------------------------------------------------------------------ medconv.nn and optim on the GPU

@@ -4,8 +4,9 @@ Each `<op>_backward(grad_output, <the forward's arguments>)` returns the gradien
 input, or a tuple (grad_input, grad_weight, grad_bias) for ops with parameters (grad_bias is
 None without a bias). grad_output must have the forward output's shape and the input's dtype.
 Results are of grad_output's kind (numpy in, numpy out; a torch CPU tensor in, a tensor out). GPU
-arrays (CuPy, or torch CUDA tensors through DLPack) run in medconv._gpu and come back on the GPU;
-mixing CPU and GPU arrays in one call is a TypeError.
+arrays (CuPy, or torch CUDA tensors through DLPack) run on medconv._gpu's kernels and come back on
+the GPU (functional._kernels: the same validation and shapes, the device's kernels); mixing CPU and
+GPU arrays in one call is a TypeError.
 """
 from __future__ import annotations
 
@@ -14,18 +15,25 @@ import numbers
 import numpy as np
 
 from .. import _core
-from .._backend import as_array, contiguous, on_gpu, same_dtype, wrap
+from .._backend import as_array, contiguous, on_gpu, same_dtype
 from ._args import check_bool, check_ndim, check_number, int_tuple, normalize_dim
+from ._kernels import kernels
 from .conv import PADDING_MODES, _padding_pairs
-from .extra import (
-    _as4d, _bn_input, _bn_vector, _conv_transpose_args, _interp_call, _interpolate_args, _pad3, _to5d, batch_stats,
-)
-from .pad import _check_pad, pad_array
-from .pool import _pool_input, _window_args
+from .extra import _bn_input, _bn_vector, _conv_transpose_args, _interp_call, _interpolate_args, _to5d
+from .pad import _check_pad
+from .pool import _as4d, _divisor, _pad3, _window_args
 
 
-def _grad(grad_output, shape, dtype, name="grad_output"):
+def _input(dev, input, name="input"):
+    """An array argument of the forward, on the device of the call."""
+    x, _ = as_array(input, name)
+    dev.check_device(x, name, "grad_output")
+    return x
+
+
+def _grad(dev, grad_output, shape, dtype, name="grad_output"):
     g, src = as_array(grad_output, name)
+    dev.check_device(g, name, "the call")
     if g.dtype != dtype:
         raise TypeError(f"{name} has dtype {g.dtype} but input has dtype {np.dtype(dtype)}; convert one to match")
     if tuple(g.shape) != tuple(shape):
@@ -33,8 +41,8 @@ def _grad(grad_output, shape, dtype, name="grad_output"):
     return contiguous(g), src
 
 
-def _wrap_all(src, *arrays):
-    return tuple(None if a is None else wrap(a, src) for a in arrays)
+def _wrap_all(dev, src, *arrays):
+    return tuple(None if a is None else dev.wrap(a, src) for a in arrays)
 
 
 def _check_mask(output_mask):
@@ -53,18 +61,18 @@ def _pad_before_after(pad):
     return before, after
 
 
-def _pad_backward_array(g: np.ndarray, shape, pad, mode) -> np.ndarray:
-    """The gradient of pad_array(x of `shape`, pad, mode) given its output's gradient g."""
+def _pad_backward_array(dev, g, shape, pad, mode):
+    """The gradient of pad_array(x of `shape`, pad, mode) given its output's gradient g (C-contiguous)."""
     npad = len(pad) // 2
     before, after = _pad_before_after(pad)
     lead = tuple(shape[: len(shape) - npad])
     tail = (1,) * (3 - npad) + tuple(shape[len(shape) - npad:])
-    gx = np.empty(shape, dtype=g.dtype)
+    gx = dev.empty(shape, g.dtype)
     if gx.size:
         outer = int(np.prod(lead, dtype=np.int64))
         g_tail = tuple(t + b + a for t, b, a in zip(tail, before, after))
-        _core.pad_backward(g.reshape((outer,) + g_tail), gx.reshape((outer,) + tail), before, after,
-                           _core.PAD_MODES[mode])
+        dev.pad_backward(g.reshape((outer,) + g_tail), gx.reshape((outer,) + tail), before, after,
+                         _core.PAD_MODES[mode])
     return gx
 
 
@@ -72,25 +80,21 @@ def pad_backward(grad_output, input, pad, mode="constant", value=None):
     """The gradient of pad(input, pad, mode, value); `input` may be the input or its shape."""
     from .pad import PAD_MODES
 
-    if on_gpu(grad_output, input):
-        from .. import _gpu
-        return _gpu.pad_backward(grad_output, input, pad, mode, value)
+    dev = kernels(on_gpu(grad_output, input))
     if isinstance(input, (tuple, list)):
         shape = tuple(int(s) for s in input)
         dtype = as_array(grad_output, "grad_output")[0].dtype
     else:
-        x, _ = as_array(input, "input")
+        x = _input(dev, input)
         shape, dtype = tuple(x.shape), x.dtype
     if mode not in PAD_MODES:
         raise ValueError(f"mode must be one of {set(PAD_MODES)}, got {mode!r}")
     p = _check_pad(pad, len(shape), mode, shape)
-    before, after = _pad_before_after(p)
-    npad = len(p) // 2
     out_shape = list(shape)
-    for i in range(npad):
+    for i in range(len(p) // 2):
         out_shape[len(shape) - 1 - i] += p[2 * i] + p[2 * i + 1]
-    g, src = _grad(grad_output, out_shape, dtype)
-    return wrap(_pad_backward_array(g, shape, p, mode), src)
+    g, src = _grad(dev, grad_output, out_shape, dtype)
+    return dev.wrap(_pad_backward_array(dev, g, shape, p, mode), src)
 
 
 # ------------------------------------------------------------------------ convolution
@@ -133,12 +137,9 @@ def _conv_geometry(nd, x, w, stride, padding, dilation, groups, padding_mode):
 
 
 def _conv_backward(nd, grad_output, input, weight, bias, stride, padding, dilation, groups, padding_mode, output_mask):
-    if on_gpu(grad_output, input):
-        from .. import _gpu
-        return _gpu._conv_backward(nd, grad_output, input, weight, bias, stride, padding, dilation, groups,
-                                   padding_mode, output_mask)
-    x, _ = as_array(input, "input")
-    w, _ = as_array(weight, "weight")
+    dev = kernels(on_gpu(grad_output, input))
+    x = _input(dev, input)
+    w = _input(dev, weight, "weight")
     same_dtype(w, x, "weight")
     check_ndim(w, (nd + 2,), "weight", "out_channels, in_channels/groups, *kernel_size")
     check_ndim(x, (nd + 1, nd + 2), "input", "N, C, *spatial or unbatched C, *spatial")
@@ -149,7 +150,7 @@ def _conv_backward(nd, grad_output, input, weight, bias, stride, padding, dilati
     pairs, stride, dilation, groups, osz = _conv_geometry(nd, x, w, stride, padding, dilation, groups, padding_mode)
     oc = w.shape[0]
     out_shape = (x.shape[0], oc) + osz
-    g, src = _grad(grad_output, out_shape[1:] if unbatched else out_shape, x.dtype)
+    g, src = _grad(dev, grad_output, out_shape[1:] if unbatched else out_shape, x.dtype)
     if unbatched:
         g = g[None]
     x = contiguous(x)
@@ -157,35 +158,35 @@ def _conv_backward(nd, grad_output, input, weight, bias, stride, padding, dilati
     padded = padding_mode != "zeros" and any(lo or hi for lo, hi in pairs)
     pad_list = [p for pair in reversed(pairs) for p in pair]
     if padded:
-        xp = pad_array(x, pad_list, padding_mode, 0.0) if need_w else None
+        xp = dev.pad_array(x, pad_list, padding_mode, 0.0) if need_w else None
         pad3 = (0,) * 3
-        padded_shape = x.shape[:2] + tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pairs))
+        padded_shape = tuple(x.shape[:2]) + tuple(s + lo + hi for s, (lo, hi) in zip(x.shape[2:], pairs))
     else:
         xp = x
         pad3 = (0,) * (3 - nd) + tuple(lo for lo, _ in pairs)
-        padded_shape = x.shape
+        padded_shape = tuple(x.shape)
     one = (1,) * (3 - nd)
     stride3, dilation3 = one + stride, one + dilation
     gx = gw = gb = None
     if need_x:
-        gxp = np.empty(padded_shape, x.dtype)
+        gxp = dev.empty(padded_shape, x.dtype)
         if gxp.size:
             if g.size:
-                _core.conv_backward_input(_to5d(g, nd), _to5d(w, nd), _to5d(gxp, nd), stride3, pad3, dilation3, groups)
+                dev.conv_backward_input(_to5d(g, nd), _to5d(w, nd), _to5d(gxp, nd), stride3, pad3, dilation3, groups)
             else:
                 gxp.fill(0)
-        gx = _pad_backward_array(gxp, x.shape, pad_list, padding_mode) if padded else gxp
+        gx = _pad_backward_array(dev, gxp, tuple(x.shape), pad_list, padding_mode) if padded else gxp
         if unbatched:
             gx = gx[0]
     if need_w:
-        gw = np.zeros(w.shape, x.dtype)
+        gw = dev.zeros(w.shape, x.dtype)
         if g.size:
-            _core.conv_backward_weight(_to5d(xp, nd), _to5d(g, nd), _to5d(gw, nd), stride3, pad3, dilation3, groups)
+            dev.conv_backward_weight(_to5d(xp, nd), _to5d(g, nd), _to5d(gw, nd), stride3, pad3, dilation3, groups)
     if need_b and bias is not None:
-        gb = np.zeros(oc, x.dtype)
+        gb = dev.zeros((oc,), x.dtype)
         if g.size:
-            _core.channel_sum(g, gb)
-    return _wrap_all(src, gx, gw, gb)
+            dev.channel_sum(g, gb)
+    return _wrap_all(dev, src, gx, gw, gb)
 
 
 def conv1d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -212,12 +213,9 @@ def conv3d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, 
 
 def _conv_transpose_backward(nd, grad_output, input, weight, bias, stride, padding, output_padding, groups, dilation,
                              output_mask):
-    if on_gpu(grad_output, input):
-        from .. import _gpu
-        return _gpu._conv_transpose_backward(nd, grad_output, input, weight, bias, stride, padding, output_padding,
-                                             groups, dilation, output_mask)
-    x, _ = as_array(input, "input")
-    w, _ = as_array(weight, "weight")
+    dev = kernels(on_gpu(grad_output, input))
+    x = _input(dev, input)
+    w = _input(dev, weight, "weight")
     need_x, need_w, need_b = _check_mask(output_mask)
     _, stride, padding, _, groups, dilation, cout, osz = _conv_transpose_args(
         nd, x, w, bias, stride, padding, output_padding, groups, dilation)
@@ -225,7 +223,7 @@ def _conv_transpose_backward(nd, grad_output, input, weight, bias, stride, paddi
     if unbatched:
         x = x[None]
     out_shape = (x.shape[0], cout) + osz
-    g, src = _grad(grad_output, out_shape[1:] if unbatched else out_shape, x.dtype)
+    g, src = _grad(dev, grad_output, out_shape[1:] if unbatched else out_shape, x.dtype)
     if unbatched:
         g = g[None]
     x = contiguous(x)
@@ -234,20 +232,20 @@ def _conv_transpose_backward(nd, grad_output, input, weight, bias, stride, paddi
     stride3, pad3, dilation3 = one + stride, (0,) * (3 - nd) + padding, one + dilation
     gx = gw = gb = None
     if need_x:  # the transposed conv's input gradient is the conv of grad_output
-        gx = np.empty(x.shape, x.dtype)
+        gx = dev.empty(x.shape, x.dtype)
         if gx.size:
-            _core.conv_forward(_to5d(g, nd), _to5d(w, nd), None, _to5d(gx, nd), stride3, pad3, dilation3, groups)
+            dev.conv_forward(_to5d(g, nd), _to5d(w, nd), None, _to5d(gx, nd), stride3, pad3, dilation3, groups)
         if unbatched:
             gx = gx[0]
     if need_w:  # the conv weight gradient with grad_output as the conv's input
-        gw = np.zeros(w.shape, x.dtype)
+        gw = dev.zeros(w.shape, x.dtype)
         if g.size and x.size:
-            _core.conv_backward_weight(_to5d(g, nd), _to5d(x, nd), _to5d(gw, nd), stride3, pad3, dilation3, groups)
+            dev.conv_backward_weight(_to5d(g, nd), _to5d(x, nd), _to5d(gw, nd), stride3, pad3, dilation3, groups)
     if need_b and bias is not None:
-        gb = np.zeros(cout, x.dtype)
+        gb = dev.zeros((cout,), x.dtype)
         if g.size:
-            _core.channel_sum(g, gb)
-    return _wrap_all(src, gx, gw, gb)
+            dev.channel_sum(g, gb)
+    return _wrap_all(dev, src, gx, gw, gb)
 
 
 def conv_transpose1d_backward(grad_output, input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
@@ -278,33 +276,36 @@ def _planes(a, nd):
     return _as4d(a, nd)
 
 
+def _pool_input(dev, input, nd):
+    x = _input(dev, input)
+    check_ndim(x, (nd + 1, nd + 2), "input", "N, C, *spatial or C, *spatial")
+    return x
+
+
 def _max_pool_backward(nd, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices):
-    if on_gpu(grad_output, input, indices):
-        from .. import _gpu
-        return _gpu._max_pool_backward(nd, grad_output, input, kernel_size, stride, padding, dilation, ceil_mode,
-                                       indices)
-    x, _ = _pool_input(input, nd)
+    dev = kernels(on_gpu(grad_output, input, indices))
+    x = _pool_input(dev, input, nd)
     kernel, stride, padding, dilation, osz = _window_args(nd, x, kernel_size, stride, padding, dilation, ceil_mode)
-    shape = x.shape[: x.ndim - nd] + osz
-    g, src = _grad(grad_output, shape, x.dtype)
+    shape = tuple(x.shape[: x.ndim - nd]) + osz
+    g, src = _grad(dev, grad_output, shape, x.dtype)
+    window = _pad3(kernel, nd, 1), _pad3(stride, nd, 1), _pad3(padding, nd, 0), _pad3(dilation, nd, 1)
     if indices is None:
         x = contiguous(x)
-        idx = np.empty(shape, np.int64)
+        idx = dev.empty(shape, np.int64)
         if idx.size:
-            _core.max_pool(_planes(x, nd), _planes(np.empty(shape, x.dtype), nd), _planes(idx, nd),
-                           _pad3(kernel, nd, 1), _pad3(stride, nd, 1), _pad3(padding, nd, 0), _pad3(dilation, nd, 1))
+            dev.max_pool(_planes(x, nd), _planes(dev.empty(shape, x.dtype), nd), _planes(idx, nd), *window)
     else:
         idx, _ = as_array(indices, "indices", allow_int=True)
+        dev.check_device(idx, "indices", "grad_output")
         if idx.dtype.kind not in "iu":
             raise TypeError(f"indices must be an integer array (from return_indices=True), got dtype {idx.dtype}")
         if tuple(idx.shape) != tuple(shape):
             raise ValueError(f"indices has shape {tuple(idx.shape)}, but the forward output has shape {tuple(shape)}")
-        idx = np.ascontiguousarray(idx, dtype=np.int64)
-    gx = np.empty(x.shape, x.dtype)
-    if gx.size:
-        planes = gx.size // int(np.prod(x.shape[x.ndim - nd:]))
-        _core.max_pool_backward(g.reshape(planes, -1), idx.reshape(planes, -1), gx.reshape(planes, -1))
-    return wrap(gx, src)
+        idx = dev.index_array(idx)
+    gx = dev.empty(x.shape, x.dtype)
+    if gx.size:  # indices from the caller are checked against the windows (the recomputed ones need not be)
+        dev.max_pool_backward(_planes(g, nd), _planes(idx, nd), _planes(gx, nd), *window, indices is not None)
+    return dev.wrap(gx, src)
 
 
 def max_pool1d_backward(grad_output, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
@@ -328,25 +329,17 @@ def max_pool3d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 
 def _avg_pool_backward(nd, grad_output, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
                        divisor_override):
-    if on_gpu(grad_output, input):
-        from .. import _gpu
-        return _gpu._avg_pool_backward(nd, grad_output, input, kernel_size, stride, padding, ceil_mode,
-                                       count_include_pad, divisor_override)
-    x, _ = _pool_input(input, nd)
+    dev = kernels(on_gpu(grad_output, input))
+    x = _pool_input(dev, input, nd)
     kernel, stride, padding, _, osz = _window_args(nd, x, kernel_size, stride, padding, 1, ceil_mode)
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    if divisor_override is None:
-        divisor = 0
-    elif isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral) or divisor_override <= 0:
-        raise ValueError(f"divisor_override must be None or a positive int, got {divisor_override!r}")
-    else:
-        divisor = int(divisor_override)
-    g, src = _grad(grad_output, x.shape[: x.ndim - nd] + osz, x.dtype)
-    gx = np.empty(x.shape, x.dtype)
+    divisor = _divisor(divisor_override)
+    g, src = _grad(dev, grad_output, tuple(x.shape[: x.ndim - nd]) + osz, x.dtype)
+    gx = dev.empty(x.shape, x.dtype)
     if gx.size:
-        _core.avg_pool_backward(_planes(g, nd), _planes(gx, nd), _pad3(kernel, nd, 1), _pad3(stride, nd, 1),
-                                _pad3(padding, nd, 0), count_include_pad, divisor)
-    return wrap(gx, src)
+        dev.avg_pool_backward(_planes(g, nd), _planes(gx, nd), _pad3(kernel, nd, 1), _pad3(stride, nd, 1),
+                              _pad3(padding, nd, 0), count_include_pad, divisor)
+    return dev.wrap(gx, src)
 
 
 def avg_pool1d_backward(grad_output, input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -371,10 +364,8 @@ def avg_pool3d_backward(grad_output, input, kernel_size, stride=None, padding=0,
 
 
 def _adaptive_avg_pool_backward(nd, grad_output, input, output_size):
-    if on_gpu(grad_output, input):
-        from .. import _gpu
-        return _gpu._adaptive_avg_pool_backward(nd, grad_output, input, output_size)
-    x, _ = _pool_input(input, nd)
+    dev = kernels(on_gpu(grad_output, input))
+    x = _pool_input(dev, input, nd)
     spatial = x.shape[x.ndim - nd:]
     if output_size is None:
         g0, _ = as_array(grad_output, "grad_output")
@@ -388,11 +379,11 @@ def _adaptive_avg_pool_backward(nd, grad_output, input, output_size):
     osz = int_tuple(output_size, nd, "output_size", minimum=1)
     if any(s < 1 for s in spatial):
         raise ValueError(f"input spatial dims must be non-empty for adaptive pooling, got shape {tuple(x.shape)}")
-    g, src = _grad(grad_output, x.shape[: x.ndim - nd] + osz, x.dtype)
-    gx = np.empty(x.shape, x.dtype)
+    g, src = _grad(dev, grad_output, tuple(x.shape[: x.ndim - nd]) + osz, x.dtype)
+    gx = dev.empty(x.shape, x.dtype)
     if gx.size:
-        _core.adaptive_avg_pool_backward(_planes(g, nd), _planes(gx, nd))
-    return wrap(gx, src)
+        dev.adaptive_avg_pool_backward(_planes(g, nd), _planes(gx, nd))
+    return dev.wrap(gx, src)
 
 
 def adaptive_avg_pool1d_backward(grad_output, input, output_size=None):
@@ -414,26 +405,24 @@ def adaptive_avg_pool3d_backward(grad_output, input, output_size=None):
 
 
 def _unary_backward(name, grad_output, input, alpha=0.0, output=None):
-    if on_gpu(grad_output, input, output):
-        from .. import _gpu
-        return _gpu._unary_backward(name, grad_output, input, alpha, output)
+    dev = kernels(on_gpu(grad_output, input, output))
     if input is None and output is None:
         raise ValueError("pass the forward's input (or, for sigmoid and tanh, its output=)")
     ref = input if input is not None else output
-    r, _ = as_array(ref, "input" if input is not None else "output")
-    g, src = _grad(grad_output, r.shape, r.dtype)
+    r = _input(dev, ref, "input" if input is not None else "output")
+    g, src = _grad(dev, grad_output, r.shape, r.dtype)
     x = contiguous(r) if input is not None else None
     y = None
     if output is not None:
-        y, _ = as_array(output, "output")
+        y = _input(dev, output, "output")
         same_dtype(y, r, "output")
         if y.shape != r.shape:
             raise ValueError(f"output has shape {tuple(y.shape)}, but input has shape {tuple(r.shape)}")
         y = contiguous(y)
-    gx = np.empty(r.shape, r.dtype)
+    gx = dev.empty(r.shape, r.dtype)
     if gx.size:
-        _core.unary_backward(_core.UNARY_OPS[name], x, y, g, gx, alpha)
-    return wrap(gx, src)
+        dev.unary_backward(_core.UNARY_OPS[name], x, y, g, gx, alpha)
+    return dev.wrap(gx, src)
 
 
 def relu_backward(grad_output, input):
@@ -469,22 +458,20 @@ def gelu_backward(grad_output, input, approximate="none"):
 
 
 def _softmax_backward(grad_output, output, dim, log):
-    if on_gpu(grad_output, output):
-        from .. import _gpu
-        return _gpu._softmax_backward(grad_output, output, dim, log)
-    y, _ = as_array(output, "output")
+    dev = kernels(on_gpu(grad_output, output))
+    y = _input(dev, output, "output")
     if dim is None:
         raise ValueError("dim must be given (the dim the forward used)")
     d = normalize_dim(dim, y.ndim)
-    g, src = _grad(grad_output, y.shape, y.dtype)
+    g, src = _grad(dev, grad_output, y.shape, y.dtype)
     y = contiguous(y)
-    shape = y.shape if y.ndim else (1,)
+    shape = tuple(y.shape) if y.ndim else (1,)
     outer = int(np.prod(shape[:d], dtype=np.int64))
     inner = int(np.prod(shape[d + 1:], dtype=np.int64))
-    gx = np.empty(y.shape, y.dtype)
+    gx = dev.empty(y.shape, y.dtype)
     if gx.size:
-        _core.softmax_backward(y, g, gx, outer, shape[d], inner, log)
-    return wrap(gx, src)
+        dev.softmax_backward(y, g, gx, outer, shape[d], inner, log)
+    return dev.wrap(gx, src)
 
 
 def softmax_backward(grad_output, output, dim):
@@ -499,10 +486,8 @@ def log_softmax_backward(grad_output, output, dim):
 
 def maxout_backward(grad_output, input, pieces, dim=1):
     """grad_output goes to the piece that won each maxout (the first maximum; NaN wins)."""
-    if on_gpu(grad_output, input):
-        from .. import _gpu
-        return _gpu.maxout_backward(grad_output, input, pieces, dim)
-    x, _ = as_array(input, "input")
+    dev = kernels(on_gpu(grad_output, input))
+    x = _input(dev, input)
     if isinstance(pieces, bool) or not isinstance(pieces, numbers.Integral) or pieces < 1:
         raise ValueError(f"pieces must be a positive int, got {pieces!r}")
     if x.ndim == 0:
@@ -511,24 +496,22 @@ def maxout_backward(grad_output, input, pieces, dim=1):
     c = x.shape[d]
     if c % pieces:
         raise ValueError(f"input has {c} channels along dim {d} (shape {tuple(x.shape)}), not divisible by pieces={pieces}")
-    shape = x.shape[:d] + (c // pieces,) + x.shape[d + 1:]
-    g, src = _grad(grad_output, shape, x.dtype)
+    shape = tuple(x.shape[:d]) + (c // pieces,) + tuple(x.shape[d + 1:])
+    g, src = _grad(dev, grad_output, shape, x.dtype)
     x = contiguous(x)
-    gx = np.empty(x.shape, x.dtype)
+    gx = dev.empty(x.shape, x.dtype)
     if gx.size:
         outer = int(np.prod(x.shape[:d], dtype=np.int64))
         inner = int(np.prod(x.shape[d + 1:], dtype=np.int64))
-        _core.maxout_backward(x, g, gx, outer, c // pieces, int(pieces), inner)
-    return wrap(gx, src)
+        dev.maxout_backward(x, g, gx, outer, c // pieces, int(pieces), inner)
+    return dev.wrap(gx, src)
 
 
 def linear_backward(grad_output, input, weight, bias=None, *, output_mask=(True, True, True)):
     """(grad_input, grad_weight, grad_bias) of linear: grad_output @ weight, grad_output^T @ input, sum."""
-    if on_gpu(grad_output, input):
-        from .. import _gpu
-        return _gpu.linear_backward(grad_output, input, weight, bias, output_mask=output_mask)
-    x, _ = as_array(input, "input")
-    w, _ = as_array(weight, "weight")
+    dev = kernels(on_gpu(grad_output, input))
+    x = _input(dev, input)
+    w = _input(dev, weight, "weight")
     same_dtype(w, x, "weight")
     need_x, need_w, need_b = _check_mask(output_mask)
     if w.ndim != 2:
@@ -537,22 +520,19 @@ def linear_backward(grad_output, input, weight, bias=None, *, output_mask=(True,
         raise ValueError(f"input's last dim must equal in_features={w.shape[1]} (weight shape {tuple(w.shape)}), "
                          f"got input shape {tuple(x.shape)}")
     n_out, k = w.shape
-    g, src = _grad(grad_output, x.shape[:-1] + (n_out,), x.dtype)
+    g, src = _grad(dev, grad_output, tuple(x.shape[:-1]) + (n_out,), x.dtype)
     m = int(np.prod(x.shape[:-1], dtype=np.int64))
     g2 = g.reshape(m, n_out)
-    gx = gw = gb = None
+    gx = None
     if need_x:
-        gx = np.zeros(x.shape, x.dtype)
+        gx = dev.zeros(x.shape, x.dtype)
         if gx.size and n_out:
-            _core.linear_backward_input(g2, contiguous(w), gx.reshape(m, k))
-    want_b = need_b and bias is not None
-    if need_w or want_b:
-        gw_buf = np.zeros(w.shape, x.dtype)
-        gb = np.zeros(n_out, x.dtype) if want_b else None
-        if m and n_out:
-            _core.linear_backward_weight(g2, contiguous(x).reshape(m, k), gw_buf, gb)
-        gw = gw_buf if need_w else None
-    return _wrap_all(src, gx, gw, gb)
+            dev.linear_backward_input(g2, contiguous(w), gx.reshape(m, k))
+    gw = dev.zeros(w.shape, x.dtype) if need_w else None
+    gb = dev.zeros((n_out,), x.dtype) if need_b and bias is not None else None
+    if (gw is not None or gb is not None) and m and n_out:
+        dev.linear_backward_weight(g2, contiguous(x).reshape(m, k), gw, gb)
+    return _wrap_all(dev, src, gx, gw, gb)
 
 
 # ------------------------------------------------------------------------ interpolate, batch norm, dropout
@@ -561,24 +541,21 @@ def linear_backward(grad_output, input, weight, bias=None, *, output_mask=(True,
 def interpolate_backward(grad_output, input, size=None, scale_factor=None, mode="nearest", align_corners=None,
                          recompute_scale_factor=None, antialias=False):
     """The gradient of interpolate with the same arguments (`input` may be the input or its shape)."""
-    if on_gpu(grad_output, input):
-        from .. import _gpu
-        return _gpu.interpolate_backward(grad_output, input, size, scale_factor, mode, align_corners,
-                                         recompute_scale_factor, antialias)
+    dev = kernels(on_gpu(grad_output, input))
     if isinstance(input, (tuple, list)):
         g0, _ = as_array(grad_output, "grad_output")
-        x = np.empty(tuple(int(s) for s in input), g0.dtype)
+        x = dev.empty(tuple(int(s) for s in input), g0.dtype)
     else:
-        x, _ = as_array(input, "input")
+        x = _input(dev, input)
     nd, osz, scales, kind, align_corners = _interpolate_args(
         x, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias)
     if kind == "area":
         return _adaptive_avg_pool_backward(nd, grad_output, x, osz)
-    g, src = _grad(grad_output, x.shape[:2] + osz, x.dtype)
-    gx = np.empty(x.shape, x.dtype)
+    g, src = _grad(dev, grad_output, tuple(x.shape[:2]) + osz, x.dtype)
+    gx = dev.empty(x.shape, x.dtype)
     if gx.size:
-        _interp_call(_core.interpolate_backward, g, gx, nd, kind, align_corners, scales)
-    return wrap(gx, src)
+        _interp_call(dev.interpolate_backward, g, gx, nd, kind, align_corners, scales)
+    return dev.wrap(gx, src)
 
 
 def batch_norm_backward(grad_output, input, running_mean, running_var, weight=None, bias=None, training=False,
@@ -587,56 +564,51 @@ def batch_norm_backward(grad_output, input, running_mean, running_var, weight=No
     """(grad_input, grad_weight, grad_bias) of batch_norm with the same arguments. The statistics the
     forward used: save_mean / save_invstd when given, else the batch's (recomputed from input) in
     training, the running ones otherwise. grad_weight / grad_bias are None without weight / bias."""
-    if on_gpu(grad_output, input):
-        from .. import _gpu
-        return _gpu.batch_norm_backward(grad_output, input, running_mean, running_var, weight, bias, training,
-                                        momentum, eps, save_mean=save_mean, save_invstd=save_invstd,
-                                        output_mask=output_mask)
-    x, _ = as_array(input, "input")
+    dev = kernels(on_gpu(grad_output, input))
+    x = _input(dev, input)
     x3 = _bn_input(x)
     n, c, s = x3.shape
     training = check_bool(training, "training")
     eps = check_number(eps, "eps")
     need_x, need_w, need_b = _check_mask(output_mask)
-    w = _bn_vector(weight, "weight", c, x)
+    w = _bn_vector(dev, weight, "weight", c, x)
     if save_mean is not None and save_invstd is not None:
-        mean = contiguous(_bn_vector(save_mean, "save_mean", c, x))
-        invstd = contiguous(_bn_vector(save_invstd, "save_invstd", c, x))
+        mean = contiguous(_bn_vector(dev, save_mean, "save_mean", c, x))
+        invstd = contiguous(_bn_vector(dev, save_invstd, "save_invstd", c, x))
     elif training:
-        mean, _, invstd = batch_stats(x3, eps)
+        mean, _, invstd = dev.batch_stats(x3, eps)
     else:
-        rm = _bn_vector(running_mean, "running_mean", c, x)
-        rv = _bn_vector(running_var, "running_var", c, x)
+        rm = _bn_vector(dev, running_mean, "running_mean", c, x)
+        rv = _bn_vector(dev, running_var, "running_var", c, x)
         if rm is None or rv is None:
             raise ValueError("running_mean and running_var are required when training=False")
         mean = contiguous(rm)
-        invstd = (1.0 / np.sqrt(rv.astype(np.float64) + eps)).astype(x.dtype)
-    g, src = _grad(grad_output, x.shape, x.dtype)
-    gx = np.empty(x.shape, x.dtype) if need_x else None
-    gw = np.zeros(c, x.dtype) if need_w and w is not None else None
-    gb = np.zeros(c, x.dtype) if need_b and bias is not None else None
+        invstd = dev.inference_invstd(rv, eps, x.dtype)
+    g, src = _grad(dev, grad_output, x.shape, x.dtype)
+    gx = dev.empty(x.shape, x.dtype) if need_x else None
+    gw = dev.zeros((c,), x.dtype) if need_w and w is not None else None
+    gb = dev.zeros((c,), x.dtype) if need_b and bias is not None else None
     if x.size:
-        _core.batch_norm_backward(x3, g.reshape(n, c, s), mean, invstd, None if w is None else contiguous(w), training,
-                                  None if gx is None else gx.reshape(n, c, s), gw, gb)
-    return _wrap_all(src, gx, gw, gb)
+        dev.batch_norm_backward(x3, g.reshape(n, c, s), mean, invstd, None if w is None else contiguous(w), training,
+                                None if gx is None else gx.reshape(n, c, s), gw, gb)
+    return _wrap_all(dev, src, gx, gw, gb)
 
 
 def dropout_backward(grad_output, mask, p=0.5):
     """grad_output * mask / (1 - p), mask = the keep mask of native_dropout."""
-    if on_gpu(grad_output, mask):
-        from .. import _gpu
-        return _gpu.dropout_backward(grad_output, mask, p)
+    dev = kernels(on_gpu(grad_output, mask))
     g, src = as_array(grad_output, "grad_output")
-    k = mask if isinstance(mask, np.ndarray) else np.asarray(mask)
+    dev.check_device(g, "grad_output", "the call")
+    k = dev.mask(mask)
+    dev.check_device(k, "mask", "grad_output")
     if tuple(k.shape) != tuple(g.shape):
         raise ValueError(f"mask has shape {tuple(k.shape)}, grad_output has shape {tuple(g.shape)}")
     p = check_number(p, "p")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-    scale = g.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    gx = np.multiply(g, k, dtype=g.dtype)
-    gx *= scale
-    return wrap(gx, src)
+    gx = dev.masked(g, k)
+    gx *= g.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
+    return dev.wrap(gx, src)
 
 
 __all__ = [

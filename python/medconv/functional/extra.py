@@ -1,6 +1,6 @@
 """conv_transpose1d/2d/3d, interpolate, batch_norm and dropout with torch.nn.functional's arguments.
-GPU arrays (CuPy, or torch CUDA tensors through DLPack) run in medconv._gpu; mixing CPU and GPU
-arrays in one call is a TypeError."""
+GPU arrays (CuPy, or torch CUDA tensors through DLPack) run on medconv._gpu's kernels and come back
+on the GPU (functional._kernels); mixing CPU and GPU arrays in one call is a TypeError."""
 from __future__ import annotations
 
 import math
@@ -9,8 +9,10 @@ import numbers
 import numpy as np
 
 from .. import _core
-from .._backend import as_array, contiguous, prepare_out, same_dtype, wrap
+from .._backend import as_array, contiguous, same_dtype
 from ._args import check_bool, check_ndim, check_number, int_tuple
+from ._kernels import kernels
+from .pool import _as4d
 
 INTERPOLATE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
 _LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
@@ -18,17 +20,6 @@ _LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
 
 def _to5d(arr, nd):
     return arr.reshape(arr.shape[:2] + (1,) * (3 - nd) + arr.shape[2:])
-
-
-def _as4d(arr, nd):
-    """(..., *spatial) -> (planes, D, H, W) view."""
-    lead = arr.shape[: arr.ndim - nd]
-    planes = int(np.prod(lead, dtype=np.int64))
-    return arr.reshape((planes,) + (1,) * (3 - nd) + arr.shape[arr.ndim - nd:])
-
-
-def _pad3(t, nd, fill):
-    return (fill,) * (3 - nd) + tuple(t)
 
 
 # ------------------------------------------------------------------------ transposed convolution
@@ -84,10 +75,9 @@ def _conv_transpose_args(nd, x, w, bias, stride, padding, output_padding, groups
 
 def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, out):
     x, src = as_array(input, "input")
-    if src.kind == "cupy":
-        from .. import _gpu
-        return _gpu._conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, out)
+    dev = kernels(src.kind == "cupy")
     w, _ = as_array(weight, "weight")
+    dev.check_device(w, "weight")
     b, stride, padding, _, groups, dilation, cout, osz = _conv_transpose_args(
         nd, x, w, bias, stride, padding, output_padding, groups, dilation)
     unbatched = x.ndim == nd + 1
@@ -96,16 +86,16 @@ def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, gr
     x = contiguous(x)
     w = contiguous(w)
     shape = (x.shape[0], cout) + osz
-    y = prepare_out(None if unbatched else out, shape, x.dtype)
+    y = dev.prepare_out(None if unbatched else out, shape, x.dtype)
     if y.size:
         one = (1,) * (3 - nd)
-        _core.conv_transpose_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), one + stride,
-                                     (0,) * (3 - nd) + padding, one + dilation, groups)
+        dev.conv_transpose_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), one + stride,
+                                   (0,) * (3 - nd) + padding, one + dilation, groups)
     if unbatched:
         y = y[0]
         if out is not None:
-            prepare_out(out, y.shape, y.dtype)[...] = y
-    return wrap(y, src, out)
+            dev.prepare_out(out, y.shape, y.dtype)[...] = y
+    return dev.wrap(y, src, out)
 
 
 def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
@@ -173,6 +163,7 @@ def _interpolate_args(x, size, scale_factor, mode, align_corners, recompute_scal
 
 
 def _interp_call(fn, a, b, nd, kind, align_corners, scales):
+    """fn: a kernel namespace's interpolate or interpolate_backward, on (planes, D, H, W) views."""
     sc = (0.0,) * (3 - nd) + (tuple(scales) if scales is not None else (0.0,) * nd)
     fn(_as4d(a, nd), _as4d(b, nd), _core.INTERP_MODES[kind], align_corners, sc)
 
@@ -184,19 +175,16 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     from . import pool
 
     x, src = as_array(input, "input")
-    if src.kind == "cupy":
-        from .. import _gpu
-        return _gpu.interpolate(input, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias,
-                                out=out)
+    dev = kernels(src.kind == "cupy")
     nd, osz, scales, kind, align_corners = _interpolate_args(
         x, size, scale_factor, mode, align_corners, recompute_scale_factor, antialias)
     if kind == "area":
         return getattr(pool, f"adaptive_avg_pool{nd}d")(input, osz, out=out)
     x = contiguous(x)
-    y = prepare_out(out, x.shape[:2] + osz, x.dtype)
+    y = dev.prepare_out(out, x.shape[:2] + osz, x.dtype)
     if y.size:
-        _interp_call(_core.interpolate, x, y, nd, kind, align_corners, scales)
-    return wrap(y, src, out)
+        _interp_call(dev.interpolate, x, y, nd, kind, align_corners, scales)
+    return dev.wrap(y, src, out)
 
 
 def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
@@ -215,46 +203,35 @@ def _bn_input(x):
     return contiguous(x).reshape(n, c, s)
 
 
-def _bn_vector(v, name, c, ref):
+def _bn_vector(dev, v, name, c, ref):
     if v is None:
         return None
     a, _ = as_array(v, name)
+    dev.check_device(a, name)
     same_dtype(a, ref, name)
     if a.shape != (c,):
         raise ValueError(f"{name} must have shape ({c},) for an input with {c} channels, got {tuple(a.shape)}")
     return a
 
 
-def batch_stats(x3: np.ndarray, eps: float):
-    """(mean, biased var, invstd) per channel of a C-contiguous (N, C, S) array."""
-    c = x3.shape[1]
-    mean = np.empty(c, x3.dtype)
-    var = np.empty(c, x3.dtype)
-    invstd = np.empty(c, x3.dtype)
-    _core.batch_norm_stats(x3, mean, var, invstd, eps)
-    return mean, var, invstd
-
-
 def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, out):
     """(output, mean, invstd): the statistics the normalisation used, which the backward needs."""
     x, src = as_array(input, "input")
-    if src.kind == "cupy":
-        from .. import _gpu
-        return _gpu._batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, out)
+    dev = kernels(src.kind == "cupy")
     x3 = _bn_input(x)
     n, c, s = x3.shape
     training = check_bool(training, "training")
     eps = check_number(eps, "eps")
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
-    rm = _bn_vector(running_mean, "running_mean", c, x)
-    rv = _bn_vector(running_var, "running_var", c, x)
-    w = _bn_vector(weight, "weight", c, x)
-    b = _bn_vector(bias, "bias", c, x)
+    rm = _bn_vector(dev, running_mean, "running_mean", c, x)
+    rv = _bn_vector(dev, running_var, "running_var", c, x)
+    w = _bn_vector(dev, weight, "weight", c, x)
+    b = _bn_vector(dev, bias, "bias", c, x)
     if training:
         if n * s <= 1:
             raise ValueError(f"batch_norm in training needs more than 1 value per channel, got input shape {tuple(x.shape)}")
-        mean, var, invstd = batch_stats(x3, eps)
+        mean, var, invstd = dev.batch_stats(x3, eps)
         if momentum is not None:
             momentum = check_number(momentum, "momentum")
         if rm is not None or rv is not None:
@@ -269,12 +246,12 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training, moment
         if rm is None or rv is None:
             raise ValueError("running_mean and running_var are required when training=False")
         mean = contiguous(rm)
-        invstd = (1.0 / np.sqrt(rv.astype(np.float64) + eps)).astype(x.dtype)
-    y = prepare_out(out, x.shape, x.dtype)
+        invstd = dev.inference_invstd(rv, eps, x.dtype)
+    y = dev.prepare_out(out, x.shape, x.dtype)
     if y.size:
-        _core.batch_norm_apply(x3, mean, invstd, None if w is None else contiguous(w),
-                               None if b is None else contiguous(b), y.reshape(n, c, s))
-    return wrap(y, src, out), mean, invstd
+        dev.batch_norm_apply(x3, mean, invstd, None if w is None else contiguous(w),
+                             None if b is None else contiguous(b), y.reshape(n, c, s))
+    return dev.wrap(y, src, out), mean, invstd
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-05, *,
@@ -299,28 +276,23 @@ def native_dropout(input, p=0.5, train=True, *, generator=None):
     drawn from `generator` (a numpy Generator; a fresh unseeded one if None). On the GPU the mask is
     drawn on the host, the same as the CPU's for the same generator state, and copied to the GPU."""
     x, src = as_array(input, "input")
-    if src.kind == "cupy":
-        from .. import _gpu
-        return _gpu.native_dropout(input, p, train, generator=generator)
+    dev = kernels(src.kind == "cupy")
     p = _check_p(p)
     if not check_bool(train, "train") or p == 0.0:
-        return wrap(x.copy(), src), wrap(np.ones(x.shape, dtype=bool), src)
+        return dev.wrap(x.copy(), src), dev.wrap(dev.ones(x.shape, bool), src)
     rng = generator if generator is not None else np.random.default_rng()
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"generator must be a numpy.random.Generator, got {type(rng).__name__}")
     keep = rng.random(x.shape, dtype=np.float64) >= p if p < 1.0 else np.zeros(x.shape, dtype=bool)
-    scale = x.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
-    y = np.multiply(x, keep, dtype=x.dtype)
-    y *= scale
-    return wrap(y, src), wrap(keep, src)
+    keep = dev.from_host(keep)
+    y = dev.masked(x, keep)
+    y *= x.dtype.type(0.0 if p == 1.0 else 1.0 / (1.0 - p))
+    return dev.wrap(y, src), dev.wrap(keep, src)
 
 
 def dropout(input, p=0.5, training=True, inplace=False, *, generator=None):
     """Zeroes each element with probability p and scales the rest by 1 / (1 - p) when training."""
     x, src = as_array(input, "input")
-    if src.kind == "cupy":
-        from .. import _gpu
-        return _gpu.dropout(input, p, training, inplace, generator=generator)
     p = _check_p(p)
     if not check_bool(training, "training"):
         return input
@@ -328,7 +300,7 @@ def dropout(input, p=0.5, training=True, inplace=False, *, generator=None):
     if check_bool(inplace, "inplace"):
         x[...] = y
         return input
-    return wrap(y, src)
+    return kernels(src.kind == "cupy").wrap(y, src)
 
 
 __all__ = [

@@ -40,6 +40,15 @@ def _window_args(nd, x, kernel_size, stride, padding, dilation, ceil_mode):
     return kernel, stride, padding, dilation, out
 
 
+def _divisor(divisor_override) -> int:
+    """avg_pool's divisor argument: 0 (the window's size or count) for None, else a positive int."""
+    if divisor_override is None:
+        return 0
+    if isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral) or divisor_override <= 0:
+        raise ValueError(f"divisor_override must be None or a positive int, got {divisor_override!r}")
+    return int(divisor_override)
+
+
 def _as4d(arr, nd):
     """(..., *spatial) -> (planes, D, H, W) view."""
     lead = arr.shape[: arr.ndim - nd]
@@ -75,12 +84,7 @@ def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_
     x, src = _pool_input(input, nd)
     kernel, stride, padding, _, osz = _window_args(nd, x, kernel_size, stride, padding, 1, ceil_mode)
     count_include_pad = check_bool(count_include_pad, "count_include_pad")
-    if divisor_override is None:
-        divisor = 0
-    elif isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral) or divisor_override <= 0:
-        raise ValueError(f"divisor_override must be None or a positive int, got {divisor_override!r}")
-    else:
-        divisor = int(divisor_override)
+    divisor = _divisor(divisor_override)
     if src.kind == "cupy":
         from .. import _gpu
         return _gpu.avg_pool(nd, x, kernel, stride, padding, osz, count_include_pad, divisor, out, src)
