@@ -4,9 +4,11 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 
 #include "avx2_kernels.h"
 #include "eltwise_avx2.h"
+#include "memory.h"
 #include "parallel.h"
 #include "vecmath_avx2.h"
 
@@ -24,13 +26,20 @@ constexpr int64_t kGrainVectors = 2048;  // 64 KiB of float32 per task at least
 
 // y[i] = f(x[i]) over n floats, 8 at a time; the last partial vector goes through the same f with
 // masked loads and stores, so every element's bits are the same wherever a thread chunk ends.
+// A large, aligned, out-of-place y is written with streaming stores (memory.h).
 // x, y: [n] (y may be x)
 template <class F>
 void map_f32(const float* x, float* y, int64_t n, F f) {
   const int64_t full = n / 8, rest = n % 8;
+  const bool stream = y != x && n * 4 >= kStreamStoreBytes && (reinterpret_cast<uintptr_t>(y) & 31) == 0;
   parallel_for(full + (rest ? 1 : 0), kGrainVectors, [&](int64_t begin, int64_t end) {
     const int64_t stop = std::min(end, full);
-    for (int64_t v = begin; v < stop; ++v) _mm256_storeu_ps(y + 8 * v, f(_mm256_loadu_ps(x + 8 * v)));
+    if (stream) {
+      for (int64_t v = begin; v < stop; ++v) _mm256_stream_ps(y + 8 * v, f(_mm256_loadu_ps(x + 8 * v)));
+      _mm_sfence();
+    } else {
+      for (int64_t v = begin; v < stop; ++v) _mm256_storeu_ps(y + 8 * v, f(_mm256_loadu_ps(x + 8 * v)));
+    }
     if (end > full) {
       const __m256i m = tail_mask(rest);
       _mm256_maskstore_ps(y + 8 * full, m, f(_mm256_maskload_ps(x + 8 * full, m)));

@@ -8,4 +8,8 @@ namespace medconv {
 // Needs stride 1 along W; any stride, padding and dilation elsewhere.
 void conv_direct_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu);
 
+// The row-blocked kernel (conv_rows_avx2.cpp) for stride 1 and no dilation along H and W, and a
+// KH x KW of 3x3, 5x5 or 7x7; false (nothing written) for any other shape.
+bool conv_rows_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu);
+
 }  // namespace medconv

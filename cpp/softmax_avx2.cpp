@@ -9,7 +9,9 @@
 #include <cmath>
 #include <limits>
 
+#include "aligned.h"
 #include "eltwise_avx2.h"
+#include "memory.h"
 #include "parallel.h"
 #include "vecmath_avx2.h"
 
@@ -51,10 +53,20 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
   const __m256i tm = tail_mask(rest);
   const __m256 tmf = _mm256_castsi256_ps(tm);
   const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  // A large output is streamed: exp goes to a per-thread row in L1, and the scaled row to y with
+  // streaming stores (y's lines are then never read).
+  const bool stream = rows * dim * 4 >= kStreamStoreBytes;
   parallel_for(rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
+    float* row_buf = stream ? thread_scratch<float>(dim + 8, 3) : nullptr;
     for (int64_t row = begin; row < end; ++row) {
       const float* xs = x + row * dim;
       float* ys = y + row * dim;
+      const bool nt = stream && (reinterpret_cast<uintptr_t>(ys) & 31) == 0;
+      float* es = nt && !log ? row_buf : ys;  // where exp(x - m) waits for 1 / s
+      auto store_out = [&](float* p, __m256 v) {
+        if (nt) _mm256_stream_ps(p, v);
+        else _mm256_storeu_ps(p, v);
+      };
       // m = max_i x[i] (a NaN may be dropped here: it reaches the sum and makes the row NaN)
       __m256 m = ninf;
       for (int64_t i = 0; i < full; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(xs + i));
@@ -69,7 +81,7 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
         __m256 e[4];
         for (int k = 0; k < 4; ++k) {
           e[k] = exp_diff(_mm256_loadu_ps(xs + i + 8 * k), mx);
-          if (!log) _mm256_storeu_ps(ys + i + 8 * k, e[k]);
+          if (!log) _mm256_storeu_ps(es + i + 8 * k, e[k]);
         }
         const __m256 g = _mm256_add_ps(_mm256_add_ps(e[0], e[1]), _mm256_add_ps(e[2], e[3]));
         s0 = add_wide(s0, _mm256_castps256_ps128(g));
@@ -77,13 +89,13 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
       }
       for (; i < full; i += 8) {
         const __m256 e = exp_diff(_mm256_loadu_ps(xs + i), mx);
-        if (!log) _mm256_storeu_ps(ys + i, e);
+        if (!log) _mm256_storeu_ps(es + i, e);
         s0 = add_wide(s0, _mm256_castps256_ps128(e));
         s1 = add_wide(s1, _mm256_extractf128_ps(e, 1));
       }
       if (rest) {
         const __m256 e = _mm256_and_ps(exp_diff(_mm256_maskload_ps(xs + full, tm), mx), tmf);
-        if (!log) _mm256_maskstore_ps(ys + full, tm, e);
+        if (!log) _mm256_maskstore_ps(es + full, tm, e);
         s0 = add_wide(s0, _mm256_castps256_ps128(e));
         s1 = add_wide(s1, _mm256_extractf128_ps(e, 1));
       }
@@ -91,15 +103,16 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
       if (log) {
         // y[i] = x[i] - (m + log(s)), rounded once
         const __m256d lse = _mm256_set1_pd(static_cast<double>(m1) + std::log(sum));
-        for (int64_t i = 0; i < full; i += 8) _mm256_storeu_ps(ys + i, sub_wide(_mm256_loadu_ps(xs + i), lse));
+        for (int64_t i = 0; i < full; i += 8) store_out(ys + i, sub_wide(_mm256_loadu_ps(xs + i), lse));
         if (rest) _mm256_maskstore_ps(ys + full, tm, sub_wide(_mm256_maskload_ps(xs + full, tm), lse));
       } else {
         // y[i] *= 1 / s
         const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
-        for (int64_t i = 0; i < full; i += 8) _mm256_storeu_ps(ys + i, _mm256_mul_ps(_mm256_loadu_ps(ys + i), inv));
-        if (rest) _mm256_maskstore_ps(ys + full, tm, _mm256_mul_ps(_mm256_maskload_ps(ys + full, tm), inv));
+        for (int64_t i = 0; i < full; i += 8) store_out(ys + i, _mm256_mul_ps(_mm256_loadu_ps(es + i), inv));
+        if (rest) _mm256_maskstore_ps(ys + full, tm, _mm256_mul_ps(_mm256_maskload_ps(es + full, tm), inv));
       }
     }
+    if (stream) _mm_sfence();  // the streamed stores are visible before the call returns
   });
 }
 

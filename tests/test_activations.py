@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import medconv as mc
 import medconv.functional as F
 import reference as R
 from conftest import DTYPES, assert_close, rand, torch_apply
@@ -33,6 +34,27 @@ def test_unary(maybe_torch, rng, isa, name, kw, dtype):
         assert_close(y, getattr(R, name)(x, **kw), dtype=dtype, what="reference " + what)
         if maybe_torch is not None:
             assert_close(y, torch_apply(maybe_torch, name, x, **kw), dtype=dtype, what="torch " + what)
+
+
+@pytest.mark.parametrize("name,kw", UNARY, ids=UNARY_IDS)
+def test_unary_streamed(rng, isa, name, kw):
+    # 8 MiB and more are written with streaming stores when out-of-place and aligned; in place,
+    # into a misaligned out= and on 1 or 3 threads the bits are the same
+    x = (rand(rng, ((1 << 21) + 13,), np.float32) * 6).astype(np.float32)
+    y = getattr(F, name)(x, **kw)
+    assert_close(y, getattr(R, name)(x, **kw), dtype=np.float32)
+    out = np.empty(x.size + 1, np.float32)[1:]
+    before = mc.get_num_threads()
+    try:
+        for threads in (1, 3):
+            mc.set_num_threads(threads)
+            getattr(F, name)(x, **kw, out=out)
+            np.testing.assert_array_equal(out, y)
+    finally:
+        mc.set_num_threads(before)
+    inplace = x.copy()
+    getattr(F, name)(inplace, **kw, out=inplace)
+    np.testing.assert_array_equal(inplace, y)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -83,6 +105,25 @@ def test_softmax_stable_and_long(rng, isa, name):
             y = getattr(F, name)(x, dim=dim)
             assert np.isfinite(y).all()
             assert_close(y, getattr(R, name)(x, dim), dtype=x.dtype, what=f"{x.shape} dim={dim}")
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape", [(2100, 1000), (1100, 2001)])
+def test_softmax_streamed_rows(rng, isa, name, shape):
+    # outputs of 8 MiB and more are written with streaming stores: aligned and odd rows, a caller's
+    # out= that is not 32-byte aligned, one thread and several
+    x = rand(rng, shape, np.float32) * 20
+    expected = getattr(R, name)(x, 1)
+    assert_close(getattr(F, name)(x, 1), expected, dtype=np.float32)
+    out = np.empty(x.size + 1, np.float32)[1:].reshape(shape)
+    before = mc.get_num_threads()
+    try:
+        for threads in (1, 3):
+            mc.set_num_threads(threads)
+            getattr(F, name)(x, 1, out=out)
+            assert_close(out, expected, dtype=np.float32, what=f"{threads} threads")
+    finally:
+        mc.set_num_threads(before)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -36,7 +36,35 @@ def _to5d(arr, nd):
     return arr.reshape(arr.shape[:2] + (1,) * (3 - nd) + arr.shape[2:])
 
 
+# Validated calls, keyed by everything the validation reads (array types, shapes and dtypes, and the
+# arguments): a repeated call on the same shapes skips straight to the kernel.
+_PLANS: dict = {}
+
+
+def _plan_key(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, activation):
+    """The key of a call the fast path can take (numpy arrays, batched, zero padding), else None."""
+    if (type(input) is not np.ndarray or type(weight) is not np.ndarray or input.ndim != nd + 2
+            or padding_mode != "zeros" or not (bias is None or type(bias) is np.ndarray)):
+        return None
+    key = (nd, input.shape, input.dtype, weight.shape, weight.dtype,
+           None if bias is None else (bias.shape, bias.dtype), stride, padding, dilation, groups, activation)
+    try:
+        hash(key)
+    except TypeError:  # list arguments
+        return None
+    return key
+
+
 def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, activation, out):
+    key = _plan_key(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, activation)
+    plan = _PLANS.get(key) if key is not None else None
+    if plan is not None:
+        shape, args = plan
+        y = prepare_out(out, shape, input.dtype)
+        if y.size:
+            _core.conv_forward(_to5d(contiguous(input), nd), _to5d(contiguous(weight), nd),
+                               None if bias is None else contiguous(bias), _to5d(y, nd), *args)
+        return y if out is None else out
     x, src = as_array(input, "input")
     w, _ = as_array(weight, "weight")
     same_dtype(w, x, "weight")
@@ -101,11 +129,15 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
     )
     shape = (n, oc) + out_spatial
     y = prepare_out(None if unbatched else out, shape, x.dtype)
+    pad3 = (0,) * (3 - nd) + tuple(lo for lo, _ in pairs)
+    one = (1,) * (3 - nd)
+    args = (one + stride, pad3, one + dilation, groups, ACTIVATIONS.index(activation))
     if y.size:
-        pad3 = (0,) * (3 - nd) + tuple(lo for lo, _ in pairs)
-        one = (1,) * (3 - nd)
-        _core.conv_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), one + stride, pad3, one + dilation, groups,
-                           ACTIVATIONS.index(activation))
+        _core.conv_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), *args)
+    if key is not None:
+        if len(_PLANS) >= 1024:
+            _PLANS.clear()
+        _PLANS[key] = (shape, args)
     if unbatched:
         y = y[0]
         if out is not None:

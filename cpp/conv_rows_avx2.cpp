@@ -1,0 +1,226 @@
+// The row-blocked direct convolution, AVX2+FMA, float32, for convs with stride 1 and no dilation
+// along H and W and few input channels per group (single-channel filters, first layers, depthwise,
+// 3D CT).
+//
+// One output channel's KH x KW taps stay in registers while RB output rows are computed together:
+// each of the RB + KH - 1 input rows is loaded once per kw and feeds up to KH output rows, about
+// one load per two FMAs where conv_direct_avx2.cpp's kernel needs one per FMA.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+
+#include "aligned.h"
+#include "conv_direct_avx2.h"
+#include "memory.h"
+#include "parallel.h"
+
+namespace medconv {
+namespace {
+
+// The 8 lanes from input column `first`: those inside [0, W).
+inline __m256i column_mask(int64_t first, int64_t W) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i lo = _mm256_set1_epi32(static_cast<int>(-first - 1));
+  const __m256i hi = _mm256_set1_epi32(static_cast<int>(W - first));
+  return _mm256_and_si256(_mm256_cmpgt_epi32(lane, lo), _mm256_cmpgt_epi32(hi, lane));
+}
+
+// One pass: the input rows of one (input channel, kd) plane for RB output rows, each pointing at
+// input column -pw (rows outside the plane point at zeros), and one output channel's taps for it.
+template <int KH, int KW, int RB>
+struct Pass {
+  const float* rows[RB + KH - 1];
+  __m256 taps[KH * KW];
+};
+
+// acc[r] += the pass's taps over the 8 outputs from ow of output row r. Per output the taps come in
+// (kh, kw) order, one FMA each: the bits of conv_direct_avx2.cpp's kernel, for any blocking.
+// kEdge: some of the columns lie outside [0, W) and read as zero (masked loads never fault).
+template <int KH, int KW, int RB, bool kEdge>
+inline __attribute__((always_inline)) void accumulate(const Pass<KH, KW, RB>& p, int64_t ow, int64_t pw,
+                                                      int64_t W, __m256 (&acc)[RB]) {
+#pragma GCC unroll 16
+  for (int i = 0; i < RB + KH - 1; ++i)
+#pragma GCC unroll 8
+    for (int kw = 0; kw < KW; ++kw) {
+      __m256 v;
+      if constexpr (kEdge) v = _mm256_maskload_ps(p.rows[i] + ow + kw, column_mask(ow - pw + kw, W));
+      else v = _mm256_loadu_ps(p.rows[i] + ow + kw);
+#pragma GCC unroll 8
+      for (int r = 0; r < RB; ++r) {
+        const int kh = i - r;
+        if (kh >= 0 && kh < KH) acc[r] = _mm256_fmadd_ps(p.taps[kh * KW + kw], v, acc[r]);
+      }
+    }
+}
+
+// RB output rows of one output channel (rows past OH point at scratch), every pass (ic, kd) summed in
+// order: the first pass starts from the bias, later ones from y, the last one applies the ReLU.
+template <int KH, int KW, int RB>
+struct Job {
+  const ConvShape* s;
+  const float* x;      // x[n, g * Cg]: one image, one group
+  const float* w;      // w[oc]: [Cg, KD, KH, KW]
+  float bias;
+  float* out[RB];      // the output rows, OW floats each (+ 8 for rows in scratch)
+  int64_t od, oh0;
+  bool relu;
+  bool stream;         // the last pass writes whole 8-float blocks with streaming stores (rows 32-byte aligned)
+  const float* zeros;  // at least W zeros
+};
+
+template <int KH, int KW, int RB>
+void rows_block(const Job<KH, KW, RB>& job) {
+  const ConvShape& s = *job.s;
+  const int64_t Cg = s.C / s.groups, OW = s.OW, W = s.W, pw = s.pad[2];
+  int64_t kd_lo = s.KD, kd_hi = 0;  // the kd whose input plane exists
+  for (int64_t kd = 0; kd < s.KD; ++kd) {
+    const int64_t id = job.od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+    if (id >= 0 && id < s.D) kd_lo = std::min(kd_lo, kd), kd_hi = kd + 1;
+  }
+  const __m256 zero = _mm256_setzero_ps();
+  if (kd_lo >= kd_hi) {
+    const float v = job.relu ? std::max(job.bias, 0.0f) : job.bias;  // NaN stays NaN
+    for (int r = 0; r < RB; ++r) std::fill(job.out[r], job.out[r] + OW, v);
+    return;
+  }
+  const __m256 bias = _mm256_set1_ps(job.bias);
+  for (int64_t ic = 0; ic < Cg; ++ic)
+    for (int64_t kd = kd_lo; kd < kd_hi; ++kd) {
+      const int64_t id = job.od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+      if (id < 0 || id >= s.D) continue;  // a hole of a strided or dilated depth
+      const bool first = ic == 0 && kd == kd_lo, last = ic == Cg - 1 && kd == kd_hi - 1;
+      const float* plane = job.x + (ic * s.D + id) * s.H * W;
+      Pass<KH, KW, RB> p;
+      for (int i = 0; i < RB + KH - 1; ++i) {
+        const int64_t ih = job.oh0 - s.pad[1] + i;
+        p.rows[i] = (ih >= 0 && ih < s.H ? plane + ih * W : job.zeros) - pw;
+      }
+      const float* taps = job.w + (ic * s.KD + kd) * KH * KW;
+      for (int t = 0; t < KH * KW; ++t) p.taps[t] = _mm256_broadcast_ss(taps + t);
+      auto block = [&](int64_t ow, auto edge) {
+        constexpr bool kEdge = decltype(edge)::value;
+        const __m256i store_mask = column_mask(ow, OW);
+        __m256 acc[RB];
+        for (int r = 0; r < RB; ++r) {
+          if (first) acc[r] = bias;
+          else if constexpr (kEdge) acc[r] = _mm256_maskload_ps(job.out[r] + ow, store_mask);
+          else acc[r] = _mm256_loadu_ps(job.out[r] + ow);
+        }
+        accumulate<KH, KW, RB, kEdge>(p, ow, pw, W, acc);
+        for (int r = 0; r < RB; ++r) {
+          if (last && job.relu) acc[r] = _mm256_max_ps(zero, acc[r]);  // NaN stays NaN
+          if (last && job.stream && ow + 8 <= OW) _mm256_stream_ps(job.out[r] + ow, acc[r]);
+          else if constexpr (kEdge) _mm256_maskstore_ps(job.out[r] + ow, store_mask, acc[r]);
+          else _mm256_storeu_ps(job.out[r] + ow, acc[r]);
+        }
+      };
+      // Blocks whose columns ow - pw .. ow + 7 - pw + KW - 1 all lie inside [0, W) and inside OW.
+      const int64_t inner_end = std::min(OW, W + pw - KW + 1) - 8;
+      int64_t ow = 0;
+      for (; ow < pw && ow < OW; ow += 8) block(ow, std::true_type{});
+      for (; ow <= inner_end; ow += 8) block(ow, std::false_type{});
+      for (; ow < OW; ow += 8) block(ow, std::true_type{});
+    }
+}
+
+// dst[0, n) = src[0, n) with streaming stores: the output bypasses the caches, and no read for
+// ownership doubles its memory traffic. One row at a time keeps each cache line's stores together.
+void stream_row(float* dst, const float* src, int64_t n) {
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 31); ++i) dst[i] = src[i];
+  for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+// A per-thread block of `rows` rows of `cols` floats: where blocks accumulate the rows past OH, and
+// all their rows when the output is streamed.
+float* scratch_rows(int64_t rows, int64_t cols) {
+  struct Buf {
+    float* ptr = nullptr;
+    int64_t count = 0;
+    ~Buf() { std::free(ptr); }
+  };
+  thread_local Buf buf;
+  const int64_t need = (rows * cols + 15) / 16 * 16;
+  if (need > buf.count) {
+    std::free(buf.ptr);
+    buf.ptr = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(need) * sizeof(float)));
+    buf.count = need;
+  }
+  return buf.ptr;
+}
+
+// Output rows per block: 4 accumulators, 9 taps and an input vector fit the 16 registers (larger
+// kernels read their taps from L1). Four rows are also as many as the write-combining buffers take
+// when the rows are streamed straight from the registers.
+constexpr int kRowBlock = 4;
+
+// Large outputs bypass the caches (memory.h). A block of one pass streams its rows straight from
+// the registers; a block of several passes (input channels, kd) accumulates in a per-thread L1 copy
+// of its rows and streams them out after the last pass.
+template <int KH, int KW>
+void run_rows(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
+  constexpr int RB = kRowBlock;
+  const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
+  const int64_t row_blocks = (s.OH + RB - 1) / RB;
+  // A task: (image, group, output plane) and a run of row blocks; enough tasks to balance threads.
+  const int64_t units = s.N * G * s.OD;
+  const int64_t per_task = units >= 64 ? row_blocks : std::max<int64_t>(1, row_blocks * units / 64);
+  const int64_t chunks = (row_blocks + per_task - 1) / per_task;
+  const int64_t plane_out = s.OD * s.OH * s.OW;
+  const bool stream = s.N * s.OC * plane_out * 4 >= kStreamStoreBytes;
+  parallel_for(units * chunks, 1, [&](int64_t begin, int64_t end) {
+    const float* zeros = thread_zeros(s.W + 16);
+    float* spare = scratch_rows(RB, s.OW + 8);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t chunk = t % chunks, od = (t / chunks) % s.OD;
+      const int64_t g = (t / (chunks * s.OD)) % G, n = t / (chunks * s.OD * G);
+      const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
+      int64_t passes = 0;
+      for (int64_t kd = 0; kd < s.KD; ++kd) {
+        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+        passes += id >= 0 && id < s.D ? Cg : 0;
+      }
+      const bool staged = stream && passes > 1;
+      const int64_t rb_end = std::min(row_blocks, (chunk + 1) * per_task);
+      // Row block outer, channel inner: the block's input rows stay in L1 for all the channels.
+      for (int64_t rb = chunk * per_task; rb < rb_end; ++rb) {
+        const int64_t oh0 = rb * RB, rows = std::min<int64_t>(RB, s.OH - oh0);
+        for (int64_t o = 0; o < OCg; ++o) {
+          const int64_t oc = g * OCg + o;
+          float* out = y + (n * s.OC + oc) * plane_out + (od * s.OH + oh0) * s.OW;
+          Job<KH, KW, RB> job{&s, xg, w + oc * Cg * s.KD * KH * KW, bias ? bias[oc] : 0.0f, {}, od, oh0, relu,
+                              stream && !staged, zeros};
+          for (int r = 0; r < RB; ++r) {
+            job.out[r] = r < rows && !staged ? out + r * s.OW : spare + r * (s.OW + 8);
+            job.stream &= (reinterpret_cast<uintptr_t>(job.out[r]) & 31) == 0;
+          }
+          rows_block<KH, KW, RB>(job);
+          if (staged)
+            for (int r = 0; r < rows; ++r) stream_row(out + r * s.OW, job.out[r], s.OW);
+        }
+      }
+    }
+    if (stream) _mm_sfence();  // the streamed stores are visible before the call returns
+  });
+}
+
+}  // namespace
+
+bool conv_rows_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                        bool relu) {
+  if (s.stride[1] != 1 || s.stride[2] != 1 || s.dilation[1] != 1 || s.dilation[2] != 1) return false;
+  // Column masks are 32-bit lane compares; the 8-float blocks of a row may end past OW.
+  if (s.W >= (int64_t{1} << 30) || s.OW >= (int64_t{1} << 30)) return false;
+  const int64_t kh = s.KH, kw = s.KW;
+  if (kh == 3 && kw == 3) run_rows<3, 3>(s, x, w, bias, y, relu);
+  else if (kh == 5 && kw == 5) run_rows<5, 5>(s, x, w, bias, y, relu);
+  else if (kh == 7 && kw == 7) run_rows<7, 7>(s, x, w, bias, y, relu);
+  else return false;
+  return true;
+}
+
+}  // namespace medconv

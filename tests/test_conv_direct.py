@@ -1,0 +1,139 @@
+"""The direct convolution kernels (forced with MEDCONV_CONV_ALGO=direct) against the numpy reference:
+the row-blocked kernel for stride-1 undilated 3x3 / 5x5 / 7x7 rows and the general one for the rest,
+over random shapes (narrow, ragged and wide rows, 2D and 3D, groups, depthwise), fused ReLU, outputs
+large enough to be streamed past the caches, misaligned `out=` arrays and 1-3 threads."""
+import numpy as np
+import pytest
+
+import medconv as mc
+import medconv.functional as F
+import reference as R
+from conftest import assert_close
+from medconv import _core
+
+
+@pytest.fixture
+def direct(monkeypatch):
+    _core.clear_conv_plans()
+    monkeypatch.setenv("MEDCONV_CONV_ALGO", "direct")
+    yield
+    monkeypatch.delenv("MEDCONV_CONV_ALGO", raising=False)
+    _core.clear_conv_plans()
+
+
+def _case(rng, nd, k):
+    groups = int(rng.integers(1, 4))
+    cg, ocg = int(rng.integers(1, 4)), int(rng.choice([1, 2, 5]))
+    spatial = [int(rng.integers(1, 12))] if nd == 3 else []
+    spatial += [int(rng.integers(1, 30)), int(rng.choice([1, 5, 8, 13, 16, 31, 40]))]
+    x = rng.standard_normal((int(rng.integers(1, 3)), cg * groups, *spatial)).astype(np.float32)
+    wshape = (ocg * groups, cg) + ((int(rng.choice([1, 3])),) if nd == 3 else ()) + (k, k)
+    w = rng.standard_normal(wshape).astype(np.float32)
+    b = rng.standard_normal(ocg * groups).astype(np.float32)
+    pad = [int(rng.integers(0, k + 1)) for _ in range(nd)]
+    kw = dict(padding=tuple(pad), groups=groups)
+    if nd == 3 and rng.random() < 0.5:  # depth strides and dilations keep the rows stride-1
+        kw.update(stride=(int(rng.integers(1, 3)), 1, 1), dilation=(int(rng.integers(1, 3)), 1, 1))
+    sizes = [s + 2 * p for s, p in zip(spatial, pad)]
+    ksizes = list(wshape[2:])
+    dil = list(kw.get("dilation", (1,) * nd))
+    if any(s < d * (kk - 1) + 1 for s, kk, d in zip(sizes, ksizes, dil)):
+        return None
+    return x, w, b, kw
+
+
+def _expected(nd, x, w, b, kw, relu):
+    y = getattr(R, f"conv{nd}d")(x, w, b, **kw)
+    return np.maximum(y, 0) if relu else y
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_random_shapes(direct, rng, nd, k):
+    checked = 0
+    while checked < 12:
+        case = _case(rng, nd, k)
+        if case is None:
+            continue
+        x, w, b, kw = case
+        relu = bool(rng.random() < 0.5)
+        y = getattr(F, f"conv{nd}d")(x, w, b, activation="relu" if relu else None, **kw)
+        assert_close(y, _expected(nd, x, w, b, kw, relu), dtype=np.float32, what=f"x{x.shape} w{w.shape} {kw}")
+        checked += 1
+
+
+@pytest.mark.parametrize("kw", [
+    dict(padding=1, stride=(2, 1)),             # strided rows: the general direct kernel
+    dict(padding=2, dilation=2),                # dilated rows
+    dict(padding=(1, 0)),                       # a 3x2 kernel (below)
+])
+def test_general_kernel_shapes(direct, rng, kw):
+    x = rng.standard_normal((2, 2, 19, 23)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 2 if kw.get("padding") == (1, 0) else 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    assert_close(F.conv2d(x, w, b, **kw), R.conv2d(x, w, b, **kw), dtype=np.float32)
+
+
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((2, 1, 260, 250), (40, 1, 3, 3), dict(padding=1)),               # 21 MB: streamed, one pass
+    ((1, 2, 5, 200, 203), (24, 2, 3, 3, 3), dict(padding=1)),         # 19 MB: streamed, 6 passes
+    ((1, 1, 300, 301), (50, 1, 5, 5), dict(padding=2)),               # 18 MB, 5x5
+])
+def test_streamed_outputs(direct, rng, xs, ws, kw):
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    nd = len(xs) - 2
+    y = getattr(F, f"conv{nd}d")(x, w, b, activation="relu", **kw)
+    assert y.nbytes >= 16 << 20
+    assert_close(y, _expected(nd, x, w, b, kw, True), dtype=np.float32)
+    # into a caller's array that is not 32-byte aligned: the same bits
+    buf = np.empty(y.size + 1, np.float32)
+    out = buf[1:].reshape(y.shape)
+    getattr(F, f"conv{nd}d")(x, w, b, activation="relu", out=out, **kw)
+    np.testing.assert_array_equal(out, y)
+
+
+def test_depthwise_and_single_channel(direct, rng):
+    x = rng.standard_normal((3, 6, 33, 64)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    assert_close(F.conv2d(x, w, None, padding=1, groups=6), R.conv2d(x, w, None, padding=1, groups=6),
+                 dtype=np.float32)
+    img = rng.standard_normal((1, 1, 97, 515)).astype(np.float32)
+    k = rng.standard_normal((1, 1, 5, 5)).astype(np.float32)
+    assert_close(F.conv2d(img, k, padding="same"), R.conv2d(img, k, padding="same"), dtype=np.float32)
+
+
+@pytest.mark.parametrize("xs,ws", [((2, 1, 45, 77), (7, 1, 3, 3)), ((1, 1, 9, 30, 41), (5, 1, 3, 3, 3)),
+                                   ((1, 1, 260, 250), (70, 1, 3, 3))])
+def test_same_bits_for_any_thread_count(direct, rng, xs, ws):
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    conv = F.conv3d if len(xs) == 5 else F.conv2d
+    before = mc.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2, 3):
+            mc.set_num_threads(t)
+            results.append(conv(x, w, b, padding=1))
+    finally:
+        mc.set_num_threads(before)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_repeated_calls_take_the_cached_validation(rng):
+    # the second call on the same shapes skips the argument checks (functional/conv.py's _PLANS):
+    # same result, and a bad out= is still refused
+    x = rng.standard_normal((2, 3, 12, 14)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    first = F.conv2d(x, w, padding=1)
+    second = F.conv2d(x, w, padding=1)
+    np.testing.assert_array_equal(first, second)
+    with pytest.raises(ValueError, match="out has shape"):
+        F.conv2d(x, w, padding=1, out=np.empty((2, 4, 12, 13), np.float32))
+    with pytest.raises(TypeError, match="out has dtype"):
+        F.conv2d(x, w, padding=1, out=np.empty((2, 4, 12, 14), np.float64))
+    strided = np.asfortranarray(x)  # a non-contiguous input on the cached path is copied, not misread
+    np.testing.assert_array_equal(F.conv2d(strided, w, padding=1), first)
