@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -21,6 +22,30 @@ int default_threads() {
   return hw == 0 ? 1 : static_cast<int>(hw);
 }
 
+// A short wait in a spin loop.
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins up to kSpinTime for pred() before the caller falls back to sleeping: a worker that has
+// just finished a job picks up the next one (a Python loop of small ops) without a futex wake-up,
+// which costs tens of microseconds on a VM; the caller likewise sees the last chunk finish.
+constexpr std::chrono::microseconds kSpinTime{60};
+
+template <class Pred>
+bool spin_until(Pred pred) {
+  const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+  for (int i = 1;; ++i) {
+    if (pred()) return true;
+    cpu_relax();
+    if (i % 64 == 0 && std::chrono::steady_clock::now() > deadline) return pred();
+  }
+}
+
 class Pool {
  public:
   explicit Pool(int workers) {
@@ -29,56 +54,57 @@ class Pool {
   ~Pool() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stopping_ = true;
+      stopping_.store(true);
     }
     wake_.notify_all();
     for (auto& t : threads_) t.join();
   }
   int workers() const { return static_cast<int>(threads_.size()); }
 
-  // Runs the job on the workers and the caller; returns when every chunk is done.
+  // Runs the job on the workers and the caller; returns when every worker is done with it.
   void run(int64_t n_chunks, const std::function<void(int64_t)>& chunk) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &chunk;
       n_chunks_ = n_chunks;
       next_.store(0);
-      done_ = 0;
-      ++generation_;
+      joined_.store(0);
+      generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    int64_t finished = drain();
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_ += finished;
-    finished_.wait(lock, [&] { return done_ == n_chunks_ && joined_ == workers(); });
+    drain();
+    auto all_joined = [&] { return joined_.load(std::memory_order_acquire) == workers(); };
+    if (!spin_until(all_joined)) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      finished_.wait(lock, all_joined);
+    }
     job_ = nullptr;
-    joined_ = 0;
   }
 
  private:
-  int64_t drain() {
-    int64_t count = 0;
+  void drain() {
     for (;;) {
       int64_t i = next_.fetch_add(1);
       if (i >= n_chunks_) break;
       (*job_)(i);
-      ++count;
     }
-    return count;
   }
 
   void worker_loop() {
     uint64_t seen = 0;
+    auto has_work = [&] {
+      return stopping_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+    };
     for (;;) {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
-      lock.unlock();
-      int64_t finished = drain();
-      lock.lock();
-      done_ += finished;
-      ++joined_;
+      if (!spin_until(has_work)) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, has_work);
+      }
+      if (stopping_.load()) return;
+      seen = generation_.load(std::memory_order_acquire);
+      drain();
+      joined_.fetch_add(1, std::memory_order_release);
+      std::lock_guard<std::mutex> lock(mutex_);  // a caller about to sleep has checked joined_ under it
       finished_.notify_all();
     }
   }
@@ -89,10 +115,9 @@ class Pool {
   const std::function<void(int64_t)>* job_ = nullptr;
   int64_t n_chunks_ = 0;
   std::atomic<int64_t> next_{0};
-  int64_t done_ = 0;
-  int joined_ = 0;
-  uint64_t generation_ = 0;
-  bool stopping_ = false;
+  std::atomic<int> joined_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stopping_{false};
 };
 
 std::atomic<int> g_threads{0};
