@@ -15,6 +15,7 @@
 #include "conv_direct_avx2.h"
 #include "memory.h"
 #include "parallel.h"
+#include "stream_avx2.h"
 
 namespace medconv {
 namespace {
@@ -126,15 +127,6 @@ void rows_block(const Job<KH, KW, RB>& job) {
     }
 }
 
-// dst[0, n) = src[0, n) with streaming stores: the output bypasses the caches, and no read for
-// ownership doubles its memory traffic. One row at a time keeps each cache line's stores together.
-void stream_row(float* dst, const float* src, int64_t n) {
-  int64_t i = 0;
-  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 31); ++i) dst[i] = src[i];
-  for (; i + 8 <= n; i += 8) _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-  for (; i < n; ++i) dst[i] = src[i];
-}
-
 // A per-thread block of `rows` rows of `cols` floats: where blocks accumulate the rows past OH, and
 // all their rows when the output is streamed.
 float* scratch_rows(int64_t rows, int64_t cols) {
@@ -200,7 +192,7 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
           }
           rows_block<KH, KW, RB>(job);
           if (staged)
-            for (int r = 0; r < rows; ++r) stream_row(out + r * s.OW, job.out[r], s.OW);
+            for (int r = 0; r < rows; ++r) avx2::stream_copy(out + r * s.OW, job.out[r], s.OW * 4);
         }
       }
     }
