@@ -1,0 +1,68 @@
+"""Outputs of 8 MiB and more, which the AVX2 pools and pad write with streaming stores through an L1
+staging batch: the same values as the plain path, into fresh, caller-owned and misaligned arrays,
+on 1 and 3 threads. References are plain numpy (strided window views)."""
+import numpy as np
+import pytest
+
+import medconv as mc
+import medconv.functional as F
+import reference as R
+from conftest import assert_close
+
+
+def _windows(x, k, s, p, fill):
+    """The k x k windows (stride s, padding p filled with `fill`) of x's last two dims, stacked first."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (p, p), (p, p)), constant_values=fill)
+    oh, ow = (xp.shape[2] - k) // s + 1, (xp.shape[3] - k) // s + 1
+    return np.stack([xp[:, :, i:i + s * oh:s, j:j + s * ow:s] for i in range(k) for j in range(k)])
+
+
+@pytest.fixture
+def threads():
+    before = mc.get_num_threads()
+    yield
+    mc.set_num_threads(before)
+
+
+def _each_way(op, expected, threads):
+    """op(out=None) and op(out=...) into a misaligned array, on 1 and 3 threads, all equal to expected."""
+    first = op(None)
+    assert_close(first, expected, dtype=first.dtype)
+    assert first.nbytes >= 8 << 20
+    out = np.empty(first.size + 1, first.dtype)[1:].reshape(first.shape)
+    for t in (1, 3):
+        mc.set_num_threads(t)
+        np.testing.assert_array_equal(op(None), first)
+        op(out)
+        np.testing.assert_array_equal(out, first)
+
+
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1), (3, 1, 1)])
+def test_max_pool2d(rng, isa, threads, k, s, p):
+    x = rng.standard_normal((2, 8, 730 if s == 2 else 370, 740 if s == 2 else 366)).astype(np.float32)
+    expected = _windows(x, k, s, p, -np.inf).max(axis=0)
+    _each_way(lambda out: F.max_pool2d(x, k, s, p, out=out), expected, threads)
+
+
+@pytest.mark.parametrize("k,s,p", [(2, 2, 0), (3, 2, 1)])
+def test_avg_pool2d(rng, isa, threads, k, s, p):
+    x = rng.standard_normal((2, 8, 730, 740)).astype(np.float32)
+    expected = _windows(x, k, s, p, 0.0).mean(axis=0)  # count_include_pad=True
+    _each_way(lambda out: F.avg_pool2d(x, k, s, p, out=out), expected, threads)
+
+
+def test_max_pool3d(rng, isa, threads):
+    x = rng.standard_normal((1, 8, 34, 260, 250)).astype(np.float32)
+    planes = x.reshape(1, 8, 17, 2, 130, 2, 125, 2)
+    expected = planes.max(axis=(3, 5, 7))
+    _each_way(lambda out: F.max_pool3d(x, 2, 2, out=out), expected, threads)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pad(rng, isa, threads, mode, dtype):
+    x = rng.standard_normal((2, 16, 255, 253) if dtype == np.float32 else (2, 8, 255, 253)).astype(dtype)
+    pad = (1, 2, 3, 1)
+    kw = dict(value=0.5) if mode == "constant" else {}
+    expected = R.pad(x, pad, mode, **kw)
+    _each_way(lambda out: F.pad(x, pad, mode=mode, out=out, **kw), expected, threads)
