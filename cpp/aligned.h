@@ -1,10 +1,16 @@
 // A per-thread scratch buffer, 64-byte aligned, grown on demand and reused across calls.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 
 namespace medconv {
 
+// Slots: 0 GEMM work blocks (conv_gemm.h, winograd), 1-2 Winograd tiles, 3 Winograd filters and
+// softmax rows, 4 streaming-store staging (stream_avx2.h) and the weight-gradient GEMM's gathered
+// rows, 5 the row-blocked conv's spare rows.
+// A kernel must not hold a slot's buffer across a call to another kernel that uses the same slot.
 template <class T>
 T* thread_scratch(int64_t count, int slot = 0) {
   struct Buf {
@@ -12,7 +18,7 @@ T* thread_scratch(int64_t count, int slot = 0) {
     int64_t bytes = 0;
     ~Buf() { std::free(ptr); }
   };
-  thread_local Buf bufs[4];
+  thread_local Buf bufs[6];
   Buf& b = bufs[slot];
   const int64_t need = ((count * static_cast<int64_t>(sizeof(T)) + 63) / 64) * 64;
   if (need > b.bytes) {
@@ -39,6 +45,16 @@ inline const float* thread_zeros(int64_t count) {
     buf.count = n;
   }
   return buf.ptr;
+}
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+
+// A 64-byte aligned buffer of n floats, freed with the returned owner.
+inline std::unique_ptr<float, FreeDeleter> aligned_floats(int64_t n) {
+  const size_t bytes = static_cast<size_t>((std::max<int64_t>(n, 1) * 4 + 63) / 64 * 64);
+  return std::unique_ptr<float, FreeDeleter>(static_cast<float*>(std::aligned_alloc(64, bytes)));
 }
 
 }  // namespace medconv

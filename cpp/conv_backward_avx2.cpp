@@ -1,4 +1,5 @@
-// Convolution weight gradient, AVX2 + FMA: per image and per chunk of output positions, an
+// Convolution weight gradient, AVX2 + FMA (channel-rich float32 layers go to the packed GEMM of
+// conv_weight_grad_gemm_avx2.cpp): per image and per chunk of output positions, an
 // im2col of the input chunk, then gw[oc, j] += dot(gy[n, oc, chunk], col[j, chunk]) with a 4x3
 // register tile of 8-lane (4 for double) accumulators. Chunks and tiles are fixed by the shapes,
 // not by the thread count, and each gw element is owned by one task per chunk, so the sums are
@@ -6,6 +7,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "nn_kernels.h"
@@ -95,6 +97,15 @@ constexpr int MR = 4, NR = 3;
 // col_n[j, p] = x[n, g*Cg + ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0 outside)
 template <class T>
 void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw) {
+  if constexpr (std::is_same<T, float>::value) {
+    // Channel-rich layers: the packed GEMM keeps its blocks in L1/L2 and scales across threads, where
+    // the dot-product tiles below stream the im2col chunk from L3; it needs enough output channels
+    // and columns to pay for gathering and transposing its columns.
+    if (s.OC / s.groups >= 64 && (s.C / s.groups) * s.KD * s.KH * s.KW >= 512) {
+      conv_backward_weight_gemm_f32(s, x, gy, gw);
+      return;
+    }
+  }
   const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
   const int64_t kvol = s.KD * s.KH * s.KW, J = Cg * kvol;
   const int64_t rows_out = s.OD * s.OH, P = rows_out * s.OW;

@@ -121,15 +121,6 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
   }
 }
 
-struct FreeDeleter {
-  void operator()(float* p) const { std::free(p); }
-};
-
-// A 64-byte aligned buffer of n floats, freed with the returned owner.
-inline std::unique_ptr<float, FreeDeleter> aligned_floats(int64_t n) {
-  const size_t bytes = static_cast<size_t>((std::max<int64_t>(n, 1) * 4 + 63) / 64 * 64);
-  return std::unique_ptr<float, FreeDeleter>(static_cast<float*>(std::aligned_alloc(64, bytes)));
-}
 
 // y[n, g*OCg + o, j] = act(bias[g*OCg + o] + sum_k w[g*OCg + o, k] * B_{n,g}[k, j])
 // with B the im2col matrix of pack_conv_columns. Tasks: (image, group, NC-wide column tile).

@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 
 #include "aligned.h"
 #include "conv_direct_avx2.h"
@@ -127,24 +126,6 @@ void rows_block(const Job<KH, KW, RB>& job) {
     }
 }
 
-// A per-thread block of `rows` rows of `cols` floats: where blocks accumulate the rows past OH, and
-// all their rows when the output is streamed.
-float* scratch_rows(int64_t rows, int64_t cols) {
-  struct Buf {
-    float* ptr = nullptr;
-    int64_t count = 0;
-    ~Buf() { std::free(ptr); }
-  };
-  thread_local Buf buf;
-  const int64_t need = (rows * cols + 15) / 16 * 16;
-  if (need > buf.count) {
-    std::free(buf.ptr);
-    buf.ptr = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>(need) * sizeof(float)));
-    buf.count = need;
-  }
-  return buf.ptr;
-}
-
 // Output rows per block: 4 accumulators, 9 taps and an input vector fit the 16 registers (larger
 // kernels read their taps from L1). Four rows are also as many as the write-combining buffers take
 // when the rows are streamed straight from the registers.
@@ -166,7 +147,7 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   const bool stream = s.N * s.OC * plane_out * 4 >= kStreamStoreBytes;
   parallel_for(units * chunks, 1, [&](int64_t begin, int64_t end) {
     const float* zeros = thread_zeros(s.W + 16);
-    float* spare = scratch_rows(RB, s.OW + 8);
+    float* spare = thread_scratch<float>(RB * (s.OW + 8), 5);  // rows past OH, or a staged block
     for (int64_t t = begin; t < end; ++t) {
       const int64_t chunk = t % chunks, od = (t / chunks) % s.OD;
       const int64_t g = (t / (chunks * s.OD)) % G, n = t / (chunks * s.OD * G);

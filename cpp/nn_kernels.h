@@ -23,6 +23,8 @@ template <class T> void conv_backward_input(const ConvShape& s, const T* gy, con
 template <class T> void conv_backward_weight_ref(const ConvShape& s, const T* x, const T* gy, T* gw);
 // The same, im2col + register-tiled dot products (conv_backward_avx2.cpp; x86 builds only).
 template <class T> void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw);
+// The same in float32 as a packed SGEMM over im2col columns packed from x (conv_weight_grad_gemm_avx2.cpp).
+void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw);
 // The fastest of the two that the active ISA (dispatch.h; MEDCONV_ISA) allows.
 template <class T> void conv_backward_weight(const ConvShape& s, const T* x, const T* gy, T* gw);
 // gb[c] = sum_{n, i} gy[n, c, i]     gy: [N, C, S]

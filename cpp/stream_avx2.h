@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 
+#include "aligned.h"
 #include "memory.h"
 
 namespace medconv {
@@ -26,22 +26,6 @@ inline void stream_copy(void* dst, const void* src, int64_t bytes) {
   std::memcpy(d + i, s + i, static_cast<size_t>(bytes - i));
 }
 
-// A per-thread staging area of at least `bytes`, 64-byte aligned, kept for the next call.
-inline void* stage_buffer(int64_t bytes) {
-  struct Buf {
-    void* ptr = nullptr;
-    int64_t bytes = 0;
-    ~Buf() { std::free(ptr); }
-  };
-  thread_local Buf buf;
-  if (bytes > buf.bytes) {
-    std::free(buf.ptr);
-    buf.bytes = (bytes + 63) / 64 * 64;
-    buf.ptr = std::aligned_alloc(64, static_cast<size_t>(buf.bytes));
-  }
-  return buf.ptr;
-}
-
 // Calls row(r, out) for the rows [begin, end) of a [rows, len] output y. out is y's row r itself;
 // or, when `stream`, a row of a per-thread staging batch in L1 that is then streamed to y (a batch
 // of rows is contiguous in y, so only its two ends get plain stores). The caller calls
@@ -53,7 +37,7 @@ void write_rows(T* y, int64_t len, int64_t begin, int64_t end, bool stream, Row&
     return;
   }
   const int64_t batch = std::max<int64_t>(1, (int64_t{16} << 10) / std::max<int64_t>(1, len * int64_t(sizeof(T))));
-  T* stage = static_cast<T*>(stage_buffer(batch * len * int64_t(sizeof(T))));
+  T* stage = thread_scratch<T>(batch * len, 4);
   for (int64_t r0 = begin; r0 < end; r0 += batch) {
     const int64_t n = std::min(batch, end - r0);
     for (int64_t i = 0; i < n; ++i) row(r0 + i, stage + i * len);
