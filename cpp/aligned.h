@@ -8,8 +8,7 @@
 namespace medconv {
 
 // Slots: 0 GEMM work blocks (conv_gemm.h, winograd), 1-2 Winograd tiles, 3 Winograd filters and
-// softmax rows, 4 streaming-store staging (stream_avx2.h) and the weight-gradient GEMM's gathered
-// rows, 5 the row-blocked conv's spare rows.
+// softmax rows, 4 the weight-gradient GEMM's gathered rows, 5 the row-blocked conv's spare rows.
 // A kernel must not hold a slot's buffer across a call to another kernel that uses the same slot.
 template <class T>
 T* thread_scratch(int64_t count, int slot = 0) {

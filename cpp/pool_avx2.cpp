@@ -10,9 +10,7 @@
 #include <limits>
 
 #include "avx2_kernels.h"
-#include "memory.h"
 #include "parallel.h"
-#include "stream_avx2.h"
 
 namespace medconv {
 
@@ -110,9 +108,8 @@ template <int S, bool kIndex>
 void max_pool_rows(const PoolShape& s, const float* x, float* y, int64_t* indices) {
   int64_t lo, hi;
   interior(s.W, s.OW, s.kernel[2], S, s.pad[2], s.dilation[2], lo, hi);
-  const bool stream = s.NC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
-    avx2::write_rows(y, s.OW, begin, end, stream, [&](int64_t rr, float* yr) {
+    for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
       const int64_t d0 = od * s.stride[0] - s.pad[0], h0 = oh * s.stride[1] - s.pad[1];
       MaxRow r;
@@ -121,6 +118,7 @@ void max_pool_rows(const PoolShape& s, const float* x, float* y, int64_t* indice
       r.hend = std::min(h0 + (s.kernel[1] - 1) * s.dilation[1] + 1, s.H);
       r.dfirst = first_tap(d0, s.dilation[0]);
       r.hfirst = first_tap(h0, s.dilation[1]);
+      float* yr = y + rr * s.OW;
       int64_t* ir = kIndex ? indices + rr * s.OW : nullptr;
       const bool vector = r.dfirst < r.dend && r.hfirst < r.hend && hi - lo >= 8;
       const int64_t vlo = vector ? lo : s.OW, vhi = vector ? hi : s.OW;
@@ -130,8 +128,7 @@ void max_pool_rows(const PoolShape& s, const float* x, float* y, int64_t* indice
         max_block<S, kIndex>(s, r, ow0, yr + ow0, kIndex ? ir + ow0 : nullptr);
       }
       for (int64_t ow = vhi; ow < s.OW; ++ow) max_one(s, r, ow, yr + ow, kIndex ? ir + ow : nullptr);
-    });
-    if (stream) _mm_sfence();
+    }
   });
 }
 
@@ -177,9 +174,8 @@ template <int S>
 void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_include_pad, int64_t divisor) {
   int64_t lo, hi;
   interior(s.W, s.OW, s.kernel[2], S, s.pad[2], 1, lo, hi);
-  const bool stream = s.NC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
-    avx2::write_rows(y, s.OW, begin, end, stream, [&](int64_t rr, float* yr) {
+    for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
       AvgRow r;
       r.xp = x + p * s.D * s.H * s.W;
@@ -190,6 +186,7 @@ void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_incl
       r.dh_padded = (r.d1 - r.d0) * (r.h1 - r.h0);
       r.d0 = std::max<int64_t>(r.d0, 0); r.h0 = std::max<int64_t>(r.h0, 0);
       r.d1 = std::min(r.d1, s.D); r.h1 = std::min(r.h1, s.H);
+      float* yr = y + rr * s.OW;
       const bool vector = r.d0 < r.d1 && r.h0 < r.h1 && hi - lo >= 8;
       const int64_t vlo = vector ? lo : s.OW, vhi = vector ? hi : s.OW;
       for (int64_t ow = 0; ow < vlo; ++ow) yr[ow] = avg_one(s, r, ow, count_include_pad, divisor);
@@ -212,8 +209,7 @@ void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_incl
         }
       }
       for (int64_t ow = vhi; ow < s.OW; ++ow) yr[ow] = avg_one(s, r, ow, count_include_pad, divisor);
-    });
-    if (stream) _mm_sfence();
+    }
   });
 }
 

@@ -1,6 +1,6 @@
-"""Outputs of 8 MiB and more, which the AVX2 pools and pad write with streaming stores through an L1
-staging batch: the same values as the plain path, into fresh, caller-owned and misaligned arrays,
-on 1 and 3 threads. References are plain numpy (strided window views)."""
+"""Pools and pad with outputs of 8 MiB and more (the size from which medconv's conv, activation and
+softmax kernels write with streaming stores): the right values into fresh, caller-owned and
+misaligned arrays, on 1 and 3 threads. References are plain numpy (strided window views)."""
 import numpy as np
 import pytest
 
