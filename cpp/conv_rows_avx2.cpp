@@ -36,7 +36,8 @@ struct Pass {
 };
 
 // acc[r] += the pass's taps over the 8 outputs from ow of output row r. Per output the taps come in
-// (kh, kw) order, one FMA each: the bits of conv_direct_avx2.cpp's kernel, for any blocking.
+// (kh, kw) order, one FMA each (taps in the padding multiply zeros, as torch's), so the bits do not
+// depend on the blocking or the thread count.
 // kEdge: some of the columns lie outside [0, W) and read as zero (masked loads never fault).
 template <int KH, int KW, int RB, bool kEdge>
 inline __attribute__((always_inline)) void accumulate(const Pass<KH, KW, RB>& p, int64_t ow, int64_t pw,
