@@ -137,3 +137,27 @@ def test_repeated_calls_take_the_cached_validation(rng):
         F.conv2d(x, w, padding=1, out=np.empty((2, 4, 12, 14), np.float64))
     strided = np.asfortranarray(x)  # a non-contiguous input on the cached path is copied, not misread
     np.testing.assert_array_equal(F.conv2d(strided, w, padding=1), first)
+    # arguments equal to a cached call's but of another type are still checked
+    with pytest.raises(TypeError, match="padding"):
+        F.conv2d(x, w, padding=1.0)
+    with pytest.raises(ValueError, match="groups"):
+        F.conv2d(x, w, padding=1, groups=True)
+
+
+def test_repeated_pool_calls_take_the_cached_validation(rng):
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    first, idx = F.max_pool2d(x, 2, return_indices=True)
+    again, idx2 = F.max_pool2d(x, 2, return_indices=True)
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(idx, idx2)
+    np.testing.assert_array_equal(F.max_pool2d(x, 2), first)
+    with pytest.raises(TypeError, match="kernel_size"):
+        F.max_pool2d(x, 2.0)
+    with pytest.raises(TypeError, match="return_indices"):
+        F.max_pool2d(x, 2, return_indices=1)
+    avg = F.avg_pool2d(x, 2)
+    np.testing.assert_array_equal(F.avg_pool2d(x, 2), avg)
+    with pytest.raises(TypeError, match="count_include_pad"):
+        F.avg_pool2d(x, 2, count_include_pad=1)
+    with pytest.raises(ValueError, match="out has shape"):
+        F.avg_pool2d(x, 2, out=np.empty((2, 3, 4, 5), np.float32))

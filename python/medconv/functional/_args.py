@@ -64,3 +64,32 @@ def window_output_size(size: int, kernel: int, pad_total: int, stride: int, dila
     if ceil_mode and (out - 1) * stride >= size + pad_before:
         out -= 1
     return out
+
+
+class ValidatedCalls:
+    """The argument sets an op has already validated, keyed by everything the checks read: the
+    arrays' types, shapes and dtypes and the other arguments with their types. A repeated call on the
+    same shapes skips the checks. Only plain numpy arrays are cached. The arguments enter the key by
+    their types and repr, so that 2 and 2.0, or 1 and True, are different calls."""
+
+    def __init__(self, limit: int = 1024):
+        self._done: dict = {}
+        self._limit = limit
+
+    def key(self, arrays, args: tuple):
+        """The call's key, or None when it can not be cached."""
+        for a in arrays:
+            if a is not None and type(a) is not np.ndarray:
+                return None
+        return (tuple(None if a is None else (a.shape, a.dtype) for a in arrays),
+                tuple(map(type, args)), repr(args))
+
+    def get(self, key):
+        return None if key is None else self._done.get(key)
+
+    def put(self, key, value) -> None:
+        if key is None:
+            return
+        if len(self._done) >= self._limit:  # a shape sweep must not grow it forever
+            self._done.clear()
+        self._done[key] = value

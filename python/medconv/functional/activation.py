@@ -1,6 +1,7 @@
 """Activations, softmax / log_softmax, maxout and linear with torch.nn.functional's arguments."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -82,8 +83,8 @@ def _softmax(input, dim, dtype, log, out):
     x = contiguous(x)
     y = prepare_out(out, x.shape, x.dtype)
     shape = x.shape if x.ndim else (1,)
-    outer = int(np.prod(shape[:d], dtype=np.int64))
-    inner = int(np.prod(shape[d + 1:], dtype=np.int64))
+    outer = math.prod(shape[:d])
+    inner = math.prod(shape[d + 1:])
     if x.size:
         _core.softmax(x, y, outer, shape[d], inner, log)
     return wrap(y, src, out)
@@ -116,8 +117,8 @@ def maxout(input, pieces, dim=1, *, out=None):
     x = contiguous(x)
     shape = x.shape[:d] + (c // pieces,) + x.shape[d + 1:]
     y = prepare_out(out, shape, x.dtype)
-    outer = int(np.prod(x.shape[:d], dtype=np.int64))
-    inner = int(np.prod(x.shape[d + 1:], dtype=np.int64))
+    outer = math.prod(x.shape[:d])
+    inner = math.prod(x.shape[d + 1:])
     if y.size:
         _core.maxout(x, y, outer, c // pieces, int(pieces), inner)
     return wrap(y, src, out)
@@ -149,7 +150,7 @@ def linear(input, weight, bias=None, *, out=None):
     w = contiguous(w)
     shape = x.shape[:-1] + (w.shape[0],)
     y = prepare_out(out, shape, x.dtype)
-    m = int(np.prod(x.shape[:-1], dtype=np.int64))
+    m = math.prod(x.shape[:-1])
     if y.size:
         if w.shape[1] == 0:
             y[...] = 0 if b is None else b

@@ -10,6 +10,7 @@ GPU arrays in one call is a TypeError.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -69,7 +70,7 @@ def _pad_backward_array(dev, g, shape, pad, mode):
     tail = (1,) * (3 - npad) + tuple(shape[len(shape) - npad:])
     gx = dev.empty(shape, g.dtype)
     if gx.size:
-        outer = int(np.prod(lead, dtype=np.int64))
+        outer = math.prod(lead)
         g_tail = tuple(t + b + a for t, b, a in zip(tail, before, after))
         dev.pad_backward(g.reshape((outer,) + g_tail), gx.reshape((outer,) + tail), before, after,
                          _core.PAD_MODES[mode])
@@ -466,8 +467,8 @@ def _softmax_backward(grad_output, output, dim, log):
     g, src = _grad(dev, grad_output, y.shape, y.dtype)
     y = contiguous(y)
     shape = tuple(y.shape) if y.ndim else (1,)
-    outer = int(np.prod(shape[:d], dtype=np.int64))
-    inner = int(np.prod(shape[d + 1:], dtype=np.int64))
+    outer = math.prod(shape[:d])
+    inner = math.prod(shape[d + 1:])
     gx = dev.empty(y.shape, y.dtype)
     if gx.size:
         dev.softmax_backward(y, g, gx, outer, shape[d], inner, log)
@@ -501,8 +502,8 @@ def maxout_backward(grad_output, input, pieces, dim=1):
     x = contiguous(x)
     gx = dev.empty(x.shape, x.dtype)
     if gx.size:
-        outer = int(np.prod(x.shape[:d], dtype=np.int64))
-        inner = int(np.prod(x.shape[d + 1:], dtype=np.int64))
+        outer = math.prod(x.shape[:d])
+        inner = math.prod(x.shape[d + 1:])
         dev.maxout_backward(x, g, gx, outer, c // pieces, int(pieces), inner)
     return dev.wrap(gx, src)
 
@@ -521,7 +522,7 @@ def linear_backward(grad_output, input, weight, bias=None, *, output_mask=(True,
                          f"got input shape {tuple(x.shape)}")
     n_out, k = w.shape
     g, src = _grad(dev, grad_output, tuple(x.shape[:-1]) + (n_out,), x.dtype)
-    m = int(np.prod(x.shape[:-1], dtype=np.int64))
+    m = math.prod(x.shape[:-1])
     g2 = g.reshape(m, n_out)
     gx = None
     if need_x:

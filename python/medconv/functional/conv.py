@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import _core
 from .._backend import as_array, contiguous, prepare_out, same_dtype, wrap
-from ._args import check_ndim, int_tuple
+from ._args import ValidatedCalls, check_ndim, int_tuple
 from .pad import pad_array
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -36,28 +36,14 @@ def _to5d(arr, nd):
     return arr.reshape(arr.shape[:2] + (1,) * (3 - nd) + arr.shape[2:])
 
 
-# Validated calls, keyed by everything the validation reads (array types, shapes and dtypes, and the
-# arguments): a repeated call on the same shapes skips straight to the kernel.
-_PLANS: dict = {}
-
-
-def _plan_key(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, activation):
-    """The key of a call the fast path can take (numpy arrays, batched, zero padding), else None."""
-    if (type(input) is not np.ndarray or type(weight) is not np.ndarray or input.ndim != nd + 2
-            or padding_mode != "zeros" or not (bias is None or type(bias) is np.ndarray)):
-        return None
-    key = (nd, input.shape, input.dtype, weight.shape, weight.dtype,
-           None if bias is None else (bias.shape, bias.dtype), stride, padding, dilation, groups, activation)
-    try:
-        hash(key)
-    except TypeError:  # list arguments
-        return None
-    return key
+_CALLS = ValidatedCalls()
 
 
 def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, activation, out):
-    key = _plan_key(nd, input, weight, bias, stride, padding, dilation, groups, padding_mode, activation)
-    plan = _PLANS.get(key) if key is not None else None
+    key = None
+    if padding_mode == "zeros" and getattr(input, "ndim", 0) == nd + 2:  # batched, unpadded: cacheable
+        key = _CALLS.key((input, weight, bias), (nd, stride, padding, dilation, groups, activation))
+    plan = _CALLS.get(key)
     if plan is not None:
         shape, args = plan
         y = prepare_out(out, shape, input.dtype)
@@ -134,10 +120,7 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
     args = (one + stride, pad3, one + dilation, groups, ACTIVATIONS.index(activation))
     if y.size:
         _core.conv_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), *args)
-    if key is not None:
-        if len(_PLANS) >= 1024:
-            _PLANS.clear()
-        _PLANS[key] = (shape, args)
+    _CALLS.put(key, (shape, args))
     if unbatched:
         y = y[0]
         if out is not None:

@@ -199,7 +199,7 @@ def _bn_input(x):
     if x.ndim < 2:
         raise ValueError(f"input must have at least 2 dims (N, C, *), got shape {tuple(x.shape)}")
     n, c = x.shape[:2]
-    s = int(np.prod(x.shape[2:], dtype=np.int64))
+    s = math.prod(x.shape[2:])
     return contiguous(x).reshape(n, c, s)
 
 

@@ -1,6 +1,7 @@
 """pad with torch.nn.functional.pad's pad-tuple order (last dim first)."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -60,7 +61,7 @@ def pad_array(x: np.ndarray, pad, mode: str, value: float, out=None) -> np.ndarr
     shape = lead + out_tail[3 - npad:]
     y = prepare_out(out, shape, x.dtype)
     if y.size:
-        outer = int(np.prod(lead, dtype=np.int64))
+        outer = math.prod(lead)
         _core.pad(x.reshape((outer,) + tail), y.reshape((outer,) + out_tail), before, after,
                   _core.PAD_MODES[mode], value)
     return y
