@@ -161,3 +161,13 @@ def test_repeated_pool_calls_take_the_cached_validation(rng):
         F.avg_pool2d(x, 2, count_include_pad=1)
     with pytest.raises(ValueError, match="out has shape"):
         F.avg_pool2d(x, 2, out=np.empty((2, 3, 4, 5), np.float32))
+
+
+def test_repeated_pad_calls_take_the_cached_validation(rng):
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    first = F.pad(x, (1, 2, 0, 1), mode="reflect")
+    np.testing.assert_array_equal(F.pad(x, (1, 2, 0, 1), mode="reflect"), first)
+    with pytest.raises(TypeError, match="pad must be a tuple of ints"):
+        F.pad(x, (1, 2, 0, 1.0), mode="reflect")
+    with pytest.raises(ValueError, match="value is only used"):
+        F.pad(x, (1, 2, 0, 1), mode="reflect", value=2.0)

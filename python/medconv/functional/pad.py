@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _core
 from .._backend import as_array, contiguous, prepare_out, wrap
-from ._args import check_number
+from ._args import ValidatedCalls, check_number
 
 PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
@@ -67,9 +67,17 @@ def pad_array(x: np.ndarray, pad, mode: str, value: float, out=None) -> np.ndarr
     return y
 
 
+_CALLS = ValidatedCalls()
+
+
 def pad(input, pad, mode="constant", value=None, *, out=None):
     """Pads the last len(pad) // 2 dims (1 to 3); pad = (left, right, top, bottom, front, back).
     mode: 'constant' (with value; negative pads crop), 'reflect', 'replicate' or 'circular'."""
+    key = _CALLS.key((input,), (pad, mode, value))
+    done = _CALLS.get(key)
+    if done is not None:  # the same shape and arguments as a validated call
+        p, value = done
+        return pad_array(contiguous(input), p, mode, value, out)
     x, src = as_array(input, "input")
     if mode not in PAD_MODES:
         raise ValueError(f"mode must be one of {set(PAD_MODES)}, got {mode!r}")
@@ -77,6 +85,7 @@ def pad(input, pad, mode="constant", value=None, *, out=None):
         raise ValueError(f"value is only used by mode='constant', got value={value!r} with mode={mode!r}")
     value = 0.0 if value is None else check_number(value, "value")
     p = _check_pad(pad, x.ndim, mode, tuple(x.shape))
+    _CALLS.put(key, (p, value))
     if src.kind == "cupy":
         from .. import _gpu
         return _gpu.pad(x, p, mode, value, out, src)
