@@ -17,6 +17,7 @@ CASES = [  # (x shape, w shape, kwargs)
     ((3, 8, 9, 35), (16, 8, 1, 1), dict()),
     ((1, 8, 6, 9, 20), (4, 8, 3, 3, 3), dict(padding=1)),
     ((2, 6, 30), (8, 3, 4), dict(padding=3, groups=2, dilation=2)),
+    ((2, 64, 20, 24), (3, 64, 3, 3), dict(padding=1)),  # few outputs from many inputs: Winograd's by rule
 ]
 
 

@@ -253,6 +253,8 @@ def test_scalar_isa_against_avx2(auto_plan, rng):
     ((2, 16, 24, 24), (32, 8, 3, 3), dict(padding=1, groups=2), "winograd"),
     ((2, 4, 24, 24), (16, 4, 3, 3), dict(padding=1), None),           # too few input channels
     ((2, 16, 24, 24), (4, 16, 3, 3), dict(padding=1), None),          # too few output channels
+    ((2, 64, 32, 32), (2, 64, 3, 3), dict(padding=1), "winograd"),    # few outputs, but 64 inputs
+    ((2, 64, 32, 32), (1, 64, 3, 3), dict(padding=1), None),          # one output channel: direct
     ((2, 16, 24, 24), (16, 1, 3, 3), dict(padding=1, groups=16), None),  # depthwise: direct
     ((2, 16, 24, 24), (16, 16, 3, 3), dict(padding=1, stride=2), None),
     ((2, 16, 24, 24), (16, 16, 5, 5), dict(padding=2), None),
