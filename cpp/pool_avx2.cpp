@@ -28,6 +28,16 @@ template <> inline __m256 load_taps<2>(const float* p) {
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
+// Stride 2, window width 2, no dilation: both taps of 8 outputs, p[2j] and p[2j + 1], from one pair
+// of loads (p[0..15]) instead of two load_taps<2>.
+inline void load_tap_pair(const float* p, __m256& even, __m256& odd) {
+  const __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
+  even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),
+                                                _MM_SHUFFLE(3, 1, 2, 0)));
+  odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))),
+                                               _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
 inline int64_t first_tap(int64_t start, int64_t dilation) {  // smallest start + k*dilation >= 0
   while (start < 0) start += dilation;
   return start;
@@ -45,6 +55,7 @@ inline void interior(int64_t n, int64_t out, int64_t kernel, int64_t stride, int
 struct MaxRow {
   const float* xp;  // x plane: [D, H, W]
   int64_t dfirst, dend, hfirst, hend;
+  bool pair;        // window width 2, no dilation along W: load_tap_pair
 };
 
 // The reference's loop for one output: the first maximum, or the last NaN, over the clipped window.
@@ -76,24 +87,34 @@ inline void max_block(const PoolShape& s, const MaxRow& r, int64_t ow0, float* y
   __m256 best = _mm256_setzero_ps();
   __m256i best_i = _mm256_setzero_si256();
   bool first = true;
+  // best = (v > best || v != v) ? v : best over the taps in (d, h, w) order, from the first tap
+  auto tap = [&](__m256 v, int64_t at) {
+    const __m256i vi = kIndex ? _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(at)), step) : step;
+    if (first) {
+      best = v;
+      best_i = vi;
+      first = false;
+      return;
+    }
+    const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    best = _mm256_blendv_ps(best, v, take);
+    if (kIndex)
+      best_i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_i), _mm256_castsi256_ps(vi), take));
+  };
+  const bool pair = S == 2 && r.pair;
   for (int64_t d = r.dfirst; d < r.dend; d += s.dilation[0])
     for (int64_t h = r.hfirst; h < r.hend; h += s.dilation[1]) {
       const int64_t row = (d * s.H + h) * s.W + ow0 * S - s.pad[2];
+      if (pair) {
+        __m256 even, odd;
+        load_tap_pair(r.xp + row, even, odd);
+        tap(even, row);
+        tap(odd, row + 1);
+        continue;
+      }
       for (int64_t k = 0; k < s.kernel[2]; ++k) {
         const int64_t at = row + k * s.dilation[2];
-        // best = (v > best || v != v) ? v : best, starting from the first tap
-        const __m256 v = load_taps<S>(r.xp + at);
-        const __m256i vi = kIndex ? _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(at)), step) : step;
-        if (first) {
-          best = v;
-          best_i = vi;
-          first = false;
-          continue;
-        }
-        const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-        best = _mm256_blendv_ps(best, v, take);
-        if (kIndex)
-          best_i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_i), _mm256_castsi256_ps(vi), take));
+        tap(load_taps<S>(r.xp + at), at);
       }
     }
   _mm256_storeu_ps(y, best);
@@ -108,11 +129,13 @@ template <int S, bool kIndex>
 void max_pool_rows(const PoolShape& s, const float* x, float* y, int64_t* indices) {
   int64_t lo, hi;
   interior(s.W, s.OW, s.kernel[2], S, s.pad[2], s.dilation[2], lo, hi);
+  const bool pair = s.kernel[2] == 2 && s.dilation[2] == 1;
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
       const int64_t d0 = od * s.stride[0] - s.pad[0], h0 = oh * s.stride[1] - s.pad[1];
       MaxRow r;
+      r.pair = pair;
       r.xp = x + p * s.D * s.H * s.W;
       r.dend = std::min(d0 + (s.kernel[0] - 1) * s.dilation[0] + 1, s.D);
       r.hend = std::min(h0 + (s.kernel[1] - 1) * s.dilation[1] + 1, s.H);
@@ -174,6 +197,7 @@ template <int S>
 void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_include_pad, int64_t divisor) {
   int64_t lo, hi;
   interior(s.W, s.OW, s.kernel[2], S, s.pad[2], 1, lo, hi);
+  const bool pair = S == 2 && s.kernel[2] == 2;
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
@@ -196,6 +220,7 @@ void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_incl
                               : count_include_pad ? r.dh_padded * s.kernel[2]
                                                   : (r.d1 - r.d0) * (r.h1 - r.h0) * s.kernel[2];
         const __m256 div = _mm256_set1_ps(static_cast<float>(count));
+
         for (int64_t ow = vlo; ow < vhi; ow += 8) {
           const int64_t ow0 = std::min(ow, vhi - 8);  // the last block overlaps the one before: same values
           // y[ow0 + j] = (sum over d, h, k in order of x[d, h, (ow0 + j) * S - pad + k]) / count
@@ -203,6 +228,12 @@ void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_incl
           for (int64_t d = r.d0; d < r.d1; ++d)
             for (int64_t h = r.h0; h < r.h1; ++h) {
               const float* row = r.xp + (d * s.H + h) * s.W + ow0 * S - s.pad[2];
+              if (pair) {
+                __m256 even, odd;
+                load_tap_pair(row, even, odd);
+                acc = _mm256_add_ps(_mm256_add_ps(acc, even), odd);
+                continue;
+              }
               for (int64_t k = 0; k < s.kernel[2]; ++k) acc = _mm256_add_ps(acc, load_taps<S>(row + k));
             }
           _mm256_storeu_ps(yr + ow0, _mm256_div_ps(acc, div));

@@ -44,6 +44,26 @@ def test_max_nan_inf_and_ties(maybe_torch, rng, isa, nd):
         _max(maybe_torch, nd, x, kw)
 
 
+@pytest.mark.parametrize("nd", [2, 3])
+def test_window_two_stride_two_rows(maybe_torch, rng, isa, nd):
+    # the vector path that takes both taps of a width-2, stride-2 window from one pair of loads:
+    # wide rows, NaN, infinities, ties and signed zeros, with indices; and the average
+    shape = (2, 3) + ((4,) if nd == 3 else ()) + (6, 45)
+    x = np.round(rng.standard_normal(shape) * 2).astype(np.float32) / 2
+    flat = x.reshape(-1)
+    pick = rng.choice(flat.size, size=flat.size // 8, replace=False)
+    flat[pick] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], size=pick.size)
+    for kw in (dict(kernel_size=2, stride=2), dict(kernel_size=(1, 2, 2)[3 - nd:], stride=2, padding=0),
+               dict(kernel_size=2, stride=2, ceil_mode=True)):
+        _max(maybe_torch, nd, x, kw)
+        y = getattr(F, f"max_pool{nd}d")(x, **kw)
+        ry = getattr(R, f"max_pool{nd}d")(x, **kw)
+        np.testing.assert_array_equal(np.signbit(y), np.signbit(ry.astype(np.float32)))
+        finite = np.where(np.isfinite(x), x, 0).astype(np.float32)
+        assert_close(getattr(F, f"avg_pool{nd}d")(finite, **kw), getattr(R, f"avg_pool{nd}d")(finite, **kw),
+                     dtype=np.float32)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_avg_random(maybe_torch, rng, isa, nd, dtype):
