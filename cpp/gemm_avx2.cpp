@@ -47,27 +47,28 @@ inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
     c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
   }
   const __m256 zero = _mm256_setzero_ps();
+  // C row r = epilogue(v0 | v1), 16 columns
+  auto store_row = [&](int r, __m256 v0, __m256 v1) {
+    float* crow = C + r * ldc;
+    if (accumulate) {
+      v0 = _mm256_add_ps(_mm256_loadu_ps(crow), v0);
+      v1 = _mm256_add_ps(_mm256_loadu_ps(crow + 8), v1);
+    } else if (row_bias) {  // bias first, as the reference: bias + sum
+      const __m256 b = _mm256_set1_ps(row_bias[r]);
+      v0 = _mm256_add_ps(b, v0);
+      v1 = _mm256_add_ps(b, v1);
+    } else if (col_bias) {
+      v0 = _mm256_add_ps(_mm256_loadu_ps(col_bias), v0);
+      v1 = _mm256_add_ps(_mm256_loadu_ps(col_bias + 8), v1);
+    }
+    if (last && relu) {  // max(0, v) keeping NaN: max_ps returns its second operand on NaN
+      v0 = _mm256_max_ps(zero, v0);
+      v1 = _mm256_max_ps(zero, v1);
+    }
+    _mm256_storeu_ps(crow, v0);
+    _mm256_storeu_ps(crow + 8, v1);
+  };
   if (mr == MR && nr == NR) {  // a full tile: the epilogue straight from the registers
-    auto store_row = [&](int r, __m256 v0, __m256 v1) {
-      float* crow = C + r * ldc;
-      if (accumulate) {
-        v0 = _mm256_add_ps(_mm256_loadu_ps(crow), v0);
-        v1 = _mm256_add_ps(_mm256_loadu_ps(crow + 8), v1);
-      } else if (row_bias) {  // bias first, as the reference: bias + sum
-        const __m256 b = _mm256_set1_ps(row_bias[r]);
-        v0 = _mm256_add_ps(b, v0);
-        v1 = _mm256_add_ps(b, v1);
-      } else if (col_bias) {
-        v0 = _mm256_add_ps(_mm256_loadu_ps(col_bias), v0);
-        v1 = _mm256_add_ps(_mm256_loadu_ps(col_bias + 8), v1);
-      }
-      if (last && relu) {  // max(0, v) keeping NaN: max_ps returns its second operand on NaN
-        v0 = _mm256_max_ps(zero, v0);
-        v1 = _mm256_max_ps(zero, v1);
-      }
-      _mm256_storeu_ps(crow, v0);
-      _mm256_storeu_ps(crow + 8, v1);
-    };
     store_row(0, c00, c01);
     store_row(1, c10, c11);
     store_row(2, c20, c21);
@@ -84,36 +85,9 @@ inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
   _mm256_store_ps(tile[4], c40); _mm256_store_ps(tile[4] + 8, c41);
   _mm256_store_ps(tile[5], c50); _mm256_store_ps(tile[5] + 8, c51);
   for (int r = 0; r < mr; ++r) {
-    float* crow = C + r * ldc;
-    if (nr == NR) {
-      __m256 v0 = _mm256_load_ps(tile[r]), v1 = _mm256_load_ps(tile[r] + 8);
-      if (accumulate) {
-        v0 = _mm256_add_ps(_mm256_loadu_ps(crow), v0);
-        v1 = _mm256_add_ps(_mm256_loadu_ps(crow + 8), v1);
-      } else if (row_bias) {  // bias first, as the reference: bias + sum
-        const __m256 b = _mm256_set1_ps(row_bias[r]);
-        v0 = _mm256_add_ps(b, v0);
-        v1 = _mm256_add_ps(b, v1);
-      } else if (col_bias) {
-        v0 = _mm256_add_ps(_mm256_loadu_ps(col_bias), v0);
-        v1 = _mm256_add_ps(_mm256_loadu_ps(col_bias + 8), v1);
-      }
-      if (last && relu) {  // max(0, v) keeping NaN: max_ps returns its second operand on NaN
-        v0 = _mm256_max_ps(zero, v0);
-        v1 = _mm256_max_ps(zero, v1);
-      }
-      _mm256_storeu_ps(crow, v0);
-      _mm256_storeu_ps(crow + 8, v1);
-    } else {
-      for (int j = 0; j < nr; ++j) {
-        float v = tile[r][j];
-        if (accumulate) v = crow[j] + v;
-        else if (row_bias) v = row_bias[r] + v;
-        else if (col_bias) v = col_bias[j] + v;
-        if (last && relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
-        crow[j] = v;
-      }
-    }
+    if (nr == NR) store_row(r, _mm256_load_ps(tile[r]), _mm256_load_ps(tile[r] + 8));
+    else gemm_common::store_row_scalar(tile[r], C + r * ldc, nr, accumulate, last, row_bias ? row_bias + r : nullptr,
+                                       col_bias, relu);
   }
 }
 

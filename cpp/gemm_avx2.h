@@ -3,7 +3,6 @@
 // which lets convolution pack im2col columns straight from the input (implicit GEMM).
 #pragma once
 #include <cstdint>
-#include <functional>
 
 #include "gemm_common.h"
 
@@ -19,8 +18,7 @@ constexpr int64_t NC = 192;  // multiple of NR
 int64_t packed_a_size(int64_t M, int64_t K);
 void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap);
 
-// Fills Bp with the block B[pc : pc + kc, jc : jc + nc] as [ceil(nc / NR)][kc][NR], columns past nc zero.
-using PackB = std::function<void(int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp)>;
+using PackB = gemm_common::PackB;  // fills a (KC x NC) block of B as [ceil(nc / NR)][kc][NR]
 
 using Epilogue = gemm_common::Epilogue;
 
@@ -29,19 +27,8 @@ using Epilogue = gemm_common::Epilogue;
 void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
                   int64_t ldc, const Epilogue& ep, float* work);
 
-// The tile and entry points as one type, for the ISA-independent drivers of conv_gemm.h.
-struct Gemm {
-  static constexpr int MR = gemm::MR, NR = gemm::NR;
-  static constexpr int64_t KC = gemm::KC, NC = gemm::NC;
-  static int64_t packed_a_size(int64_t M, int64_t K) { return gemm::packed_a_size(M, K); }
-  static void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
-    gemm::pack_a(a, lda, ska, M, K, Ap);
-  }
-  static void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1,
-                           float* C, int64_t ldc, const Epilogue& ep, float* work) {
-    gemm::gemm_columns(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work);
-  }
-};
+// The GEMM as a type, for the drivers of conv_gemm.h.
+using Gemm = gemm_common::GemmApi<MR, NR, KC, NC, packed_a_size, pack_a, gemm_columns>;
 
 }  // namespace gemm
 }  // namespace medconv

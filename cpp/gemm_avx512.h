@@ -10,7 +10,6 @@
 // 32 KiB L1 beside the streaming A panel.
 #pragma once
 #include <cstdint>
-#include <functional>
 
 #include "gemm_common.h"
 
@@ -26,8 +25,7 @@ constexpr int64_t NC = 256;  // multiple of NR
 int64_t packed_a_size(int64_t M, int64_t K);
 void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap);
 
-// Fills Bp with the block B[pc : pc + kc, jc : jc + nc] as [ceil(nc / NR)][kc][NR], columns past nc zero.
-using PackB = std::function<void(int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp)>;
+using PackB = gemm_common::PackB;  // fills a (KC x NC) block of B as [ceil(nc / NR)][kc][NR]
 using Epilogue = gemm_common::Epilogue;
 
 // C[i, j] = epilogue(sum_k A(i, k) B(k, j)) for j in [j0, j1); single-threaded (callers split N).
@@ -35,19 +33,8 @@ using Epilogue = gemm_common::Epilogue;
 void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
                   int64_t ldc, const Epilogue& ep, float* work);
 
-// The GEMM as a type, for the templates of conv_gemm.h.
-struct Gemm {
-  static constexpr int MR = gemm_avx512::MR, NR = gemm_avx512::NR;
-  static constexpr int64_t KC = gemm_avx512::KC, NC = gemm_avx512::NC;
-  static int64_t packed_a_size(int64_t M, int64_t K) { return gemm_avx512::packed_a_size(M, K); }
-  static void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
-    gemm_avx512::pack_a(a, lda, ska, M, K, Ap);
-  }
-  static void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1,
-                           float* C, int64_t ldc, const Epilogue& ep, float* work) {
-    gemm_avx512::gemm_columns(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work);
-  }
-};
+// The GEMM as a type, for the drivers of conv_gemm.h.
+using Gemm = gemm_common::GemmApi<MR, NR, KC, NC, packed_a_size, pack_a, gemm_columns>;
 
 }  // namespace gemm_avx512
 }  // namespace medconv

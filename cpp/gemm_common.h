@@ -8,6 +8,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 
 namespace medconv {
 namespace gemm_common {
@@ -16,6 +17,29 @@ struct Epilogue {
   const float* row_bias = nullptr;  // [M], added to each row
   const float* col_bias = nullptr;  // [N], added to each column
   bool relu = false;
+};
+
+// Fills Bp with the block B[pc : pc + kc, jc : jc + nc] as [ceil(nc / NR)][kc][NR], columns past nc zero.
+using PackB = std::function<void(int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp)>;
+
+using GemmColumns = void (*)(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1,
+                             float* C, int64_t ldc, const Epilogue& ep, float* work);
+
+// One ISA's packed GEMM as a type, for the ISA-independent drivers of conv_gemm.h: its tile and
+// blocking sizes and its entry points (declared in gemm_<isa>.h, defined in gemm_<isa>.cpp).
+template <int MR_, int NR_, int64_t KC_, int64_t NC_, int64_t (*PackedASize)(int64_t, int64_t),
+          void (*PackA)(const float*, int64_t, int64_t, int64_t, int64_t, float*), GemmColumns Columns>
+struct GemmApi {
+  static constexpr int MR = MR_, NR = NR_;
+  static constexpr int64_t KC = KC_, NC = NC_;
+  static int64_t packed_a_size(int64_t M, int64_t K) { return PackedASize(M, K); }
+  static void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
+    PackA(a, lda, ska, M, K, Ap);
+  }
+  static void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1,
+                           float* C, int64_t ldc, const Epilogue& ep, float* work) {
+    Columns(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work);
+  }
 };
 
 namespace {
@@ -33,6 +57,21 @@ void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, floa
     const int64_t rows = std::min<int64_t>(MR, M - i0);
     for (int64_t k = 0; k < K; ++k)
       for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? a[(i0 + r) * lda + k * ska] : 0.0f;
+  }
+}
+
+// crow[j] = (accumulate ? crow[j] : row_bias or col_bias[j] or 0) + sum[j], relu'd when last, for
+// j < nr: a micro-kernel's epilogue for a tile row narrower than its vectors (bias first, as the
+// reference: bias + sum; NaN kept by the ReLU).
+inline void store_row_scalar(const float* sum, float* crow, int nr, bool accumulate, bool last,
+                             const float* row_bias, const float* col_bias, bool relu) {
+  for (int j = 0; j < nr; ++j) {
+    float v = sum[j];
+    if (accumulate) v = crow[j] + v;
+    else if (row_bias) v = *row_bias + v;
+    else if (col_bias) v = col_bias[j] + v;
+    if (last && relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
+    crow[j] = v;
   }
 }
 

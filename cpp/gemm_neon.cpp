@@ -62,14 +62,8 @@ void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_
         vst1q_f32(crow + 4 * q, v[q]);
       }
     } else {
-      for (int j = 0; j < nr; ++j) {
-        float v = tile[r][j];
-        if (accumulate) v = crow[j] + v;
-        else if (row_bias) v = row_bias[r] + v;
-        else if (col_bias) v = col_bias[j] + v;
-        if (last && relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
-        crow[j] = v;
-      }
+      gemm_common::store_row_scalar(tile[r], crow, nr, accumulate, last, row_bias ? row_bias + r : nullptr, col_bias,
+                                    relu);
     }
   }
 }

@@ -8,7 +8,6 @@
 // (256 x 12 floats, 12 KiB) in L1.
 #pragma once
 #include <cstdint>
-#include <functional>
 
 #include "gemm_common.h"
 
@@ -24,8 +23,7 @@ constexpr int64_t NC = 192;  // multiple of NR
 int64_t packed_a_size(int64_t M, int64_t K);
 void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap);
 
-// Fills Bp with the block B[pc : pc + kc, jc : jc + nc] as [ceil(nc / NR)][kc][NR], columns past nc zero.
-using PackB = std::function<void(int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp)>;
+using PackB = gemm_common::PackB;  // fills a (KC x NC) block of B as [ceil(nc / NR)][kc][NR]
 using Epilogue = gemm_common::Epilogue;
 
 // C[i, j] = epilogue(sum_k A(i, k) B(k, j)) for j in [j0, j1); single-threaded (callers split N).
@@ -33,19 +31,8 @@ using Epilogue = gemm_common::Epilogue;
 void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
                   int64_t ldc, const Epilogue& ep, float* work);
 
-// The GEMM as a type, for the templates of conv_gemm.h.
-struct Gemm {
-  static constexpr int MR = gemm_neon::MR, NR = gemm_neon::NR;
-  static constexpr int64_t KC = gemm_neon::KC, NC = gemm_neon::NC;
-  static int64_t packed_a_size(int64_t M, int64_t K) { return gemm_neon::packed_a_size(M, K); }
-  static void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
-    gemm_neon::pack_a(a, lda, ska, M, K, Ap);
-  }
-  static void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1,
-                           float* C, int64_t ldc, const Epilogue& ep, float* work) {
-    gemm_neon::gemm_columns(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work);
-  }
-};
+// The GEMM as a type, for the drivers of conv_gemm.h.
+using Gemm = gemm_common::GemmApi<MR, NR, KC, NC, packed_a_size, pack_a, gemm_columns>;
 
 }  // namespace gemm_neon
 }  // namespace medconv

@@ -11,6 +11,7 @@
 
 #include "avx2_kernels.h"
 #include "parallel.h"
+#include "pool_window.h"
 
 namespace medconv {
 
@@ -170,26 +171,16 @@ void max_pool_f32(const PoolShape& s, const float* x, float* y, int64_t* indices
   }
 }
 
-struct AvgRow {
-  const float* xp;          // x plane: [D, H, W]
-  int64_t d0, d1, h0, h1;   // the window rows clipped to the input
-  int64_t dh_padded;        // (d1 - d0) * (h1 - h0) clipped to input + padding only
-};
-
 // The reference's loop for one output.
-inline float avg_one(const PoolShape& s, const AvgRow& r, int64_t ow, bool count_include_pad, int64_t divisor) {
-  int64_t w0 = ow * s.stride[2] - s.pad[2];
-  int64_t w1 = std::min(w0 + s.kernel[2], s.W + s.pad[2]);
-  const int64_t padded = r.dh_padded * (w1 - w0);
-  w0 = std::max<int64_t>(w0, 0);
-  w1 = std::min(w1, s.W);
-  if (r.d0 >= r.d1 || r.h0 >= r.h1 || w0 >= w1) return 0.0f;
+inline float avg_one(const PoolShape& s, const float* xp, const AvgRows& r, int64_t ow, bool count_include_pad,
+                     int64_t divisor) {
+  const AvgCols c = avg_cols(s, r, ow, count_include_pad, divisor);
+  if (r.empty() || c.w0 >= c.w1) return 0.0f;
   float sum = 0;
   for (int64_t d = r.d0; d < r.d1; ++d)
     for (int64_t h = r.h0; h < r.h1; ++h)
-      for (int64_t w = w0; w < w1; ++w) sum += r.xp[(d * s.H + h) * s.W + w];
-  const int64_t count = divisor > 0 ? divisor : count_include_pad ? padded : (r.d1 - r.d0) * (r.h1 - r.h0) * (w1 - w0);
-  return sum / static_cast<float>(count);
+      for (int64_t w = c.w0; w < c.w1; ++w) sum += xp[(d * s.H + h) * s.W + w];
+  return sum / static_cast<float>(c.count);
 }
 
 // x: [NC, D, H, W], y: [NC, OD, OH, OW]
@@ -201,19 +192,12 @@ void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_incl
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
-      AvgRow r;
-      r.xp = x + p * s.D * s.H * s.W;
-      r.d0 = od * s.stride[0] - s.pad[0];
-      r.h0 = oh * s.stride[1] - s.pad[1];
-      r.d1 = std::min(r.d0 + s.kernel[0], s.D + s.pad[0]);
-      r.h1 = std::min(r.h0 + s.kernel[1], s.H + s.pad[1]);
-      r.dh_padded = (r.d1 - r.d0) * (r.h1 - r.h0);
-      r.d0 = std::max<int64_t>(r.d0, 0); r.h0 = std::max<int64_t>(r.h0, 0);
-      r.d1 = std::min(r.d1, s.D); r.h1 = std::min(r.h1, s.H);
+      const float* xp = x + p * s.D * s.H * s.W;
+      const AvgRows r = avg_rows(s, od, oh);
       float* yr = y + rr * s.OW;
       const bool vector = r.d0 < r.d1 && r.h0 < r.h1 && hi - lo >= 8;
       const int64_t vlo = vector ? lo : s.OW, vhi = vector ? hi : s.OW;
-      for (int64_t ow = 0; ow < vlo; ++ow) yr[ow] = avg_one(s, r, ow, count_include_pad, divisor);
+      for (int64_t ow = 0; ow < vlo; ++ow) yr[ow] = avg_one(s, xp, r, ow, count_include_pad, divisor);
       if (vector) {
         // inside, the window is whole along W: the divisor is the same for the row's interior
         const int64_t count = divisor > 0 ? divisor
@@ -227,7 +211,7 @@ void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_incl
           __m256 acc = _mm256_setzero_ps();
           for (int64_t d = r.d0; d < r.d1; ++d)
             for (int64_t h = r.h0; h < r.h1; ++h) {
-              const float* row = r.xp + (d * s.H + h) * s.W + ow0 * S - s.pad[2];
+              const float* row = xp + (d * s.H + h) * s.W + ow0 * S - s.pad[2];
               if (pair) {
                 __m256 even, odd;
                 load_tap_pair(row, even, odd);
@@ -239,7 +223,7 @@ void avg_pool_rows(const PoolShape& s, const float* x, float* y, bool count_incl
           _mm256_storeu_ps(yr + ow0, _mm256_div_ps(acc, div));
         }
       }
-      for (int64_t ow = vhi; ow < s.OW; ++ow) yr[ow] = avg_one(s, r, ow, count_include_pad, divisor);
+      for (int64_t ow = vhi; ow < s.OW; ++ow) yr[ow] = avg_one(s, xp, r, ow, count_include_pad, divisor);
     }
   });
 }

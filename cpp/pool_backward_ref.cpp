@@ -4,6 +4,7 @@
 
 #include "nn_kernels.h"
 #include "parallel.h"
+#include "pool_window.h"
 
 namespace medconv {
 
@@ -36,28 +37,15 @@ void avg_pool_backward_ref(const PoolShape& s, const T* gy, T* gx, bool count_in
       const T* gp = gy + p * out_plane;
       for (int64_t od = 0; od < s.OD; ++od)
         for (int64_t oh = 0; oh < s.OH; ++oh) {
-          int64_t d0 = od * s.stride[0] - s.pad[0], h0 = oh * s.stride[1] - s.pad[1];
-          int64_t d1 = std::min(d0 + s.kernel[0], s.D + s.pad[0]);
-          int64_t h1 = std::min(h0 + s.kernel[1], s.H + s.pad[1]);
-          const int64_t dh_padded = (d1 - d0) * (h1 - h0);
-          d0 = std::max<int64_t>(d0, 0); h0 = std::max<int64_t>(h0, 0);
-          d1 = std::min(d1, s.D); h1 = std::min(h1, s.H);
+          const AvgRows rw = avg_rows(s, od, oh);
           for (int64_t ow = 0; ow < s.OW; ++ow) {
-            int64_t w0 = ow * s.stride[2] - s.pad[2];
-            int64_t w1 = std::min(w0 + s.kernel[2], s.W + s.pad[2]);
-            const int64_t padded = dh_padded * (w1 - w0);
-            w0 = std::max<int64_t>(w0, 0);
-            w1 = std::min(w1, s.W);
-            if (d0 >= d1 || h0 >= h1 || w0 >= w1) continue;
-            const int64_t count = divisor > 0 ? divisor
-                                  : count_include_pad ? padded
-                                                      : (d1 - d0) * (h1 - h0) * (w1 - w0);
-            if (count <= 0) continue;
-            const T v = gp[(od * s.OH + oh) * s.OW + ow] / static_cast<T>(count);
-            for (int64_t d = d0; d < d1; ++d)
-              for (int64_t h = h0; h < h1; ++h) {
+            const AvgCols c = avg_cols(s, rw, ow, count_include_pad, divisor);
+            if (rw.empty() || c.w0 >= c.w1 || c.count <= 0) continue;
+            const T v = gp[(od * s.OH + oh) * s.OW + ow] / static_cast<T>(c.count);
+            for (int64_t d = rw.d0; d < rw.d1; ++d)
+              for (int64_t h = rw.h0; h < rw.h1; ++h) {
                 T* row = g + (d * s.H + h) * s.W;
-                for (int64_t w = w0; w < w1; ++w) row[w] += v;
+                for (int64_t w = c.w0; w < c.w1; ++w) row[w] += v;
               }
           }
         }

@@ -4,6 +4,7 @@
 
 #include "kernels.h"
 #include "parallel.h"
+#include "pool_window.h"
 
 namespace medconv {
 
@@ -60,31 +61,19 @@ void avg_pool_ref(const PoolShape& s, const T* x, T* y, bool count_include_pad, 
     for (int64_t r = begin; r < end; ++r) {
       const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, p = r / (s.OH * s.OD);
       const T* xp = x + p * s.D * s.H * s.W;
-      int64_t d0 = od * s.stride[0] - s.pad[0], h0 = oh * s.stride[1] - s.pad[1];
-      int64_t d1 = std::min(d0 + s.kernel[0], s.D + s.pad[0]);
-      int64_t h1 = std::min(h0 + s.kernel[1], s.H + s.pad[1]);
-      const int64_t dh_padded = (d1 - d0) * (h1 - h0);
-      d0 = std::max<int64_t>(d0, 0); h0 = std::max<int64_t>(h0, 0);
-      d1 = std::min(d1, s.D); h1 = std::min(h1, s.H);
+      const AvgRows rw = avg_rows(s, od, oh);
       for (int64_t ow = 0; ow < s.OW; ++ow) {
-        int64_t w0 = ow * s.stride[2] - s.pad[2];
-        int64_t w1 = std::min(w0 + s.kernel[2], s.W + s.pad[2]);
-        const int64_t padded = dh_padded * (w1 - w0);
-        w0 = std::max<int64_t>(w0, 0);
-        w1 = std::min(w1, s.W);
+        const AvgCols c = avg_cols(s, rw, ow, count_include_pad, divisor);
         T* out = y + r * s.OW + ow;
-        if (d0 >= d1 || h0 >= h1 || w0 >= w1) {
+        if (rw.empty() || c.w0 >= c.w1) {
           *out = T(0);
           continue;
         }
         T sum = 0;
-        for (int64_t d = d0; d < d1; ++d)
-          for (int64_t h = h0; h < h1; ++h)
-            for (int64_t w = w0; w < w1; ++w) sum += xp[(d * s.H + h) * s.W + w];
-        const int64_t count = divisor > 0 ? divisor
-                              : count_include_pad ? padded
-                                                  : (d1 - d0) * (h1 - h0) * (w1 - w0);
-        *out = sum / static_cast<T>(count);
+        for (int64_t d = rw.d0; d < rw.d1; ++d)
+          for (int64_t h = rw.h0; h < rw.h1; ++h)
+            for (int64_t w = c.w0; w < c.w1; ++w) sum += xp[(d * s.H + h) * s.W + w];
+        *out = sum / static_cast<T>(c.count);
       }
     }
   });
