@@ -8,7 +8,7 @@ import pytest
 import medconv as mc
 import medconv.functional as F
 import reference as R
-from conftest import assert_close
+from conftest import assert_close, torch_conv
 from medconv import _core
 
 
@@ -49,7 +49,7 @@ def _expected(nd, x, w, b, kw, relu):
 
 @pytest.mark.parametrize("nd", [2, 3])
 @pytest.mark.parametrize("k", [3, 5, 7])
-def test_random_shapes(direct, rng, nd, k):
+def test_random_shapes(direct, maybe_torch, rng, nd, k):
     checked = 0
     while checked < 12:
         case = _case(rng, nd, k)
@@ -58,7 +58,11 @@ def test_random_shapes(direct, rng, nd, k):
         x, w, b, kw = case
         relu = bool(rng.random() < 0.5)
         y = getattr(F, f"conv{nd}d")(x, w, b, activation="relu" if relu else None, **kw)
-        assert_close(y, _expected(nd, x, w, b, kw, relu), dtype=np.float32, what=f"x{x.shape} w{w.shape} {kw}")
+        what = f"x{x.shape} w{w.shape} {kw}"
+        assert_close(y, _expected(nd, x, w, b, kw, relu), dtype=np.float32, what=what)
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, **kw)
+            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what="torch " + what)
         checked += 1
 
 

@@ -40,7 +40,7 @@ CASES = [  # x shape, w shape, stride, padding, dilation, groups
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_weight_grad_matches_reference(rng, case):
+def test_weight_grad_matches_reference(maybe_torch, rng, case):
     xs, ws, stride, padding, dilation, groups = CASES[case]
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
@@ -51,6 +51,11 @@ def test_weight_grad_matches_reference(rng, case):
     gx, gw, _ = getattr(B, f"conv{nd}d_backward")(gy, x, w, None, **kw, output_mask=(False, True, False))
     assert gx is None
     assert_close(gw, weight_grad(x, gy, ws[2:], stride, padding, dilation, groups), dtype=np.float32, scale=4)
+    if maybe_torch is not None:
+        tgw = maybe_torch.ops.aten.convolution_backward(
+            maybe_torch.from_numpy(gy), maybe_torch.from_numpy(x), maybe_torch.from_numpy(w), None, list(stride),
+            list(padding), list(dilation), False, [0] * nd, groups, [False, True, False])[1]
+        assert_close(gw, tgw.numpy(), dtype=np.float32, scale=4, what="torch")
 
 
 def test_weight_grad_same_bits_for_any_thread_count(rng):
