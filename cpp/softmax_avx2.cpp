@@ -49,6 +49,7 @@ inline float fix_max(float m) { return m == -std::numeric_limits<float>::infinit
 // One softmax per row of a contiguous [rows, dim] block (inner == 1).
 // x, y: [rows, dim]
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log) {
+  constexpr int64_t kAhead = 2, kAheadMaxDim = 2048;  // rows ahead that stay within 16 KiB of L1
   const int64_t full = dim / 8 * 8, rest = dim - full;
   const __m256i tm = tail_mask(rest);
   const __m256 tmf = _mm256_castsi256_ps(tm);
@@ -74,10 +75,16 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
       const float m1 = fix_max(avx2::hmax_ps(m));
       const __m256 mx = _mm256_set1_ps(m1);
       // y[i] = exp(x[i] - m) (softmax only); s = sum_i exp(x[i] - m), groups of 4 vectors summed in
-      // float32 (2 roundings per lane), the groups in float64
+      // float32 (2 roundings per lane), the groups in float64. Meanwhile the row kAhead rows on is
+      // fetched into L1, so the next max pass does not stall on memory while the ALUs idle.
+      const float* ahead = row + kAhead < rows && dim <= kAheadMaxDim ? xs + kAhead * dim : nullptr;
       __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
       int64_t i = 0;
       for (; i + 32 <= full; i += 32) {
+        if (ahead) {
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(ahead + i + 16), _MM_HINT_T0);
+        }
         __m256 e[4];
         for (int k = 0; k < 4; ++k) {
           e[k] = exp_diff(_mm256_loadu_ps(xs + i + 8 * k), mx);
@@ -87,6 +94,8 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
         s0 = add_wide(s0, _mm256_castps256_ps128(g));
         s1 = add_wide(s1, _mm256_extractf128_ps(g, 1));
       }
+      if (ahead)
+        for (int64_t j = i; j < dim; j += 16) _mm_prefetch(reinterpret_cast<const char*>(ahead + j), _MM_HINT_T0);
       for (; i < full; i += 8) {
         const __m256 e = exp_diff(_mm256_loadu_ps(xs + i), mx);
         if (!log) _mm256_storeu_ps(es + i, e);
