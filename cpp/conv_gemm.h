@@ -36,33 +36,79 @@ struct PlainRows {
   }
 };
 
+// The tap (ic, kd, kh, kw) of im2col row k = ((ic*KD + kd)*KH + kh)*KW + kw, stepped row by row.
+struct ConvTap {
+  int64_t ic, kd, kh, kw;
+  ConvTap(const ConvShape& s, int64_t k)
+      : ic(k / (s.KW * s.KH * s.KD)), kd((k / (s.KW * s.KH)) % s.KD), kh((k / s.KW) % s.KH), kw(k % s.KW) {}
+  void next(const ConvShape& s) {
+    if (++kw < s.KW) return;
+    kw = 0;
+    if (++kh < s.KH) return;
+    kh = 0;
+    if (++kd < s.KD) return;
+    kd = 0;
+    ++ic;
+  }
+};
+
+// d[t] = x row `row` at iw0 + t*sw for t < NR, zero outside [0, W): one row of a panel whose NR
+// columns lie in one output row.
+template <int NR, class Rows>
+inline void fill_row_panel(float* d, const float* row, int64_t iw0, int64_t sw, int64_t W) {
+  const int64_t iw_last = iw0 + (NR - 1) * sw;
+  if (sw == 1 && iw0 >= 0 && iw_last < W) {
+    Rows::copy(d, row + iw0);
+  } else if (sw == 1) {  // a row edge: taps outside [0, W) read as zero
+    Rows::edge(d, row, iw0, W);
+  } else if (sw == 2 && iw0 >= 0 && iw_last + Rows::kStride2Overread < W) {
+    Rows::copy_stride2(d, row + iw0);
+  } else {
+    for (int t = 0; t < NR; ++t) {
+      const int64_t iw = iw0 + t * sw;
+      d[t] = iw >= 0 && iw < W ? row[iw] : 0.0f;
+    }
+  }
+}
+
 // Fills Bp[panel][k][NR] with B[k, j] = x[ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
 // (zero outside x) for k = ((ic*KD + kd)*KH + kh)*KW + kw in [pc, pc + kc) and
 // j = (od*OH + oh)*OW + ow in [jc, jc + nc); columns past nc are zero.
+// An input larger than L2 is read along its rows: the panels whose NR columns lie in one output
+// row are filled kChunk k rows at a time across all of them, instead of jumping between channel
+// planes for each panel in turn (S5: 10% faster).
 // xg: [Cg, D, H, W] (one image, one group)
 template <int NR, class Rows = PlainRows<NR>>
 void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
                        float* Bp) {
+  constexpr int64_t kMaxPanels = 64, kChunk = 16, kRowOrderBytes = int64_t{1} << 20;
   const int64_t plane = s.D * s.H * s.W;
+  const int64_t panels = (nc + NR - 1) / NR;
   const bool pointwise = s.KD * s.KH * s.KW == 1 && s.stride[0] == 1 && s.stride[1] == 1 && s.stride[2] == 1 &&
                          s.pad[0] == 0 && s.pad[1] == 0 && s.pad[2] == 0 && s.OD == s.D && s.OH == s.H && s.OW == s.W;
-  int64_t cid[NR], cih[NR], ciw[NR];  // the top-left tap of each column of the panel
-  for (int64_t p0 = 0; p0 < nc; p0 += NR) {
-    float* dst = Bp + (p0 / NR) * kc * NR;
-    const int64_t cols = std::min<int64_t>(NR, nc - p0);
-    const int64_t j0 = jc + p0;
-    if (pointwise) {  // B[k, j] = x[pc + k, j]: rows of x copied as they are
-      for (int64_t k = 0; k < kc; ++k) {
-        const float* src = xg + (pc + k) * plane + j0;
-        float* d = dst + k * NR;
+  if (pointwise) {  // B[k, j] = x[pc + k, j]: rows of x copied as they are, along x's rows
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = xg + (pc + k) * plane + jc;
+      for (int64_t p = 0; p < panels; ++p) {
+        float* d = Bp + (p * kc + k) * NR;
+        const int64_t cols = std::min<int64_t>(NR, nc - p * NR);
         if (cols == NR) {
-          Rows::copy(d, src);
+          Rows::copy(d, src + p * NR);
         } else {
-          for (int t = 0; t < NR; ++t) d[t] = t < cols ? src[t] : 0.0f;
+          for (int t = 0; t < NR; ++t) d[t] = t < cols ? src[p * NR + t] : 0.0f;
         }
       }
-      continue;
     }
+    return;
+  }
+  const bool row_order = (s.C / s.groups) * plane * static_cast<int64_t>(sizeof(float)) > kRowOrderBytes;
+  int64_t one_row[kMaxPanels], rid[kMaxPanels], rih[kMaxPanels], riw[kMaxPanels];  // deferred one-row panels
+  int64_t deferred = 0;
+  int64_t cid[NR], cih[NR], ciw[NR];  // the top-left tap of each column of a panel
+  for (int64_t p = 0; p < panels; ++p) {
+    float* dst = Bp + p * kc * NR;
+    const int64_t cols = std::min<int64_t>(NR, nc - p * NR);
+    const int64_t j0 = jc + p * NR;
     for (int t = 0; t < NR; ++t) {
       const int64_t j = j0 + std::min<int64_t>(t, cols - 1);
       const int64_t ow = j % s.OW, oh = (j / s.OW) % s.OH, od = j / (s.OW * s.OH);
@@ -71,33 +117,23 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
       ciw[t] = ow * s.stride[2] - s.pad[2];
     }
     // All columns in one output row: they share (id, ih), and iw advances by the stride.
-    const bool one_row = cols == NR && cid[0] == cid[NR - 1] && cih[0] == cih[NR - 1] && ciw[NR - 1] > ciw[0];
-    const int64_t sw = s.stride[2];
-    int64_t k = pc;
-    int64_t kw = k % s.KW, kh = (k / s.KW) % s.KH, kd = (k / (s.KW * s.KH)) % s.KD, ic = k / (s.KW * s.KH * s.KD);
-    for (int64_t kk = 0; kk < kc; ++kk) {
+    const bool in_one_row = cols == NR && cid[0] == cid[NR - 1] && cih[0] == cih[NR - 1] && ciw[NR - 1] > ciw[0];
+    if (in_one_row && row_order && deferred < kMaxPanels) {
+      one_row[deferred] = p, rid[deferred] = cid[0], rih[deferred] = cih[0], riw[deferred] = ciw[0];
+      ++deferred;
+      continue;
+    }
+    ConvTap tap(s, pc);
+    for (int64_t kk = 0; kk < kc; ++kk, tap.next(s)) {
       float* d = dst + kk * NR;
-      const float* xc = xg + ic * plane;
-      const int64_t dd = kd * s.dilation[0], dh = kh * s.dilation[1], dw = kw * s.dilation[2];
-      if (one_row) {
-        const int64_t id = cid[0] + dd, ih = cih[0] + dh, iw0 = ciw[0] + dw;
-        const int64_t iw_last = ciw[NR - 1] + dw;
+      const float* xc = xg + tap.ic * plane;
+      const int64_t dd = tap.kd * s.dilation[0], dh = tap.kh * s.dilation[1], dw = tap.kw * s.dilation[2];
+      if (in_one_row) {
+        const int64_t id = cid[0] + dd, ih = cih[0] + dh;
         if (id < 0 || id >= s.D || ih < 0 || ih >= s.H) {
           for (int t = 0; t < NR; ++t) d[t] = 0.0f;
         } else {
-          const float* row = xc + (id * s.H + ih) * s.W;
-          if (sw == 1 && iw0 >= 0 && iw_last < s.W) {
-            Rows::copy(d, row + iw0);
-          } else if (sw == 1) {  // a row edge: taps outside [0, W) read as zero
-            Rows::edge(d, row, iw0, s.W);
-          } else if (sw == 2 && iw0 >= 0 && iw_last + Rows::kStride2Overread < s.W) {
-            Rows::copy_stride2(d, row + iw0);
-          } else {
-            for (int t = 0; t < NR; ++t) {
-              const int64_t iw = iw0 + t * sw;
-              d[t] = iw >= 0 && iw < s.W ? row[iw] : 0.0f;
-            }
-          }
+          fill_row_panel<NR, Rows>(d, xc + (id * s.H + ih) * s.W, ciw[0] + dw, s.stride[2], s.W);
         }
       } else {
         for (int t = 0; t < NR; ++t) {
@@ -107,14 +143,21 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
                      : 0.0f;
         }
       }
-      if (++kw == s.KW) {
-        kw = 0;
-        if (++kh == s.KH) {
-          kh = 0;
-          if (++kd == s.KD) {
-            kd = 0;
-            ++ic;
-          }
+    }
+  }
+  for (int64_t k0 = 0; k0 < kc && deferred > 0; k0 += kChunk) {
+    const int64_t k1 = std::min(kc, k0 + kChunk);
+    const ConvTap first(s, pc + k0);
+    for (int64_t r = 0; r < deferred; ++r) {
+      ConvTap tap = first;
+      for (int64_t kk = k0; kk < k1; ++kk, tap.next(s)) {
+        float* d = Bp + (one_row[r] * kc + kk) * NR;
+        const int64_t id = rid[r] + tap.kd * s.dilation[0], ih = rih[r] + tap.kh * s.dilation[1];
+        if (id < 0 || id >= s.D || ih < 0 || ih >= s.H) {
+          for (int t = 0; t < NR; ++t) d[t] = 0.0f;
+        } else {
+          fill_row_panel<NR, Rows>(d, xg + ((tap.ic * s.D + id) * s.H + ih) * s.W, riw[r] + tap.kw * s.dilation[2],
+                                   s.stride[2], s.W);
         }
       }
     }

@@ -18,6 +18,11 @@ CASES = [  # (x shape, w shape, kwargs)
     ((1, 8, 6, 9, 20), (4, 8, 3, 3, 3), dict(padding=1)),
     ((2, 6, 30), (8, 3, 4), dict(padding=3, groups=2, dilation=2)),
     ((2, 64, 20, 24), (3, 64, 3, 3), dict(padding=1)),  # few outputs from many inputs: Winograd's by rule
+    # inputs over 1 MiB per group: the GEMM packs its columns along the input rows
+    ((1, 40, 75, 90), (6, 40, 3, 3), dict(stride=2, padding=1)),
+    ((1, 40, 75, 90), (6, 40, 3, 3), dict(stride=(2, 3), padding=(0, 2))),
+    ((1, 64, 90, 96), (8, 32, 3, 3), dict(padding=2, dilation=2, groups=2)),
+    ((1, 24, 12, 40, 33), (5, 24, 3, 3, 3), dict(padding=(1, 2, 0), dilation=(1, 2, 1), stride=(1, 1, 2))),
 ]
 
 
