@@ -1,9 +1,9 @@
 // Softmax / log-softmax over one dim, AVX2+FMA, float32 (float64 keeps the reference).
 // Each softmax column is computed by one thread in a fixed order, so results do not depend on the
-// thread split. No rounded x - max reaches exp: softmax rows take exp(x) 2^-k (a scale that cancels)
-// where |max| <= 1000, everything else keeps x - max exactly as hi + lo. Sums are accumulated in
+// thread split. No rounded x - max reaches exp: rows take exp(x) 2^-k (a scale that cancels) where
+// |max| <= 1000, columns and other rows keep x - max exactly as hi + lo. Sums are accumulated in
 // float64 (after at most 4 float32 terms per lane), and log-softmax's x - logsumexp is rounded
-// once: relative error <= ~2.5e-7.
+// once: softmax within ~2.5e-7 relative, log-softmax within ~1.5e-7 max(1, |y|).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -127,25 +127,23 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
       if (rest) m = _mm256_max_ps(m, _mm256_blendv_ps(ninf, _mm256_maskload_ps(xs + full, tm), tmf));
       const float m1 = fix_max(avx2::hmax_ps(m));
       const __m256 mx = _mm256_set1_ps(m1);
-      // e[i] = exp(x[i] - m) into es (softmax only), sum = sum_i e[i]. Softmax rows take
-      // exp(x[i]) 2^-k instead, the same up to a factor that cancels, 14% faster; log-softmax keeps
-      // exp(x - m), whose 1 at the max makes a lone or dominant logit give exactly 0, as a size-1
-      // softmax gives exactly 1.
+      // e[i] = exp(x[i] - m) into es (softmax only), sum = sum_i e[i]. Rows with |m| <= 1000 take
+      // exp(x[i]) 2^-k instead, the same up to a factor that cancels (14% faster); log-softmax then
+      // divides the sum by that factor as computed, so a lone or dominant logit still gives exactly 0.
+      // A size-1 softmax keeps exp(0) = 1 and so gives exactly 1.
       const float* ahead = row + kAhead < rows && dim <= kAheadMaxDim ? xs + kAhead * dim : nullptr;
-      double sum, log_scale;  // log_scale: log(exp(x[i]) / e[i])
-      if (!log && dim > 1 && std::fabs(m1) <= kScaledMaxAbs) {
-        const double k = std::floor(static_cast<double>(m1) * 1.4426950408889634);
-        const __m256 kv = _mm256_set1_ps(static_cast<float>(k));
+      double sum;
+      if (dim > 1 && std::fabs(m1) <= kScaledMaxAbs) {
+        const __m256 k = _mm256_set1_ps(static_cast<float>(std::floor(static_cast<double>(m1) * 1.4426950408889634)));
         const float lowest = m1 - 89.0f;  // there n - k <= -127: -inf gives exactly 0
-        sum = exp_pass(xs, log ? nullptr : es, dim, ahead, [&](__m256 v) { return exp_scaled(v, lowest, kv); });
-        log_scale = k * 0.6931471805599453;
+        sum = exp_pass(xs, log ? nullptr : es, dim, ahead, [&](__m256 v) { return exp_scaled(v, lowest, k); });
+        if (log) sum /= _mm256_cvtss_f32(exp_scaled(mx, lowest, k));  // sum_i exp(x[i] - m)
       } else {
         sum = exp_pass(xs, log ? nullptr : es, dim, ahead, [&](__m256 v) { return exp_diff(v, mx); });
-        log_scale = m1;
       }
       if (log) {
-        // y[i] = x[i] - log(sum_j exp(x[j])), rounded once
-        const __m256d lse = _mm256_set1_pd(log_scale + std::log(sum));
+        // y[i] = x[i] - (m + log(sum)), rounded once
+        const __m256d lse = _mm256_set1_pd(static_cast<double>(m1) + std::log(sum));
         for (int64_t i = 0; i < full; i += 8) store_out(ys + i, sub_wide(_mm256_loadu_ps(xs + i), lse));
         if (rest) _mm256_maskstore_ps(ys + full, tm, sub_wide(_mm256_maskload_ps(xs + full, tm), lse));
       } else {
