@@ -11,6 +11,8 @@ independent AVX2 FMA chains, else a large torch matmul) and the copy bandwidth (
 two 64 MiB arrays, read + written bytes), each the best of a measurement at the start and one at
 the end. For the memory-bound ops, "out= ms" is medconv writing
 into a preallocated output: the kernel alone, without the page faults of a fresh output.
+With two or more thread counts, a last section times medconv's convs at the lowest and highest
+count, interleaved, for the speed-up (the main rows of different thread counts run minutes apart).
 
 Calls are interleaved (medconv, peer, medconv, ...) so that drift hits both sides alike. PyTorch's
 OpenMP threads would otherwise keep spinning after each of its calls and take the cores from the
@@ -214,6 +216,7 @@ class Runner:
         self.rows = []
         self.pattern = re.compile(args.only, re.I) if args.only else None
         self.peaks = {}
+        self.scaling = []
 
     def wanted(self, name):
         return self.pattern is None or bool(self.pattern.search(name))
@@ -433,6 +436,37 @@ def _cnn_training(r, threads, shape, params, x, target):
 SECTIONS = [run_convs, run_backward, run_memory_bound, run_filters, run_cnn]
 
 
+def run_scaling(r, lo, hi):
+    """medconv's speed-up from lo to hi threads on the convs, the two thread counts' calls
+    interleaved (lo, hi, lo, ...) so that both see the same moment of a shared machine."""
+    for case in shapes.CONVS:
+        name = f"{case.name} {case.label}"
+        if not r.wanted(name):
+            continue
+        x, w, b = shapes.conv_data(case)
+        f, kw = shapes.medconv_conv(case), case.kwargs()
+        out = np.empty_like(f(x, w, b, **kw))
+
+        def at(n):
+            def call():
+                medconv.set_num_threads(n)
+                f(x, w, b, out=out, **kw)
+            return call
+
+        m_lo, m_hi = r.time_pair(at(lo), at(hi))
+        r.scaling.append({"case": name, "threads": [lo, hi], "ms": [m_lo * 1e3, m_hi * 1e3], "speedup": m_lo / m_hi})
+        print(f"  {name:<28} {lo}t {fmt(m_lo * 1e3)} ms  {hi}t {fmt(m_hi * 1e3)} ms  speed-up {m_lo / m_hi:.2f}",
+              file=sys.stderr, flush=True)
+
+
+def scaling_table(rows):
+    lo, hi = rows[0]["threads"]
+    out = [f"Thread scaling of medconv's convs ({lo} and {hi} threads interleaved in one run):", "",
+           f"| case | {lo}t ms | {hi}t ms | speed-up |", "|---|---|---|---|"]
+    out += [f"| {row['case']} | {fmt(row['ms'][0])} | {fmt(row['ms'][1])} | {row['speedup']:.2f} |" for row in rows]
+    return "\n".join(out)
+
+
 # ------------------------------------------------------------------------ output
 
 
@@ -463,6 +497,8 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=5, help="timed runs per side and row (median; default 5)")
     ap.add_argument("--omp-active", action="store_true",
                     help="keep OpenMP's default wait policy (torch's idle threads spin after each call)")
+    ap.add_argument("--no-scaling", action="store_true",
+                    help="skip the interleaved thread-scaling rows (run when --threads has two or more counts)")
     ap.add_argument("--budget", type=float, default=3.0,
                     help="seconds per side and row at most: slow calls get fewer runs (default 3)")
     args = ap.parse_args(argv)
@@ -486,6 +522,8 @@ def main(argv=None):
             torch.set_num_threads(n)
             for section in SECTIONS:
                 section(r, n)
+        if len(args.threads) > 1 and not args.no_scaling:
+            run_scaling(r, min(args.threads), max(args.threads))
         # the machines are shared: measure the limits again at the end and keep the best of the two
         for n in args.threads:
             peak, method = fma_peak(n, probe)
@@ -499,12 +537,14 @@ def main(argv=None):
         medconv.set_num_threads(before[0])
         torch.set_num_threads(before[1])
     print(table(r.rows, r.peaks))
+    if r.scaling:
+        print("\n" + scaling_table(r.scaling))
     print(f"\n{info['cpu']}, {info['cores']} cores, medconv ISA {info['isa']}, torch {info['torch']}; "
           f"{time.perf_counter() - t_start:.0f} s")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": info, "peaks": {str(k): v for k, v in r.peaks.items()}, "rows": r.rows,
-                       "args": vars(args)}, fh, indent=1)
+                       "scaling": r.scaling, "args": vars(args)}, fh, indent=1)
     return 1 if any(str(row.get("check", "")).startswith("FAIL") for row in r.rows) else 0
 
 
