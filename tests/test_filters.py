@@ -65,6 +65,26 @@ def test_identity_and_blur_properties():
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_any_kernel_numpy_fast_path(dtype):
+    # numpy images and kernels with a zero border go straight to the kernel: the same bits as the
+    # full path (a list kernel, a strided image), and the reference, for odd kernels of every shape,
+    # kernels larger than the image, stacks, and kernels of the other float dtype
+    rng = np.random.default_rng(5)
+    for kshape, ishape in [((1, 1), (9, 7)), ((3, 5), (20, 31)), ((7, 7), (3, 4)), ((9, 1), (2, 17, 12)),
+                           ((5, 5), (1, 1)), ((3, 3), (4, 40, 33))]:
+        image = (rng.standard_normal(ishape) * 100).astype(dtype)
+        other = np.float64 if dtype == np.float32 else np.float32
+        for kernel in (rng.standard_normal(kshape).astype(dtype), rng.standard_normal(kshape).astype(other)):
+            got = filters.apply(image, kernel)
+            assert got.dtype == dtype and got.shape == image.shape
+            np.testing.assert_array_equal(got, filters.apply(image, kernel.tolist()))
+            strided = np.zeros(ishape[:-1] + (2 * ishape[-1],), dtype)[..., ::2]
+            strided[...] = image
+            np.testing.assert_array_equal(got, filters.apply(strided, kernel))
+            assert_close(got, _reference_filter(image, kernel.astype(dtype), "zeros"), dtype=dtype, what=str(kshape))
+
+
 def test_torch_tensor_in_torch_out(torch):
     t = torch.randn(12, 13)
     out = filters.sharpen(t)

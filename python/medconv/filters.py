@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _core
 from . import functional as F
 from ._backend import as_array, wrap
 
@@ -31,9 +32,34 @@ EDGE_VARIANTS = ("laplacian8", "laplacian4", "diagonal", "vertical", "horizontal
 BORDERS = ("zeros", "reflect", "replicate", "circular")
 
 
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _apply_zeros_fast(x: np.ndarray, kernel: np.ndarray):
+    """apply() with a zero border on a contiguous float numpy image and a 2D numpy kernel of odd
+    sizes, straight to the convolution kernel (what conv2d would check, checked here in a few
+    attribute reads: a 512x512 filter call is ~0.15 ms, of which Python was 20 us); None when the
+    arguments need apply()'s full checks."""
+    if x.ndim not in (2, 3) or x.dtype not in _FLOAT_DTYPES or not x.flags.c_contiguous or x.size == 0:
+        return None
+    if kernel.ndim != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+        return None
+    k = kernel if kernel.dtype == x.dtype and kernel.flags.c_contiguous else np.ascontiguousarray(kernel, x.dtype)
+    kh, kw = k.shape
+    h, w = x.shape[-2:]
+    y = _core.empty(x.shape, x.dtype)
+    _core.conv_forward(x.reshape(-1, 1, 1, h, w), k.reshape(1, 1, 1, kh, kw), None, y.reshape(-1, 1, 1, h, w),
+                       (1, 1, 1), (0, kh // 2, kw // 2), (1, 1, 1), 1, 0)
+    return y
+
+
 def apply(image, kernel, border: str = "zeros"):
     """Convolves a (H, W) image or an (N, H, W) stack with a 2D kernel, keeping the size
     ('same' padding); border is how the outside is filled: zeros, reflect, replicate, circular."""
+    if border == "zeros" and type(image) is np.ndarray and type(kernel) is np.ndarray:
+        y = _apply_zeros_fast(image, kernel)
+        if y is not None:
+            return y
     x, src = as_array(image, "image")
     if x.ndim not in (2, 3):
         raise ValueError(f"image must be 2D (H, W) or 3D (N, H, W), got shape {tuple(x.shape)}")
