@@ -107,8 +107,13 @@ void gemm_blocked(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, in
   static_assert(NC % NR == 0, "NC must be a multiple of NR");
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = std::min(NC, j1 - jc);
-    for (int64_t pc = 0; pc < K; pc += KC) {
-      const int64_t kc = std::min(KC, K - pc);
+    // K in passes of equal depth (a multiple of 8, at most KC): no short last pass, whose
+    // micro-kernel calls would pay their C loads and stores for little work (S5, K = 576:
+    // 3 x 192 instead of 256 + 256 + 64, 2-10% faster)
+    const int64_t passes = (K + KC - 1) / KC;
+    const int64_t kstep = std::min(KC, ((K + passes - 1) / passes + 7) / 8 * 8);
+    for (int64_t pc = 0; pc < K; pc += kstep) {
+      const int64_t kc = std::min(kstep, K - pc);
       pack_b(pc, kc, jc, nc, work);
       const bool first = pc == 0, last = pc + kc >= K;
       for (int64_t jr = 0; jr < nc; jr += NR) {
