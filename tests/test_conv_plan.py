@@ -6,7 +6,7 @@ import pytest
 import medconv as mc
 import medconv.functional as F
 import reference as ref
-from conftest import assert_close
+from conftest import assert_close, torch_apply
 from medconv import _core
 
 CASES = [  # (x shape, w shape, kwargs)
@@ -44,6 +44,21 @@ def _expected(x, w, b, kw, relu):
     f = {3: ref.conv1d, 4: ref.conv2d, 5: ref.conv3d}[x.ndim]
     y = f(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), **kw)
     return np.maximum(y, 0) if relu else y
+
+
+@pytest.mark.parametrize("case", [i for i, (xs, _, _) in enumerate(CASES) if np.prod(xs[1:]) * 4 > 1 << 20])
+def test_row_order_packing_matches_torch(fresh_plans, maybe_torch, case):
+    # the GEMM's row-order column packing (inputs over 1 MiB per group) against torch as well
+    if maybe_torch is None:
+        pytest.skip("torch is not installed")
+    fresh_plans.setenv("MEDCONV_CONV_ALGO", "gemm")
+    xs, ws, kw = CASES[case]
+    rng = np.random.default_rng(100 + case)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    fn = {4: "conv2d", 5: "conv3d"}[x.ndim]
+    assert_close(_conv(x, w, b, kw, False), torch_apply(maybe_torch, fn, x, w, b, **kw), dtype=np.float32)
 
 
 @pytest.mark.parametrize("algo", ["direct", "gemm", "winograd"])
