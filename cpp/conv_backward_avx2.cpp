@@ -128,7 +128,8 @@ void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* g
       parallel_for(s.groups * J, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, L)), [&](int64_t begin, int64_t end) {
         for (int64_t gj = begin; gj < end; ++gj) {
           const int64_t g = gj / J, j = gj % J;
-          const int64_t kw = j % s.KW, kh = (j / s.KW) % s.KH, kd = (j / (s.KW * s.KH)) % s.KD, ic = j / kvol;
+          const ConvTap tap(s, j);
+          const int64_t kw = tap.kw, kh = tap.kh, kd = tap.kd, ic = tap.ic;
           const T* xc = x + (n * s.C + g * Cg + ic) * xplane;
           T* dst = col.data() + gj * max_L;
           const Range ro = ow_range[kw];

@@ -36,22 +36,6 @@ struct PlainRows {
   }
 };
 
-// The tap (ic, kd, kh, kw) of im2col row k = ((ic*KD + kd)*KH + kh)*KW + kw, stepped row by row.
-struct ConvTap {
-  int64_t ic, kd, kh, kw;
-  ConvTap(const ConvShape& s, int64_t k)
-      : ic(k / (s.KW * s.KH * s.KD)), kd((k / (s.KW * s.KH)) % s.KD), kh((k / s.KW) % s.KH), kw(k % s.KW) {}
-  void next(const ConvShape& s) {
-    if (++kw < s.KW) return;
-    kw = 0;
-    if (++kh < s.KH) return;
-    kh = 0;
-    if (++kd < s.KD) return;
-    kd = 0;
-    ++ic;
-  }
-};
-
 // d[t] = x row `row` at iw0 + t*sw for t < NR, zero outside [0, W): one row of a panel whose NR
 // columns lie in one output row.
 template <int NR, class Rows>

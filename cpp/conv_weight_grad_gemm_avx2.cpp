@@ -23,7 +23,7 @@ constexpr int64_t kChunk = 16 * gemm::KC;  // output positions per K chunk
 // j of the panel, the input values along the output rows, copied in runs.
 void gather_rows(const ConvShape& s, const float* xg, int64_t p_begin, int64_t kc, int64_t j0, int count,
                  float* rows, int64_t ld) {
-  const int64_t kvol = s.KD * s.KH * s.KW, plane = s.D * s.H * s.W;
+  const int64_t plane = s.D * s.H * s.W;
   for (int t = 0; t < NR; ++t) {
     float* dst = rows + t * ld;
     if (t >= count) {
@@ -31,7 +31,8 @@ void gather_rows(const ConvShape& s, const float* xg, int64_t p_begin, int64_t k
       continue;
     }
     const int64_t j = j0 + t;
-    const int64_t kw = j % s.KW, kh = (j / s.KW) % s.KH, kd = (j / (s.KW * s.KH)) % s.KD, ic = j / kvol;
+    const ConvTap tap(s, j);
+    const int64_t kw = tap.kw, kh = tap.kh, kd = tap.kd, ic = tap.ic;
     const float* xc = xg + ic * plane;
     const int64_t w_off = kw * s.dilation[2] - s.pad[2];
     for (int64_t kk = 0, p = p_begin; kk < kc;) {

@@ -14,6 +14,26 @@ struct ConvShape {
   int64_t groups;
 };
 
+namespace {  // internal linkage: each ISA's file keeps the copy compiled with its flags
+
+// The tap (ic, kd, kh, kw) of im2col row k = ((ic*KD + kd)*KH + kh)*KW + kw, stepped row by row.
+struct ConvTap {
+  int64_t ic, kd, kh, kw;
+  ConvTap(const ConvShape& s, int64_t k)
+      : ic(k / (s.KW * s.KH * s.KD)), kd((k / (s.KW * s.KH)) % s.KD), kh((k / s.KW) % s.KH), kw(k % s.KW) {}
+  void next(const ConvShape& s) {
+    if (++kw < s.KW) return;
+    kw = 0;
+    if (++kh < s.KH) return;
+    kh = 0;
+    if (++kd < s.KD) return;
+    kd = 0;
+    ++ic;
+  }
+};
+
+}  // namespace
+
 enum class Activation : int { none = 0, relu = 1 };
 
 struct PoolShape {
