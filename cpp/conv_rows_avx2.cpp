@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "aligned.h"
 #include "conv_direct_avx2.h"
@@ -70,6 +72,10 @@ struct Job {
   bool relu;
   bool stream;         // the last pass writes whole 8-float blocks with streaming stores (rows 32-byte aligned)
   const float* zeros;  // at least W zeros
+  // Null, or the block's input rows copied between zeros, RB + KH - 1 rows of `padded_len` floats per
+  // pass (ic, kd) in order, entry 0 of each at input column -pw: then no load needs a mask.
+  const float* padded;
+  int64_t padded_len;
 };
 
 template <int KH, int KW, int RB>
@@ -88,6 +94,7 @@ void rows_block(const Job<KH, KW, RB>& job) {
     return;
   }
   const __m256 bias = _mm256_set1_ps(job.bias);
+  const float* padded = job.padded;
   for (int64_t ic = 0; ic < Cg; ++ic)
     for (int64_t kd = kd_lo; kd < kd_hi; ++kd) {
       const int64_t id = job.od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
@@ -97,33 +104,69 @@ void rows_block(const Job<KH, KW, RB>& job) {
       Pass<KH, KW, RB> p;
       for (int i = 0; i < RB + KH - 1; ++i) {
         const int64_t ih = job.oh0 - s.pad[1] + i;
-        p.rows[i] = (ih >= 0 && ih < s.H ? plane + ih * W : job.zeros) - pw;
+        p.rows[i] = padded ? padded + i * job.padded_len : (ih >= 0 && ih < s.H ? plane + ih * W : job.zeros) - pw;
       }
+      if (padded) padded += (RB + KH - 1) * job.padded_len;
       const float* taps = job.w + (ic * s.KD + kd) * KH * KW;
       for (int t = 0; t < KH * KW; ++t) p.taps[t] = _mm256_broadcast_ss(taps + t);
-      auto block = [&](int64_t ow, auto edge) {
-        constexpr bool kEdge = decltype(edge)::value;
+      // 8 outputs from ow of each row. kEdge: loads masked to the columns inside [0, W); kTail:
+      // outputs masked to those below OW.
+      auto block = [&](int64_t ow, auto edge, auto tail) {
+        constexpr bool kEdge = decltype(edge)::value, kTail = kEdge || decltype(tail)::value;
         const __m256i store_mask = column_mask(ow, OW);
         __m256 acc[RB];
         for (int r = 0; r < RB; ++r) {
           if (first) acc[r] = bias;
-          else if constexpr (kEdge) acc[r] = _mm256_maskload_ps(job.out[r] + ow, store_mask);
+          else if constexpr (kTail) acc[r] = _mm256_maskload_ps(job.out[r] + ow, store_mask);
           else acc[r] = _mm256_loadu_ps(job.out[r] + ow);
         }
         accumulate<KH, KW, RB, kEdge>(p, ow, pw, W, acc);
         for (int r = 0; r < RB; ++r) {
           if (last && job.relu) acc[r] = _mm256_max_ps(zero, acc[r]);  // NaN stays NaN
           if (last && job.stream && ow + 8 <= OW) _mm256_stream_ps(job.out[r] + ow, acc[r]);
-          else if constexpr (kEdge) _mm256_maskstore_ps(job.out[r] + ow, store_mask, acc[r]);
+          else if constexpr (kTail) _mm256_maskstore_ps(job.out[r] + ow, store_mask, acc[r]);
           else _mm256_storeu_ps(job.out[r] + ow, acc[r]);
         }
       };
+      using No = std::false_type;
+      using Yes = std::true_type;
+      if (padded) {  // every load inside the padded rows
+        int64_t ow = 0;
+        for (; ow + 8 <= OW; ow += 8) block(ow, No{}, No{});
+        if (ow < OW) block(ow, No{}, Yes{});
+        continue;
+      }
       // Blocks whose columns ow - pw .. ow + 7 - pw + KW - 1 all lie inside [0, W) and inside OW.
       const int64_t inner_end = std::min(OW, W + pw - KW + 1) - 8;
       int64_t ow = 0;
-      for (; ow < pw && ow < OW; ow += 8) block(ow, std::true_type{});
-      for (; ow <= inner_end; ow += 8) block(ow, std::false_type{});
-      for (; ow < OW; ow += 8) block(ow, std::true_type{});
+      for (; ow < pw && ow < OW; ow += 8) block(ow, Yes{}, Yes{});
+      for (; ow <= inner_end; ow += 8) block(ow, No{}, No{});
+      for (; ow < OW; ow += 8) block(ow, Yes{}, Yes{});
+    }
+}
+
+constexpr int64_t kMaxPaddedFloats = 32768;  // 128 KiB: beyond it, edge blocks mask their loads
+
+// dst[pass][i][c + pw] = x[ic, id, oh0 - ph + i, c] for each pass (ic, kd) whose plane id exists, in
+// order, i < nrows, c < W; zero elsewhere (rows outside the plane, and the columns around the row).
+// xg: [Cg, D, H, W]; dst rows of len floats
+inline void fill_padded_rows(const ConvShape& s, const float* xg, int64_t od, int64_t oh0, int64_t nrows, int64_t len,
+                             float* dst) {
+  const int64_t Cg = s.C / s.groups, pw = s.pad[2];
+  for (int64_t ic = 0; ic < Cg; ++ic)
+    for (int64_t kd = 0; kd < s.KD; ++kd) {
+      const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+      if (id < 0 || id >= s.D) continue;
+      for (int64_t i = 0; i < nrows; ++i, dst += len) {
+        const int64_t ih = oh0 - s.pad[1] + i;
+        if (ih < 0 || ih >= s.H) {
+          std::memset(dst, 0, static_cast<size_t>(len) * sizeof(float));
+          continue;
+        }
+        std::memset(dst, 0, static_cast<size_t>(pw) * sizeof(float));
+        std::memcpy(dst + pw, xg + ((ic * s.D + id) * s.H + ih) * s.W, static_cast<size_t>(s.W) * sizeof(float));
+        std::memset(dst + pw + s.W, 0, static_cast<size_t>(len - pw - s.W) * sizeof(float));
+      }
     }
 }
 
@@ -146,9 +189,16 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   const int64_t chunks = (row_blocks + per_task - 1) / per_task;
   const int64_t plane_out = s.OD * s.OH * s.OW;
   const bool stream = s.N * s.OC * plane_out * 4 >= kStreamStoreBytes;
+  // Padded input rows: every block then loads without masks (the two edge blocks of a row, masked,
+  // cost as much as 6 inner ones); built once per row block for all the output channels.
+  const int64_t pw = s.pad[2], row_len = (s.OW + 7) / 8 * 8 + KW - 1;
+  const int64_t padded_len = (std::max(pw + s.W, row_len) + 7) / 8 * 8;
+  const int64_t padded_floats = Cg * s.KD * (RB + KH - 1) * padded_len;
+  const bool pad_rows = OCg > 1 && padded_floats <= kMaxPaddedFloats;
   parallel_for(units * chunks, 1, [&](int64_t begin, int64_t end) {
     const float* zeros = thread_zeros(s.W + 16);
     float* spare = thread_scratch<float>(RB * (s.OW + 8), 5);  // rows past OH, or a staged block
+    float* padded = pad_rows ? thread_scratch<float>(padded_floats, 4) : nullptr;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t chunk = t % chunks, od = (t / chunks) % s.OD;
       const int64_t g = (t / (chunks * s.OD)) % G, n = t / (chunks * s.OD * G);
@@ -163,11 +213,12 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
       // Row block outer, channel inner: the block's input rows stay in L1 for all the channels.
       for (int64_t rb = chunk * per_task; rb < rb_end; ++rb) {
         const int64_t oh0 = rb * RB, rows = std::min<int64_t>(RB, s.OH - oh0);
+        if (pad_rows) fill_padded_rows(s, xg, od, oh0, RB + KH - 1, padded_len, padded);
         for (int64_t o = 0; o < OCg; ++o) {
           const int64_t oc = g * OCg + o;
           float* out = y + (n * s.OC + oc) * plane_out + (od * s.OH + oh0) * s.OW;
           Job<KH, KW, RB> job{&s, xg, w + oc * Cg * s.KD * KH * KW, bias ? bias[oc] : 0.0f, {}, od, oh0, relu,
-                              stream && !staged, zeros};
+                              stream && !staged, zeros, padded, padded_len};
           for (int r = 0; r < RB; ++r) {
             job.out[r] = r < rows && !staged ? out + r * s.OW : spare + r * (s.OW + 8);
             job.stream &= (reinterpret_cast<uintptr_t>(job.out[r]) & 31) == 0;

@@ -108,6 +108,36 @@ def test_depthwise_and_single_channel(direct, rng):
     assert_close(F.conv2d(img, k, padding="same"), R.conv2d(img, k, padding="same"), dtype=np.float32)
 
 
+@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_padded_rows_give_the_bits_of_masked_edges(direct, rng, nd, k):
+    # Several output channels per group read zero-padded copies of the input rows; a lone output
+    # channel masks its edge loads instead. Per output the taps come in the same order, so a conv with
+    # many channels equals, bit for bit, each of its channels computed alone.
+    for _ in range(6):
+        groups = int(rng.integers(1, 3))
+        cg, ocg = int(rng.integers(1, 3)), int(rng.integers(2, 5))
+        spatial = ([int(rng.integers(1, 6))] if nd == 3 else []) + [int(rng.integers(1, 12)),
+                                                                      int(rng.choice([1, 3, 8, 9, 17, 30]))]
+        pad = [int(rng.integers(0, k + 3)) for _ in range(nd)]
+        if any(s + 2 * p < k for s, p in zip(spatial[-2:], pad[-2:])):
+            continue
+        kd = int(rng.choice([1, 3])) if nd == 3 else None
+        if nd == 3 and spatial[0] + 2 * pad[0] < kd:
+            continue
+        x = rng.standard_normal((int(rng.integers(1, 3)), cg * groups, *spatial)).astype(np.float32)
+        w = rng.standard_normal((ocg * groups, cg) + ((kd,) if nd == 3 else ()) + (k, k)).astype(np.float32)
+        b = rng.standard_normal(ocg * groups).astype(np.float32)
+        conv = getattr(F, f"conv{nd}d")
+        y = conv(x, w, b, padding=tuple(pad), groups=groups)
+        for g in range(groups):
+            xg = np.ascontiguousarray(x[:, g * cg:(g + 1) * cg])
+            for o in range(g * ocg, (g + 1) * ocg):
+                alone = conv(xg, w[o:o + 1], b[o:o + 1], padding=tuple(pad))
+                np.testing.assert_array_equal(y[:, o:o + 1], alone, err_msg=f"x{x.shape} w{w.shape} pad {pad}")
+        assert_close(y, _expected(nd, x, w, b, dict(padding=tuple(pad), groups=groups), False), dtype=np.float32)
+
+
 @pytest.mark.parametrize("xs,ws", [((2, 1, 45, 77), (7, 1, 3, 3)), ((1, 1, 9, 30, 41), (5, 1, 3, 3, 3)),
                                    ((1, 1, 260, 250), (70, 1, 3, 3))])
 def test_same_bits_for_any_thread_count(direct, rng, xs, ws):
