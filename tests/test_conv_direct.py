@@ -111,12 +111,13 @@ def test_depthwise_and_single_channel(direct, rng):
 @pytest.mark.parametrize("nd", [2, 3])
 @pytest.mark.parametrize("k", [3, 5, 7])
 def test_padded_rows_give_the_bits_of_masked_edges(direct, rng, nd, k):
-    # Several output channels per group read zero-padded copies of the input rows; a lone output
-    # channel masks its edge loads instead. Per output the taps come in the same order, so a conv with
-    # many channels equals, bit for bit, each of its channels computed alone.
+    # Several output channels per group read zero-padded copies of the input rows, 6 or more of them
+    # in tiles of 6 channels x 16 columns with all their taps at once; a lone output channel masks
+    # its edge loads and sums one (input channel, kd) pass at a time. Per output the taps come in the
+    # same order, so a conv with many channels equals, bit for bit, each of its channels alone.
     for _ in range(6):
         groups = int(rng.integers(1, 3))
-        cg, ocg = int(rng.integers(1, 3)), int(rng.integers(2, 5))
+        cg, ocg = int(rng.integers(1, 3)), int(rng.choice([2, 3, 5, 6, 7, 11, 12, 13]))
         spatial = ([int(rng.integers(1, 6))] if nd == 3 else []) + [int(rng.integers(1, 12)),
                                                                       int(rng.choice([1, 3, 8, 9, 17, 30]))]
         pad = [int(rng.integers(0, k + 3)) for _ in range(nd)]
@@ -136,6 +137,18 @@ def test_padded_rows_give_the_bits_of_masked_edges(direct, rng, nd, k):
                 alone = conv(xg, w[o:o + 1], b[o:o + 1], padding=tuple(pad))
                 np.testing.assert_array_equal(y[:, o:o + 1], alone, err_msg=f"x{x.shape} w{w.shape} pad {pad}")
         assert_close(y, _expected(nd, x, w, b, dict(padding=tuple(pad), groups=groups), False), dtype=np.float32)
+
+
+@pytest.mark.parametrize("xs,ws", [((2, 1, 300, 301), (13, 1, 3, 3)),         # 9 taps, streamed: tiles 5+4+4
+                                   ((1, 1, 20, 70, 37), (8, 1, 3, 3, 3))])   # 27 taps: tiles 4+4, a ragged row
+def test_channel_tiles_give_the_bits_of_one_channel(direct, rng, xs, ws):
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    conv = F.conv3d if len(xs) == 5 else F.conv2d
+    y = conv(x, w, b, padding=1, activation="relu")
+    for o in range(ws[0]):
+        np.testing.assert_array_equal(y[:, o:o + 1], conv(x, w[o:o + 1], b[o:o + 1], padding=1, activation="relu"))
 
 
 @pytest.mark.parametrize("xs,ws", [((2, 1, 45, 77), (7, 1, 3, 3)), ((1, 1, 9, 30, 41), (5, 1, 3, 3, 3)),
