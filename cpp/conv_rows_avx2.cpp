@@ -17,6 +17,7 @@
 #include "memory.h"
 #include "parallel.h"
 #include "stream_avx2.h"
+#include "tile6x16_avx2.h"
 
 namespace medconv {
 namespace {
@@ -190,31 +191,17 @@ constexpr int kTileOC = 6;
 template <int MR>
 inline void channel_tile(int64_t nk, const float* const* brow, const int64_t* aoff, const float* ap, int64_t ow,
                          const float* bias6, float* c, int64_t ldc, int mr, int nr, bool relu, bool stream) {
-  // 12 named accumulators: an array of them is not kept in registers
-  __m256 c00 = _mm256_set1_ps(bias6[0]), c01 = c00, c10 = _mm256_set1_ps(bias6[1]), c11 = c10,
-         c20 = _mm256_set1_ps(bias6[2]), c21 = c20, c30 = _mm256_set1_ps(bias6[3]), c31 = c30,
-         c40 = _mm256_set1_ps(bias6[4]), c41 = c40, c50 = _mm256_set1_ps(bias6[5]), c51 = c50;
+  avx2::Tile6x16 t;
+  t.c00 = t.c01 = _mm256_set1_ps(bias6[0]);
+  t.c10 = t.c11 = _mm256_set1_ps(bias6[1]);
+  t.c20 = t.c21 = _mm256_set1_ps(bias6[2]);
+  t.c30 = t.c31 = _mm256_set1_ps(bias6[3]);
+  t.c40 = t.c41 = _mm256_set1_ps(bias6[4]);
+  t.c50 = t.c51 = _mm256_set1_ps(bias6[5]);
 #pragma GCC unroll 4
   for (int64_t k = 0; k < nk; ++k) {
     const float* b = brow[k] + ow;
-    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-    const float* a = ap + aoff[k];
-    __m256 av = _mm256_broadcast_ss(a + 0);
-    c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-    av = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-    if constexpr (MR > 2) {
-      av = _mm256_broadcast_ss(a + 2);
-      c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-      av = _mm256_broadcast_ss(a + 3);
-      c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-    }
-    if constexpr (MR > 4) {
-      av = _mm256_broadcast_ss(a + 4);
-      c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
-      av = _mm256_broadcast_ss(a + 5);
-      c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
-    }
+    avx2::rank1_update<MR>(t, ap + aoff[k], _mm256_loadu_ps(b), _mm256_loadu_ps(b + 8));
   }
   const __m256 zero = _mm256_setzero_ps();
   const __m256i m0 = column_mask(ow, ow + nr), m1 = column_mask(ow + 8, ow + nr);  // lanes below nr
@@ -233,12 +220,7 @@ inline void channel_tile(int64_t nk, const float* const* brow, const int64_t* ao
       _mm256_maskstore_ps(cr + 8, m1, v1);
     }
   };
-  store(0, c00, c01);
-  store(1, c10, c11);
-  store(2, c20, c21);
-  store(3, c30, c31);
-  store(4, c40, c41);
-  store(5, c50, c51);
+  avx2::for_each_row(t, store);
 }
 
 // Output rows per block: 4 accumulators, 9 taps and an input vector fit the 16 registers (larger
