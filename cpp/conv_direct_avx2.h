@@ -12,4 +12,9 @@ void conv_direct_avx2_f32(const ConvShape& s, const float* x, const float* w, co
 // KH x KW of 3x3, 5x5 or 7x7; false (nothing written) for any other shape.
 bool conv_rows_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu);
 
+// Whether conv_rows_avx2_f32 takes s, and whether it runs s in channel tiles (6+ output channels per
+// group: the GEMM's register tile without its packing).
+bool conv_rows_applies(const ConvShape& s);
+bool conv_rows_channel_tiles(const ConvShape& s);
+
 }  // namespace medconv

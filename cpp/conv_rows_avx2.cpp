@@ -228,6 +228,29 @@ inline void channel_tile(int64_t nk, const float* const* brow, const int64_t* ao
 // when the rows are streamed straight from the registers.
 constexpr int kRowBlock = 4;
 
+struct RowsLayout {
+  int64_t padded_len, padded_floats;  // floats per padded input row, and per row block (all passes)
+  bool pad_rows, tiles;
+};
+
+// Padded input rows where a group has several output channels: every block then loads without
+// masks (the two edge blocks of a row, masked, cost as much as 6 inner ones); built once per row
+// block for all the output channels. Channel tiles where it has at least kTileOC: all the taps of
+// an output at once, up to kTileOC channels per loaded input vector. They win where the taps are
+// many or the output is streamed (S2 29%, S8 27-30% faster at 1 and 2 threads); small 2D outputs
+// with 9 taps run as fast or faster one channel at a time.
+inline RowsLayout rows_layout(const ConvShape& s) {
+  const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
+  const int64_t row_len = (s.OW + 15) / 16 * 16 + s.KW - 1;
+  RowsLayout lay;
+  lay.padded_len = (std::max(s.pad[2] + s.W, row_len) + 7) / 8 * 8;
+  lay.padded_floats = Cg * s.KD * (kRowBlock + s.KH - 1) * lay.padded_len;
+  lay.pad_rows = OCg > 1 && lay.padded_floats <= kMaxPaddedFloats;
+  const bool stream = s.N * s.OC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
+  lay.tiles = lay.pad_rows && OCg >= kTileOC && (Cg * s.KD * s.KH * s.KW >= 27 || stream);
+  return lay;
+}
+
 // Large outputs bypass the caches (memory.h). A block of one pass streams its rows straight from
 // the registers; a block of several passes (input channels, kd) accumulates in a per-thread L1 copy
 // of its rows and streams them out after the last pass.
@@ -242,19 +265,11 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   const int64_t chunks = (row_blocks + per_task - 1) / per_task;
   const int64_t plane_out = s.OD * s.OH * s.OW;
   const bool stream = s.N * s.OC * plane_out * 4 >= kStreamStoreBytes;
-  // Padded input rows: every block then loads without masks (the two edge blocks of a row, masked,
-  // cost as much as 6 inner ones); built once per row block for all the output channels.
-  const int64_t pw = s.pad[2], row_len = (s.OW + 15) / 16 * 16 + KW - 1;
-  const int64_t padded_len = (std::max(pw + s.W, row_len) + 7) / 8 * 8;
-  const int64_t padded_floats = Cg * s.KD * (RB + KH - 1) * padded_len;
-  const bool pad_rows = OCg > 1 && padded_floats <= kMaxPaddedFloats;
-  // Channel tiles where a group has at least kTileOC output channels: all the taps of an output at
-  // once, from the padded rows, up to kTileOC channels per loaded input vector. They win where the
-  // taps are many or the output is streamed (S2 29%, S8 27-30% faster at 1 and 2 threads); small
-  // 2D outputs with 9 taps run as fast or faster one channel at a time.
+  const RowsLayout lay = rows_layout(s);
+  const int64_t padded_len = lay.padded_len, padded_floats = lay.padded_floats;
+  const bool pad_rows = lay.pad_rows, tiles = lay.tiles;
   // The channels in tiles of equal size (8 = 4 + 4, not 6 + 2): tile t holds [tile_oc(t), tile_oc(t + 1)).
   const int64_t K = Cg * s.KD * KH * KW, oc_tiles = (OCg + kTileOC - 1) / kTileOC;
-  const bool tiles = pad_rows && OCg >= kTileOC && (K >= 27 || stream);
   auto tile_oc = [&](int64_t t) { return t * OCg / oc_tiles; };
   std::unique_ptr<float, FreeDeleter> wt;  // [G][oc_tiles][K][kTileOC], zero past the tile's channels
   if (tiles) {
@@ -343,11 +358,17 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
 
 }  // namespace
 
+bool conv_rows_applies(const ConvShape& s) {
+  // Column masks are 32-bit lane compares; the 8-float blocks of a row may end past OW.
+  return s.stride[1] == 1 && s.stride[2] == 1 && s.dilation[1] == 1 && s.dilation[2] == 1 && s.KH == s.KW &&
+         (s.KH == 3 || s.KH == 5 || s.KH == 7) && s.W < (int64_t{1} << 30) && s.OW < (int64_t{1} << 30);
+}
+
+bool conv_rows_channel_tiles(const ConvShape& s) { return conv_rows_applies(s) && rows_layout(s).tiles; }
+
 bool conv_rows_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                         bool relu) {
-  if (s.stride[1] != 1 || s.stride[2] != 1 || s.dilation[1] != 1 || s.dilation[2] != 1) return false;
-  // Column masks are 32-bit lane compares; the 8-float blocks of a row may end past OW.
-  if (s.W >= (int64_t{1} << 30) || s.OW >= (int64_t{1} << 30)) return false;
+  if (!conv_rows_applies(s)) return false;
   const int64_t kh = s.KH, kw = s.KW;
   if (kh == 3 && kw == 3) run_rows<3, 3>(s, x, w, bias, y, relu);
   else if (kh == 5 && kw == 5) run_rows<5, 5>(s, x, w, bias, y, relu);

@@ -104,3 +104,19 @@ def test_plan_is_cached_per_shape(fresh_plans):
     plans = _core.conv_plans()
     assert len(plans) == 2
     assert {(p["C"], p["OC"], p["pad_h"], p["OH"]) for p in plans} == {(4, 2, 0, 8), (4, 2, 1, 10)}
+
+
+@pytest.mark.parametrize("xs,ws,algo", [
+    ((1, 4, 32, 32), (32, 4, 3, 3), "direct"),        # few inputs, many outputs: the direct kernel's channel tiles
+    ((1, 6, 32, 32), (16, 6, 3, 3), "direct"),
+    ((1, 8, 64, 64), (32, 8, 3, 3), "winograd"),      # 8 inputs in 2D: Winograd
+    ((1, 4, 8, 32, 32), (16, 4, 3, 3, 3), "winograd"),  # 4 inputs in 3D (3 planes of taps each): Winograd
+    ((1, 3, 8, 32, 32), (16, 3, 3, 3, 3), "direct"),
+])
+def test_rule_for_few_input_channels(fresh_plans, xs, ws, algo):
+    if mc.backend_info()["isa"] != "avx2":
+        pytest.skip("the rule measured on AVX2; other ISAs have their own")
+    x = np.ones(xs, np.float32)
+    conv = F.conv3d if len(xs) == 5 else F.conv2d
+    conv(x, np.ones(ws, np.float32), padding=1)
+    assert _core.conv_plans()[-1]["algorithm"] == algo
