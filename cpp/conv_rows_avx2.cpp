@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <type_traits>
 
@@ -186,11 +187,11 @@ constexpr int kTileOC = 6;
 // r < mr, with b_k = brow[k] + ow (16 floats readable) and a[k] = ap + aoff[k] (kTileOC weights,
 // zero past mr). Per output the bias comes first and then one FMA per tap in order, as rows_block
 // sums them, so both kernels give the same bits.
-// c: output row of channel 0, channels ldc apart; stream: whole 16-column rows with streaming stores
+// c: output row of channel 0, channels ldc apart
 // MR (2, 4 or 6 >= mr): the channels computed, fewer for the last tile of a group.
 template <int MR>
 inline void channel_tile(int64_t nk, const float* const* brow, const int64_t* aoff, const float* ap, int64_t ow,
-                         const float* bias6, float* c, int64_t ldc, int mr, int nr, bool relu, bool stream) {
+                         const float* bias6, float* c, int64_t ldc, int mr, int nr, bool relu) {
   avx2::Tile6x16 t;
   t.c00 = t.c01 = _mm256_set1_ps(bias6[0]);
   t.c10 = t.c11 = _mm256_set1_ps(bias6[1]);
@@ -209,10 +210,7 @@ inline void channel_tile(int64_t nk, const float* const* brow, const int64_t* ao
     if (r >= std::min(mr, MR)) return;
     if (relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);  // NaN stays NaN
     float* cr = c + r * ldc;
-    if (nr == 16 && stream) {
-      _mm256_stream_ps(cr, v0);
-      _mm256_stream_ps(cr + 8, v1);
-    } else if (nr == 16) {
+    if (nr == 16) {
       _mm256_storeu_ps(cr, v0);
       _mm256_storeu_ps(cr + 8, v1);
     } else {
@@ -237,8 +235,8 @@ struct RowsLayout {
 // masks (the two edge blocks of a row, masked, cost as much as 6 inner ones); built once per row
 // block for all the output channels. Channel tiles where it has at least kTileOC: all the taps of
 // an output at once, up to kTileOC channels per loaded input vector. They win where the taps are
-// many or the output is streamed (S2 29%, S8 27-30% faster at 1 and 2 threads); small 2D outputs
-// with 9 taps run as fast or faster one channel at a time.
+// many or the output large (S2 29%, S8 27-30% faster at 1 and 2 threads); small 2D outputs with 9
+// taps run as fast or faster one channel at a time.
 inline RowsLayout rows_layout(const ConvShape& s) {
   const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
   const int64_t row_len = (s.OW + 15) / 16 * 16 + s.KW - 1;
@@ -246,8 +244,8 @@ inline RowsLayout rows_layout(const ConvShape& s) {
   lay.padded_len = (std::max(s.pad[2] + s.W, row_len) + 7) / 8 * 8;
   lay.padded_floats = Cg * s.KD * (kRowBlock + s.KH - 1) * lay.padded_len;
   lay.pad_rows = OCg > 1 && lay.padded_floats <= kMaxPaddedFloats;
-  const bool stream = s.N * s.OC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
-  lay.tiles = lay.pad_rows && OCg >= kTileOC && (Cg * s.KD * s.KH * s.KW >= 27 || stream);
+  const bool large = s.N * s.OC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
+  lay.tiles = lay.pad_rows && OCg >= kTileOC && (Cg * s.KD * s.KH * s.KW >= 27 || large);
   return lay;
 }
 
@@ -286,8 +284,8 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
     const float* zeros = thread_zeros(s.W + 16);
     float* spare = thread_scratch<float>(RB * (s.OW + 8), 5);  // rows past OH, or a staged block
     float* padded = pad_rows ? thread_scratch<float>(padded_floats, 4) : nullptr;
-    const float** brow = tiles ? thread_scratch<const float*>(K, 3) : nullptr;  // a tile's taps: input rows
-    int64_t* aoff = tiles ? thread_scratch<int64_t>(K, 2) : nullptr;              // and weight offsets
+    const float** brow = tiles ? thread_scratch<const float*>(RB * K, 3) : nullptr;  // each row's taps: input rows
+    int64_t* aoff = tiles ? thread_scratch<int64_t>(RB * K, 2) : nullptr;              // and weight offsets
     for (int64_t t = begin; t < end; ++t) {
       const int64_t chunk = t % chunks, od = (t / chunks) % s.OD;
       const int64_t g = (t / (chunks * s.OD)) % G, n = t / (chunks * s.OD * G);
@@ -304,34 +302,39 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
         const int64_t oh0 = rb * RB, rows = std::min<int64_t>(RB, s.OH - oh0);
         if (pad_rows) fill_padded_rows(s, xg, od, oh0, RB + KH - 1, padded_len, padded);
         if (tiles) {
+          // the taps of each output row in order: passes (ic, kd) whose plane exists, then (kh, kw)
+          int64_t nk = 0;
           for (int64_t r = 0; r < rows; ++r) {
-            // the taps in order: passes (ic, kd) whose plane exists, then (kh, kw)
-            int64_t nk = 0;
+            nk = 0;
             for (int64_t ic = 0, pass = 0; ic < Cg; ++ic)
               for (int64_t kd = 0; kd < s.KD; ++kd) {
                 const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
                 if (id < 0 || id >= s.D) continue;
                 for (int64_t kh = 0; kh < KH; ++kh)
                   for (int64_t kw = 0; kw < KW; ++kw, ++nk) {
-                    brow[nk] = padded + (pass * (RB + KH - 1) + r + kh) * padded_len + kw;
-                    aoff[nk] = (((ic * s.KD + kd) * KH + kh) * KW + kw) * kTileOC;
+                    brow[r * K + nk] = padded + (pass * (RB + KH - 1) + r + kh) * padded_len + kw;
+                    aoff[r * K + nk] = (((ic * s.KD + kd) * KH + kh) * KW + kw) * kTileOC;
                   }
                 ++pass;
               }
-            for (int64_t t = 0; t < oc_tiles; ++t) {
-              const int64_t oc0 = g * OCg + tile_oc(t);
-              const int mr = static_cast<int>(tile_oc(t + 1) - tile_oc(t));
-              alignas(32) float bias6[kTileOC] = {};
-              for (int i = 0; i < mr; ++i) bias6[i] = bias ? bias[oc0 + i] : 0.0f;
-              const float* ap = wt.get() + (g * oc_tiles + t) * K * kTileOC;
+          }
+          // Plain stores: streaming ones, 64-byte pieces of 6 channel planes in turn, were 1.1-1.6x
+          // slower here, and so was staging a tile's rows to stream them a channel at a time.
+          for (int64_t t = 0; t < oc_tiles; ++t) {
+            const int64_t oc0 = g * OCg + tile_oc(t);
+            const int mr = static_cast<int>(tile_oc(t + 1) - tile_oc(t));
+            alignas(32) float bias6[kTileOC] = {};
+            for (int i = 0; i < mr; ++i) bias6[i] = bias ? bias[oc0 + i] : 0.0f;
+            const float* ap = wt.get() + (g * oc_tiles + t) * K * kTileOC;
+            for (int64_t r = 0; r < rows; ++r) {
               float* c = y + (n * s.OC + oc0) * plane_out + (od * s.OH + oh0 + r) * s.OW;
               for (int64_t ow = 0; ow < s.OW; ow += 16) {
                 const int nr = static_cast<int>(std::min<int64_t>(16, s.OW - ow));
-                const bool aligned = ((reinterpret_cast<uintptr_t>(c + ow) | (plane_out * 4)) & 31) == 0;
-                const bool st = stream && aligned;
-                if (mr > 4) channel_tile<6>(nk, brow, aoff, ap, ow, bias6, c + ow, plane_out, mr, nr, relu, st);
-                else if (mr > 2) channel_tile<4>(nk, brow, aoff, ap, ow, bias6, c + ow, plane_out, mr, nr, relu, st);
-                else channel_tile<2>(nk, brow, aoff, ap, ow, bias6, c + ow, plane_out, mr, nr, relu, st);
+                const float* const* br = brow + r * K;
+                const int64_t* ao = aoff + r * K;
+                if (mr > 4) channel_tile<6>(nk, br, ao, ap, ow, bias6, c + ow, plane_out, mr, nr, relu);
+                else if (mr > 2) channel_tile<4>(nk, br, ao, ap, ow, bias6, c + ow, plane_out, mr, nr, relu);
+                else channel_tile<2>(nk, br, ao, ap, ow, bias6, c + ow, plane_out, mr, nr, relu);
               }
             }
           }

@@ -139,7 +139,7 @@ def test_padded_rows_give_the_bits_of_masked_edges(direct, rng, nd, k):
         assert_close(y, _expected(nd, x, w, b, dict(padding=tuple(pad), groups=groups), False), dtype=np.float32)
 
 
-@pytest.mark.parametrize("xs,ws", [((2, 1, 300, 301), (13, 1, 3, 3)),         # 9 taps, streamed: tiles 5+4+4
+@pytest.mark.parametrize("xs,ws", [((2, 1, 300, 301), (13, 1, 3, 3)),         # 9 taps, an 8+ MiB output: tiles 5+4+4
                                    ((1, 1, 20, 70, 37), (8, 1, 3, 3, 3))])   # 27 taps: tiles 4+4, a ragged row
 def test_channel_tiles_give_the_bits_of_one_channel(direct, rng, xs, ws):
     x = rng.standard_normal(xs).astype(np.float32)
