@@ -179,47 +179,6 @@ inline void fill_padded_rows(const ConvShape& s, const float* xg, int64_t od, in
     }
 }
 
-// Output channels per tile of the channel-tiled kernel: 6 channels x 16 columns hold 12
-// accumulators, and each input vector loaded serves 6 FMAs (the GEMM micro-kernel's shape).
-constexpr int kTileOC = 6;
-
-// One tile: c[r][0..nr) = act(bias[r] + sum over the taps k in order of a[k][r] * b_k[0..nr)), for
-// r < mr, with b_k = brow[k] + ow (16 floats readable) and a[k] = ap + aoff[k] (kTileOC weights,
-// zero past mr). Per output the bias comes first and then one FMA per tap in order, as rows_block
-// sums them, so both kernels give the same bits.
-// c: output row of channel 0, channels ldc apart
-// MR (2, 4 or 6 >= mr): the channels computed, fewer for the last tile of a group.
-template <int MR>
-inline void channel_tile(int64_t nk, const float* const* brow, const int64_t* aoff, const float* ap, int64_t ow,
-                         const float* bias6, float* c, int64_t ldc, int mr, int nr, bool relu) {
-  avx2::Tile6x16 t;
-  t.c00 = t.c01 = _mm256_set1_ps(bias6[0]);
-  t.c10 = t.c11 = _mm256_set1_ps(bias6[1]);
-  t.c20 = t.c21 = _mm256_set1_ps(bias6[2]);
-  t.c30 = t.c31 = _mm256_set1_ps(bias6[3]);
-  t.c40 = t.c41 = _mm256_set1_ps(bias6[4]);
-  t.c50 = t.c51 = _mm256_set1_ps(bias6[5]);
-#pragma GCC unroll 4
-  for (int64_t k = 0; k < nk; ++k) {
-    const float* b = brow[k] + ow;
-    avx2::rank1_update<MR>(t, ap + aoff[k], _mm256_loadu_ps(b), _mm256_loadu_ps(b + 8));
-  }
-  const __m256 zero = _mm256_setzero_ps();
-  const __m256i m0 = column_mask(ow, ow + nr), m1 = column_mask(ow + 8, ow + nr);  // lanes below nr
-  auto store = [&](int r, __m256 v0, __m256 v1) {
-    if (r >= std::min(mr, MR)) return;
-    if (relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);  // NaN stays NaN
-    float* cr = c + r * ldc;
-    if (nr == 16) {
-      _mm256_storeu_ps(cr, v0);
-      _mm256_storeu_ps(cr + 8, v1);
-    } else {
-      _mm256_maskstore_ps(cr, m0, v0);
-      _mm256_maskstore_ps(cr + 8, m1, v1);
-    }
-  };
-  avx2::for_each_row(t, store);
-}
 
 // Output rows per block: 4 accumulators, 9 taps and an input vector fit the 16 registers (larger
 // kernels read their taps from L1). Four rows are also as many as the write-combining buffers take
@@ -233,8 +192,8 @@ struct RowsLayout {
 
 // Padded input rows where a group has several output channels: every block then loads without
 // masks (the two edge blocks of a row, masked, cost as much as 6 inner ones); built once per row
-// block for all the output channels. Channel tiles where it has at least kTileOC: all the taps of
-// an output at once, up to kTileOC channels per loaded input vector. They win where the taps are
+// block for all the output channels. Channel tiles where it has at least avx2::kTileOC: all the taps of
+// an output at once, up to avx2::kTileOC channels per loaded input vector. They win where the taps are
 // many or the output large (S2 29%, S8 27-30% faster at 1 and 2 threads); small 2D outputs with 9
 // taps run as fast or faster one channel at a time.
 inline RowsLayout rows_layout(const ConvShape& s) {
@@ -245,7 +204,7 @@ inline RowsLayout rows_layout(const ConvShape& s) {
   lay.padded_floats = Cg * s.KD * (kRowBlock + s.KH - 1) * lay.padded_len;
   lay.pad_rows = OCg > 1 && lay.padded_floats <= kMaxPaddedFloats;
   const bool large = s.N * s.OC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
-  lay.tiles = lay.pad_rows && OCg >= kTileOC && (Cg * s.KD * s.KH * s.KW >= 27 || large);
+  lay.tiles = lay.pad_rows && OCg >= avx2::kTileOC && (Cg * s.KD * s.KH * s.KW >= 27 || large);
   return lay;
 }
 
@@ -267,17 +226,17 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   const int64_t padded_len = lay.padded_len, padded_floats = lay.padded_floats;
   const bool pad_rows = lay.pad_rows, tiles = lay.tiles;
   // The channels in tiles of equal size (8 = 4 + 4, not 6 + 2): tile t holds [tile_oc(t), tile_oc(t + 1)).
-  const int64_t K = Cg * s.KD * KH * KW, oc_tiles = (OCg + kTileOC - 1) / kTileOC;
+  const int64_t K = Cg * s.KD * KH * KW, oc_tiles = (OCg + avx2::kTileOC - 1) / avx2::kTileOC;
   auto tile_oc = [&](int64_t t) { return t * OCg / oc_tiles; };
-  std::unique_ptr<float, FreeDeleter> wt;  // [G][oc_tiles][K][kTileOC], zero past the tile's channels
+  std::unique_ptr<float, FreeDeleter> wt;  // [G][oc_tiles][K][avx2::kTileOC], zero past the tile's channels
   if (tiles) {
-    wt = aligned_floats(G * oc_tiles * K * kTileOC);
+    wt = aligned_floats(G * oc_tiles * K * avx2::kTileOC);
     for (int64_t g = 0; g < G; ++g)
       for (int64_t t = 0; t < oc_tiles; ++t)
         for (int64_t k = 0; k < K; ++k)
-          for (int r = 0; r < kTileOC; ++r) {
+          for (int r = 0; r < avx2::kTileOC; ++r) {
             const int64_t o = tile_oc(t) + r;
-            wt.get()[((g * oc_tiles + t) * K + k) * kTileOC + r] = o < tile_oc(t + 1) ? w[(g * OCg + o) * K + k] : 0.0f;
+            wt.get()[((g * oc_tiles + t) * K + k) * avx2::kTileOC + r] = o < tile_oc(t + 1) ? w[(g * OCg + o) * K + k] : 0.0f;
           }
   }
   parallel_for(units * chunks, 1, [&](int64_t begin, int64_t end) {
@@ -313,7 +272,7 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
                 for (int64_t kh = 0; kh < KH; ++kh)
                   for (int64_t kw = 0; kw < KW; ++kw, ++nk) {
                     brow[r * K + nk] = padded + (pass * (RB + KH - 1) + r + kh) * padded_len + kw;
-                    aoff[r * K + nk] = (((ic * s.KD + kd) * KH + kh) * KW + kw) * kTileOC;
+                    aoff[r * K + nk] = (((ic * s.KD + kd) * KH + kh) * KW + kw) * avx2::kTileOC;
                   }
                 ++pass;
               }
@@ -323,18 +282,18 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
           for (int64_t t = 0; t < oc_tiles; ++t) {
             const int64_t oc0 = g * OCg + tile_oc(t);
             const int mr = static_cast<int>(tile_oc(t + 1) - tile_oc(t));
-            alignas(32) float bias6[kTileOC] = {};
+            alignas(32) float bias6[avx2::kTileOC] = {};
             for (int i = 0; i < mr; ++i) bias6[i] = bias ? bias[oc0 + i] : 0.0f;
-            const float* ap = wt.get() + (g * oc_tiles + t) * K * kTileOC;
+            const float* ap = wt.get() + (g * oc_tiles + t) * K * avx2::kTileOC;
             for (int64_t r = 0; r < rows; ++r) {
               float* c = y + (n * s.OC + oc0) * plane_out + (od * s.OH + oh0 + r) * s.OW;
               for (int64_t ow = 0; ow < s.OW; ow += 16) {
                 const int nr = static_cast<int>(std::min<int64_t>(16, s.OW - ow));
                 const float* const* br = brow + r * K;
                 const int64_t* ao = aoff + r * K;
-                if (mr > 4) channel_tile<6>(nk, br, ao, ap, ow, bias6, c + ow, plane_out, mr, nr, relu);
-                else if (mr > 2) channel_tile<4>(nk, br, ao, ap, ow, bias6, c + ow, plane_out, mr, nr, relu);
-                else channel_tile<2>(nk, br, ao, ap, ow, bias6, c + ow, plane_out, mr, nr, relu);
+                if (mr > 4) avx2::channel_tile<6>(nk, br, ao, ap, ow, bias6, c + ow, plane_out, mr, nr, relu);
+                else if (mr > 2) avx2::channel_tile<4>(nk, br, ao, ap, ow, bias6, c + ow, plane_out, mr, nr, relu);
+                else avx2::channel_tile<2>(nk, br, ao, ap, ow, bias6, c + ow, plane_out, mr, nr, relu);
               }
             }
           }
