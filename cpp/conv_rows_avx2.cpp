@@ -188,14 +188,16 @@ constexpr int kRowBlock = 4;
 struct RowsLayout {
   int64_t padded_len, padded_floats;  // floats per padded input row, and per row block (all passes)
   bool pad_rows, tiles;
+  bool tiles_unless_streamed;         // tiles where the output cannot take streaming stores
 };
 
 // Padded input rows where a group has several output channels: every block then loads without
 // masks (the two edge blocks of a row, masked, cost as much as 6 inner ones); built once per row
-// block for all the output channels. Channel tiles where it has at least avx2::kTileOC: all the taps of
-// an output at once, up to avx2::kTileOC channels per loaded input vector. They win where the taps are
-// many or the output large (S2 29%, S8 27-30% faster at 1 and 2 threads); small 2D outputs with 9
-// taps run as fast or faster one channel at a time.
+// block for all the output channels. Channel tiles where it has at least 6: all the taps of an
+// output at once, up to 6 channels per loaded input vector. They win where the taps are many (S8:
+// 1.1-1.4x). With 9 taps they win only on a large output that cannot be streamed (S2 into a
+// misaligned out=: 1.4-1.5x): one channel at a time streams its rows, 1.3-1.4x faster than the
+// tiles' plain stores; small outputs run as fast or faster one channel at a time.
 inline RowsLayout rows_layout(const ConvShape& s) {
   const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
   const int64_t row_len = (s.OW + 15) / 16 * 16 + s.KW - 1;
@@ -204,7 +206,9 @@ inline RowsLayout rows_layout(const ConvShape& s) {
   lay.padded_floats = Cg * s.KD * (kRowBlock + s.KH - 1) * lay.padded_len;
   lay.pad_rows = OCg > 1 && lay.padded_floats <= kMaxPaddedFloats;
   const bool large = s.N * s.OC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
-  lay.tiles = lay.pad_rows && OCg >= avx2::kTileOC && (Cg * s.KD * s.KH * s.KW >= 27 || large);
+  const bool tileable = lay.pad_rows && OCg >= avx2::kTileOC;
+  lay.tiles = tileable && Cg * s.KD * s.KH * s.KW >= 27;
+  lay.tiles_unless_streamed = tileable && !lay.tiles && large;
   return lay;
 }
 
@@ -224,11 +228,13 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   const bool stream = s.N * s.OC * plane_out * 4 >= kStreamStoreBytes;
   const RowsLayout lay = rows_layout(s);
   const int64_t padded_len = lay.padded_len, padded_floats = lay.padded_floats;
-  const bool pad_rows = lay.pad_rows, tiles = lay.tiles;
+  const bool pad_rows = lay.pad_rows;
+  const bool streamable = stream && ((reinterpret_cast<uintptr_t>(y) | (s.OW * 4)) & 31) == 0;
+  const bool tiles = lay.tiles || (lay.tiles_unless_streamed && !streamable);
   // The channels in tiles of equal size (8 = 4 + 4, not 6 + 2): tile t holds [tile_oc(t), tile_oc(t + 1)).
   const int64_t K = Cg * s.KD * KH * KW, oc_tiles = (OCg + avx2::kTileOC - 1) / avx2::kTileOC;
   auto tile_oc = [&](int64_t t) { return t * OCg / oc_tiles; };
-  std::unique_ptr<float, FreeDeleter> wt;  // [G][oc_tiles][K][avx2::kTileOC], zero past the tile's channels
+  std::unique_ptr<float, FreeDeleter> wt;  // [G][oc_tiles][K][6], zero past the tile's channels
   if (tiles) {
     wt = aligned_floats(G * oc_tiles * K * avx2::kTileOC);
     for (int64_t g = 0; g < G; ++g)

@@ -151,6 +151,21 @@ def test_channel_tiles_give_the_bits_of_one_channel(direct, rng, xs, ws):
         np.testing.assert_array_equal(y[:, o:o + 1], conv(x, w[o:o + 1], b[o:o + 1], padding=1, activation="relu"))
 
 
+def test_streamed_and_tiled_large_outputs_agree(direct, rng):
+    # 9 taps and an 8+ MiB output: one channel at a time with streaming stores where the output's
+    # rows are 32-byte aligned (a fresh result), channel tiles where they are not (this out=).
+    x = rng.standard_normal((2, 1, 300, 304)).astype(np.float32)
+    w = rng.standard_normal((12, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    y = F.conv2d(x, w, b, padding=1)
+    assert y.nbytes >= 8 << 20 and y.ctypes.data % 32 == 0
+    buf = np.empty(y.size + 1, np.float32)
+    out = buf[1:].reshape(y.shape)
+    F.conv2d(x, w, b, padding=1, out=out)
+    np.testing.assert_array_equal(out, y)
+    assert_close(y, R.conv2d(x, w, b, padding=1), dtype=np.float32)
+
+
 @pytest.mark.parametrize("xs,ws", [((2, 1, 45, 77), (7, 1, 3, 3)), ((1, 1, 9, 30, 41), (5, 1, 3, 3, 3)),
                                    ((1, 1, 260, 250), (70, 1, 3, 3))])
 def test_same_bits_for_any_thread_count(direct, rng, xs, ws):
