@@ -124,19 +124,26 @@ def test_padded_rows_give_the_bits_of_masked_edges(direct, rng, nd, k):
         if any(s + 2 * p < k for s, p in zip(spatial[-2:], pad[-2:])):
             continue
         kd = int(rng.choice([1, 3])) if nd == 3 else None
-        if nd == 3 and spatial[0] + 2 * pad[0] < kd:
+        # depth strides and dilations keep the rows stride-1 (planes outside x drop their taps)
+        dstride, ddil = (int(rng.integers(1, 3)), int(rng.integers(1, 3))) if nd == 3 else (1, 1)
+        if nd == 3 and spatial[0] + 2 * pad[0] < ddil * (kd - 1) + 1:
             continue
+        kw = dict(padding=tuple(pad), groups=groups)
+        if nd == 3:
+            kw.update(stride=(dstride, 1, 1), dilation=(ddil, 1, 1))
         x = rng.standard_normal((int(rng.integers(1, 3)), cg * groups, *spatial)).astype(np.float32)
         w = rng.standard_normal((ocg * groups, cg) + ((kd,) if nd == 3 else ()) + (k, k)).astype(np.float32)
         b = rng.standard_normal(ocg * groups).astype(np.float32)
         conv = getattr(F, f"conv{nd}d")
-        y = conv(x, w, b, padding=tuple(pad), groups=groups)
+        relu = "relu" if rng.random() < 0.5 else None
+        y = conv(x, w, b, activation=relu, **kw)
+        alone_kw = {k_: v for k_, v in kw.items() if k_ != "groups"}
         for g in range(groups):
             xg = np.ascontiguousarray(x[:, g * cg:(g + 1) * cg])
             for o in range(g * ocg, (g + 1) * ocg):
-                alone = conv(xg, w[o:o + 1], b[o:o + 1], padding=tuple(pad))
-                np.testing.assert_array_equal(y[:, o:o + 1], alone, err_msg=f"x{x.shape} w{w.shape} pad {pad}")
-        assert_close(y, _expected(nd, x, w, b, dict(padding=tuple(pad), groups=groups), False), dtype=np.float32)
+                alone = conv(xg, w[o:o + 1], b[o:o + 1], activation=relu, **alone_kw)
+                np.testing.assert_array_equal(y[:, o:o + 1], alone, err_msg=f"x{x.shape} w{w.shape} {kw}")
+        assert_close(y, _expected(nd, x, w, b, kw, relu is not None), dtype=np.float32)
 
 
 @pytest.mark.parametrize("xs,ws", [((2, 1, 300, 301), (13, 1, 3, 3)),         # 9 taps, an 8+ MiB output: tiles 5+4+4
