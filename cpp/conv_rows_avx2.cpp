@@ -4,12 +4,14 @@
 //
 // One output channel's KH x KW taps stay in registers while RB output rows are computed together:
 // each of the RB + KH - 1 input rows is loaded once per kw and feeds up to KH output rows, about
-// one load per two FMAs where conv_direct_avx2.cpp's kernel needs one per FMA.
+// one load per two FMAs where conv_direct_avx2.cpp's kernel needs one per FMA. Groups with several
+// output channels read zero-padded copies of the input rows, shared by all the channels; with 6+
+// channels and many taps, channel tiles (tile6x16_avx2.h) take all the taps of 6 channels x 16
+// columns at once, with the same bits (rows_layout says which).
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <memory>
 #include <type_traits>
 
