@@ -17,6 +17,7 @@
 
 #include "aligned.h"
 #include "conv_direct_avx2.h"
+#include "gemm_avx2.h"
 #include "memory.h"
 #include "parallel.h"
 #include "stream_avx2.h"
@@ -82,15 +83,23 @@ struct Job {
   int64_t padded_len;
 };
 
+// The input plane of tap kd for output plane od, and whether x has it (strided or dilated depths
+// leave holes, padding leaves planes outside x).
+inline int64_t input_plane(const ConvShape& s, int64_t od, int64_t kd) {
+  return od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+}
+inline bool plane_exists(const ConvShape& s, int64_t od, int64_t kd) {
+  const int64_t id = input_plane(s, od, kd);
+  return id >= 0 && id < s.D;
+}
+
 template <int KH, int KW, int RB>
 void rows_block(const Job<KH, KW, RB>& job) {
   const ConvShape& s = *job.s;
   const int64_t Cg = s.C / s.groups, OW = s.OW, W = s.W, pw = s.pad[2];
   int64_t kd_lo = s.KD, kd_hi = 0;  // the kd whose input plane exists
-  for (int64_t kd = 0; kd < s.KD; ++kd) {
-    const int64_t id = job.od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
-    if (id >= 0 && id < s.D) kd_lo = std::min(kd_lo, kd), kd_hi = kd + 1;
-  }
+  for (int64_t kd = 0; kd < s.KD; ++kd)
+    if (plane_exists(s, job.od, kd)) kd_lo = std::min(kd_lo, kd), kd_hi = kd + 1;
   const __m256 zero = _mm256_setzero_ps();
   if (kd_lo >= kd_hi) {
     const float v = job.relu ? std::max(job.bias, 0.0f) : job.bias;  // NaN stays NaN
@@ -101,8 +110,8 @@ void rows_block(const Job<KH, KW, RB>& job) {
   const float* padded = job.padded;
   for (int64_t ic = 0; ic < Cg; ++ic)
     for (int64_t kd = kd_lo; kd < kd_hi; ++kd) {
-      const int64_t id = job.od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
-      if (id < 0 || id >= s.D) continue;  // a hole of a strided or dilated depth
+      if (!plane_exists(s, job.od, kd)) continue;  // a hole of a strided or dilated depth
+      const int64_t id = input_plane(s, job.od, kd);
       const bool first = ic == 0 && kd == kd_lo, last = ic == Cg - 1 && kd == kd_hi - 1;
       const float* plane = job.x + (ic * s.D + id) * s.H * W;
       Pass<KH, KW, RB> p;
@@ -159,8 +168,8 @@ inline void fill_padded_rows(const ConvShape& s, const float* xg, int64_t od, in
   const int64_t Cg = s.C / s.groups, pw = s.pad[2];
   for (int64_t ic = 0; ic < Cg; ++ic)
     for (int64_t kd = 0; kd < s.KD; ++kd) {
-      const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
-      if (id < 0 || id >= s.D) continue;
+      if (!plane_exists(s, od, kd)) continue;
+      const int64_t id = input_plane(s, od, kd);
       for (int64_t i = 0; i < nrows; ++i, dst += len) {
         const int64_t ih = oh0 - s.pad[1] + i;
         const bool inside = ih >= 0 && ih < s.H;
@@ -189,6 +198,7 @@ constexpr int kRowBlock = 4;
 
 struct RowsLayout {
   int64_t padded_len, padded_floats;  // floats per padded input row, and per row block (all passes)
+  bool large;                         // an output of kStreamStoreBytes or more (memory.h)
   bool pad_rows, tiles;
   bool tiles_unless_streamed;         // tiles where the output cannot take streaming stores
 };
@@ -207,10 +217,10 @@ inline RowsLayout rows_layout(const ConvShape& s) {
   lay.padded_len = (std::max(s.pad[2] + s.W, row_len) + 7) / 8 * 8;
   lay.padded_floats = Cg * s.KD * (kRowBlock + s.KH - 1) * lay.padded_len;
   lay.pad_rows = OCg > 1 && lay.padded_floats <= kMaxPaddedFloats;
-  const bool large = s.N * s.OC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
+  lay.large = s.N * s.OC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
   const bool tileable = lay.pad_rows && OCg >= avx2::kTileOC;
   lay.tiles = tileable && Cg * s.KD * s.KH * s.KW >= 27;
-  lay.tiles_unless_streamed = tileable && !lay.tiles && large;
+  lay.tiles_unless_streamed = tileable && !lay.tiles && lay.large;
   return lay;
 }
 
@@ -227,8 +237,8 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   const int64_t per_task = units >= 64 ? row_blocks : std::max<int64_t>(1, row_blocks * units / 64);
   const int64_t chunks = (row_blocks + per_task - 1) / per_task;
   const int64_t plane_out = s.OD * s.OH * s.OW;
-  const bool stream = s.N * s.OC * plane_out * 4 >= kStreamStoreBytes;
   const RowsLayout lay = rows_layout(s);
+  const bool stream = lay.large;
   const int64_t padded_len = lay.padded_len, padded_floats = lay.padded_floats;
   const bool pad_rows = lay.pad_rows;
   const bool streamable = stream && ((reinterpret_cast<uintptr_t>(y) | (s.OW * 4)) & 31) == 0;
@@ -236,16 +246,14 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   // The channels in tiles of equal size (8 = 4 + 4, not 6 + 2): tile t holds [tile_oc(t), tile_oc(t + 1)).
   const int64_t K = Cg * s.KD * KH * KW, oc_tiles = (OCg + avx2::kTileOC - 1) / avx2::kTileOC;
   auto tile_oc = [&](int64_t t) { return t * OCg / oc_tiles; };
+  static_assert(gemm::MR == avx2::kTileOC, "a tile's weights are one SGEMM A panel");
   std::unique_ptr<float, FreeDeleter> wt;  // [G][oc_tiles][K][6], zero past the tile's channels
   if (tiles) {
     wt = aligned_floats(G * oc_tiles * K * avx2::kTileOC);
     for (int64_t g = 0; g < G; ++g)
       for (int64_t t = 0; t < oc_tiles; ++t)
-        for (int64_t k = 0; k < K; ++k)
-          for (int r = 0; r < avx2::kTileOC; ++r) {
-            const int64_t o = tile_oc(t) + r;
-            wt.get()[((g * oc_tiles + t) * K + k) * avx2::kTileOC + r] = o < tile_oc(t + 1) ? w[(g * OCg + o) * K + k] : 0.0f;
-          }
+        gemm::pack_a(w + (g * OCg + tile_oc(t)) * K, K, 1, tile_oc(t + 1) - tile_oc(t), K,
+                     wt.get() + (g * oc_tiles + t) * K * avx2::kTileOC);
   }
   parallel_for(units * chunks, 1, [&](int64_t begin, int64_t end) {
     const float* zeros = thread_zeros(s.W + 16);
@@ -258,33 +266,30 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
       const int64_t g = (t / (chunks * s.OD)) % G, n = t / (chunks * s.OD * G);
       const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
       int64_t passes = 0;
-      for (int64_t kd = 0; kd < s.KD; ++kd) {
-        const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
-        passes += id >= 0 && id < s.D ? Cg : 0;
-      }
+      for (int64_t kd = 0; kd < s.KD; ++kd) passes += plane_exists(s, od, kd) ? Cg : 0;
       const bool staged = stream && passes > 1;
       const int64_t rb_end = std::min(row_blocks, (chunk + 1) * per_task);
+      // The taps of each row of a block in order, for the channel tiles: passes (ic, kd) whose plane
+      // exists, then (kh, kw); the same for every block of this output plane.
+      int64_t nk = 0;
+      for (int64_t r = 0; tiles && r < RB; ++r) {
+        nk = 0;
+        for (int64_t ic = 0, pass = 0; ic < Cg; ++ic)
+          for (int64_t kd = 0; kd < s.KD; ++kd) {
+            if (!plane_exists(s, od, kd)) continue;
+            for (int64_t kh = 0; kh < KH; ++kh)
+              for (int64_t kw = 0; kw < KW; ++kw, ++nk) {
+                brow[r * K + nk] = padded + (pass * (RB + KH - 1) + r + kh) * padded_len + kw;
+                aoff[r * K + nk] = (((ic * s.KD + kd) * KH + kh) * KW + kw) * avx2::kTileOC;
+              }
+            ++pass;
+          }
+      }
       // Row block outer, channel inner: the block's input rows stay in L1 for all the channels.
       for (int64_t rb = chunk * per_task; rb < rb_end; ++rb) {
         const int64_t oh0 = rb * RB, rows = std::min<int64_t>(RB, s.OH - oh0);
         if (pad_rows) fill_padded_rows(s, xg, od, oh0, RB + KH - 1, padded_len, padded);
         if (tiles) {
-          // the taps of each output row in order: passes (ic, kd) whose plane exists, then (kh, kw)
-          int64_t nk = 0;
-          for (int64_t r = 0; r < rows; ++r) {
-            nk = 0;
-            for (int64_t ic = 0, pass = 0; ic < Cg; ++ic)
-              for (int64_t kd = 0; kd < s.KD; ++kd) {
-                const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
-                if (id < 0 || id >= s.D) continue;
-                for (int64_t kh = 0; kh < KH; ++kh)
-                  for (int64_t kw = 0; kw < KW; ++kw, ++nk) {
-                    brow[r * K + nk] = padded + (pass * (RB + KH - 1) + r + kh) * padded_len + kw;
-                    aoff[r * K + nk] = (((ic * s.KD + kd) * KH + kh) * KW + kw) * avx2::kTileOC;
-                  }
-                ++pass;
-              }
-          }
           // Plain stores: streaming ones, 64-byte pieces of 6 channel planes in turn, were 1.1-1.6x
           // slower here, and so was staging a tile's rows to stream them a channel at a time.
           for (int64_t t = 0; t < oc_tiles; ++t) {
