@@ -110,7 +110,7 @@ def test_depthwise_and_single_channel(direct, rng):
 
 @pytest.mark.parametrize("nd", [2, 3])
 @pytest.mark.parametrize("k", [3, 5, 7])
-def test_padded_rows_give_the_bits_of_masked_edges(direct, rng, nd, k):
+def test_padded_rows_give_the_bits_of_masked_edges(direct, maybe_torch, rng, nd, k):
     # Several output channels per group read zero-padded copies of the input rows, 6 or more of them
     # in tiles of 6 channels x 16 columns with all their taps at once; a lone output channel masks
     # its edge loads and sums one (input channel, kd) pass at a time. Per output the taps come in the
@@ -144,11 +144,14 @@ def test_padded_rows_give_the_bits_of_masked_edges(direct, rng, nd, k):
                 alone = conv(xg, w[o:o + 1], b[o:o + 1], activation=relu, **alone_kw)
                 np.testing.assert_array_equal(y[:, o:o + 1], alone, err_msg=f"x{x.shape} w{w.shape} {kw}")
         assert_close(y, _expected(nd, x, w, b, kw, relu is not None), dtype=np.float32)
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, **kw)
+            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what=f"torch x{x.shape} {kw}")
 
 
 @pytest.mark.parametrize("xs,ws", [((2, 1, 300, 301), (13, 1, 3, 3)),         # 9 taps, an 8+ MiB output: tiles 5+4+4
                                    ((1, 1, 20, 70, 37), (8, 1, 3, 3, 3))])   # 27 taps: tiles 4+4, a ragged row
-def test_channel_tiles_give_the_bits_of_one_channel(direct, rng, xs, ws):
+def test_channel_tiles_give_the_bits_of_one_channel(direct, maybe_torch, rng, xs, ws):
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
     b = rng.standard_normal(ws[0]).astype(np.float32)
@@ -156,9 +159,12 @@ def test_channel_tiles_give_the_bits_of_one_channel(direct, rng, xs, ws):
     y = conv(x, w, b, padding=1, activation="relu")
     for o in range(ws[0]):
         np.testing.assert_array_equal(y[:, o:o + 1], conv(x, w[o:o + 1], b[o:o + 1], padding=1, activation="relu"))
+    assert_close(y, _expected(len(xs) - 2, x, w, b, dict(padding=1), True), dtype=np.float32)
+    if maybe_torch is not None:
+        assert_close(y, np.maximum(torch_conv(maybe_torch, x, w, b, padding=1), 0), dtype=np.float32, what="torch")
 
 
-def test_streamed_and_tiled_large_outputs_agree(direct, rng):
+def test_streamed_and_tiled_large_outputs_agree(direct, maybe_torch, rng):
     # 9 taps and an 8+ MiB output: one channel at a time with streaming stores where the output's
     # rows are 32-byte aligned (a fresh result), channel tiles where they are not (this out=).
     x = rng.standard_normal((2, 1, 300, 304)).astype(np.float32)
@@ -171,6 +177,8 @@ def test_streamed_and_tiled_large_outputs_agree(direct, rng):
     F.conv2d(x, w, b, padding=1, out=out)
     np.testing.assert_array_equal(out, y)
     assert_close(y, R.conv2d(x, w, b, padding=1), dtype=np.float32)
+    if maybe_torch is not None:
+        assert_close(y, torch_conv(maybe_torch, x, w, b, padding=1), dtype=np.float32, what="torch")
 
 
 @pytest.mark.parametrize("xs,ws", [((2, 1, 45, 77), (7, 1, 3, 3)), ((1, 1, 9, 30, 41), (5, 1, 3, 3, 3)),
