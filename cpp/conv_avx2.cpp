@@ -17,6 +17,7 @@
 #include "range.h"
 #include "ref_kernels.h"
 #include "winograd_avx2.h"
+#include "winograd_s2_avx2.h"
 
 namespace medconv {
 namespace {
@@ -66,14 +67,17 @@ void conv_forward_avx2_f32(const ConvShape& s, const float* x, const float* w, c
   // channels -> 32 at 128x128: 1.6-1.7x faster than the GEMM; 8 go to Winograd).
   const bool direct_wins =
       direct_fits && (Cg <= 2 || taps <= 27 || s.OC / s.groups <= 4 || (Cg <= 6 && conv_rows_channel_tiles(s)));
+  const bool strided_winograd = winograd_s2_applicable(s);
   auto run_winograd = [&] {  // false from Winograd (non-finite values): redo exactly
-    if (!conv_winograd_f32(s, x, w, bias, y, relu)) conv_gemm_f32(s, x, w, bias, y, relu);
+    const bool ok = strided_winograd ? conv_winograd_s2_f32(s, x, w, bias, y, relu)
+                                     : conv_winograd_f32(s, x, w, bias, y, relu);
+    if (!ok) conv_gemm_f32(s, x, w, bias, y, relu);
   };
   auto run_direct = [&] { conv_direct_avx2_f32(s, x, w, bias, y, relu); };
   auto run_gemm = [&] { conv_gemm_f32(s, x, w, bias, y, relu); };
   std::vector<ConvCandidate> candidates{{ConvAlgo::gemm, run_gemm}};
   if (direct_fits) candidates.push_back({ConvAlgo::direct, run_direct});
-  const bool winograd_fits = winograd_applicable(s);
+  const bool winograd_fits = strided_winograd || winograd_applicable(s);
   if (winograd_fits) candidates.push_back({ConvAlgo::winograd, run_winograd});
   const ConvAlgo rule = winograd_fits ? ConvAlgo::winograd : direct_wins ? ConvAlgo::direct : ConvAlgo::gemm;
   switch (conv_plan(static_cast<int>(Isa::avx2), sizeof(float), s, relu, rule, candidates)) {

@@ -37,6 +37,7 @@
 
 #include "aligned.h"
 #include "gemm_avx2.h"
+#include "lanes_avx2.h"
 #include "parallel.h"
 
 namespace medconv {
@@ -86,43 +87,6 @@ inline void g3(const __m256* g, int gs, __m256* u, int us) {
   u[3 * us] = _mm256_add_ps(p, q);
   u[4 * us] = _mm256_sub_ps(p, q);
   u[5 * us] = g2;
-}
-
-// v0..v3 hold 32 consecutive floats x[0..31]; p[r] gets x[4m + r], m = 0..7.
-inline void deinterleave4(__m256 v0, __m256 v1, __m256 v2, __m256 v3, __m256* p) {
-  const __m256 a = _mm256_permute2f128_ps(v0, v2, 0x20), b = _mm256_permute2f128_ps(v0, v2, 0x31);
-  const __m256 c = _mm256_permute2f128_ps(v1, v3, 0x20), d = _mm256_permute2f128_ps(v1, v3, 0x31);
-  const __m256 t0 = _mm256_unpacklo_ps(a, b), t1 = _mm256_unpackhi_ps(a, b);
-  const __m256 t2 = _mm256_unpacklo_ps(c, d), t3 = _mm256_unpackhi_ps(c, d);
-  p[0] = _mm256_shuffle_ps(t0, t2, 0x44);
-  p[1] = _mm256_shuffle_ps(t0, t2, 0xEE);
-  p[2] = _mm256_shuffle_ps(t1, t3, 0x44);
-  p[3] = _mm256_shuffle_ps(t1, t3, 0xEE);
-}
-
-// The inverse of deinterleave4: q (32 floats) with q[4m + r] = p[r][m]. Paired tiles: the inverse of
-// the 64-bit transpose in load_cols, q[8b + 2r + l] = p[r][2b + l].
-template <bool paired>
-inline void interleave4(const __m256* p, __m256* q) {
-  if (paired) {
-    const __m256d a0 = _mm256_castps_pd(p[0]), a1 = _mm256_castps_pd(p[1]), a2 = _mm256_castps_pd(p[2]),
-                  a3 = _mm256_castps_pd(p[3]);
-    const __m256d t0 = _mm256_unpacklo_pd(a0, a1), t1 = _mm256_unpackhi_pd(a0, a1);
-    const __m256d t2 = _mm256_unpacklo_pd(a2, a3), t3 = _mm256_unpackhi_pd(a2, a3);
-    q[0] = _mm256_castpd_ps(_mm256_permute2f128_pd(t0, t2, 0x20));
-    q[1] = _mm256_castpd_ps(_mm256_permute2f128_pd(t1, t3, 0x20));
-    q[2] = _mm256_castpd_ps(_mm256_permute2f128_pd(t0, t2, 0x31));
-    q[3] = _mm256_castpd_ps(_mm256_permute2f128_pd(t1, t3, 0x31));
-    return;
-  }
-  const __m256 t0 = _mm256_unpacklo_ps(p[0], p[1]), t1 = _mm256_unpackhi_ps(p[0], p[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(p[2], p[3]), t3 = _mm256_unpackhi_ps(p[2], p[3]);
-  const __m256 a = _mm256_shuffle_ps(t0, t2, 0x44), b = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 c = _mm256_shuffle_ps(t1, t3, 0x44), d = _mm256_shuffle_ps(t1, t3, 0xEE);
-  q[0] = _mm256_permute2f128_ps(a, b, 0x20);
-  q[1] = _mm256_permute2f128_ps(c, d, 0x20);
-  q[2] = _mm256_permute2f128_ps(a, b, 0x31);
-  q[3] = _mm256_permute2f128_ps(c, d, 0x31);
 }
 
 // ---------------------------------------------------------------------------------------- geometry
@@ -245,26 +209,6 @@ int make_runs(int64_t t_first, int count, const Axis& ah, int64_t ph, int64_t tH
 
 // ---------------------------------------------------------------------------------------- filter transform
 
-// c[j] lane i = r[i] lane j.
-inline void transpose8(const __m256* r, __m256* c) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  c[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
-  c[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
-  c[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
-  c[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
-  c[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
-  c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
-  c[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
-  c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
-}
-
 // Ap[g][xi] (packed A of gemm_avx2, [ceil(OCg/6)][K][6]) = U[xi][oc][k], k = kd*Cg + ic,
 // U = G g G^T. One (group, 6-row panel) per call; lanes are the panel's rows. The 36 matrices are
 // written in chunks of 16 consecutive k staged in L1 (36 scattered 24-byte stores per k cost twice
@@ -294,7 +238,7 @@ void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, 
         }
       }
       __m256 gv[9], u[18], U[kXi];
-      transpose8(rowv, gv);
+      avx2::transpose8(rowv, gv);
       gv[8] = _mm256_load_ps(t8);
       for (int j = 0; j < 3; ++j) g3(gv + j, 3, u + j, 3);        // u[a][j] = (G g)[a][j]
       for (int a = 0; a < 6; ++a) g3(u + a * 3, 1, U + a * 6, 1);  // U[a][b] = (G g G^T)[a][b]
@@ -416,7 +360,7 @@ inline void load_cols(const float* row, const InRun& ir, int64_t step, __m256* R
     e0 = _mm256_broadcast_ss(tmp + 32);
     e1 = _mm256_broadcast_ss(tmp + 33);
   }
-  deinterleave4(v0, v1, v2, v3, R);
+  avx2::deinterleave4(v0, v1, v2, v3, R);
   const __m256i rot1 = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
   R[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(R[0], rot1), e0, 0x80);
   R[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(R[1], rot1), e1, 0x80);
@@ -605,8 +549,8 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
           float* yrow = yoc + yoff[h][0];
           for (int i = 0; i < nrows[h][0]; ++i) {
             __m256 q[4];
-            if (wmode == 1) interleave4<true>(O + 4 * i, q);
-            else interleave4<false>(O + 4 * i, q);
+            if (wmode == 1) avx2::interleave4<true>(O + 4 * i, q);
+            else avx2::interleave4<false>(O + 4 * i, q);
             float* d = yrow + dh * i * s.OW;
             _mm256_storeu_ps(d, q[0]);
             _mm256_storeu_ps(d + 8, q[1]);
@@ -618,8 +562,8 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
         alignas(32) float tmp[4][32];
         for (int i = 0; i < 4; ++i) {
           __m256 q[4];
-          if (wmode == 1) interleave4<true>(O + 4 * i, q);
-          else interleave4<false>(O + 4 * i, q);
+          if (wmode == 1) avx2::interleave4<true>(O + 4 * i, q);
+          else avx2::interleave4<false>(O + 4 * i, q);
           for (int v = 0; v < 4; ++v) _mm256_store_ps(tmp[i] + 8 * v, q[v]);
         }
         for (int r = 0; r < nruns[h]; ++r) {

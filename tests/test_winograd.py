@@ -1,6 +1,7 @@
-"""Winograd F(4x4, 3x3) convolution (cpp/winograd_avx2.cpp): its extra rounding error, measured
-against float64 and bounded, and its edge cases (border tiles, odd sizes, channel counts that are
-not multiples of the 6x16 GEMM tiles, padding, dilation, groups, 3D, fused ReLU, threads, non-finite
+"""Winograd F(4x4, 3x3) convolution (cpp/winograd_avx2.cpp) and, for 3x3 stride-2 convs, F(4x4, 2x2)
+over the four stride phases (cpp/winograd_s2_avx2.cpp): their extra rounding error, measured against
+float64 and bounded, and their edge cases (border tiles, odd sizes, channel counts that are not
+multiples of the 6x16 GEMM tiles, padding, dilation, groups, 3D, fused ReLU, threads, non-finite
 inputs).
 
 The error bound. Winograd computes y = A^T [(G g G^T) .* (B^T d B)] A; the transforms amplify
@@ -13,6 +14,9 @@ Measured on this machine (float32 data, float64 reference, worst of 3 runs each)
       max|y - y64| / max S              <= 1.4e-6
   x = 1000 + unit normal (CT-like offset), zero-sum or unit-normal w:  max/max S <= 1.2e-7
 
+The stride-2 F(4x4, 2x2) (transforms with entries up to 3 in B, 8 in A), unit-normal x and w,
+C = 8 .. 300:  max|y - y64| / max|y64| <= 7e-6.
+
 Bounds asserted here, with a margin of ~4x over those measurements:
   BOUND_Y = 5e-5:  max|y - y64| <= BOUND_Y * max|y64|   (unit-normal or uniform data)
   BOUND_S = 1e-5:  max|y - y64| <= BOUND_S * max S       (any data)
@@ -23,6 +27,7 @@ import pytest
 
 import medconv
 import medconv.functional as F
+from conftest import assert_close, torch_conv
 from medconv import _core
 
 BOUND_Y = 5e-5
@@ -129,6 +134,87 @@ def test_error_bound_2d(winograd, rng, case, threads):
     assert _last_algorithm() == "winograd"
 
 
+# Stride 2, 3x3: (N, C, OC, H, W, kwargs). Rows of tiles that do not fill the 8 lanes (W up to 8
+# tiles, not multiples of 8), odd sizes and border tiles, paddings 0/1/2 and asymmetric ones (the
+# phases start at even or odd columns), groups, K = 4 * C > 256 (the GEMM's K slices), one output.
+CASES_S2 = [
+    (1, 8, 8, 16, 16, dict(padding=1)),
+    (2, 13, 17, 23, 29, dict(padding=1)),
+    (3, 9, 7, 9, 9, dict(padding=0)),
+    (1, 8, 6, 70, 140, dict(padding=2)),
+    (2, 10, 11, 17, 66, dict(padding=(0, 1))),
+    (1, 19, 13, 21, 18, dict(padding=(2, 0))),
+    (2, 16, 24, 21, 19, dict(padding=1, groups=2)),
+    (1, 24, 30, 35, 37, dict(padding=1, groups=3)),
+    (1, 70, 40, 12, 13, dict(padding=1)),
+    (1, 100, 20, 19, 37, dict(padding=1)),  # K = 400 > 256
+    (1, 5, 3, 3, 3, dict(padding=1)),
+    (1, 8, 8, 2, 2, dict(padding=1)),
+]
+
+
+def _s2_case(rng, case):
+    n, c, oc, h, w_, kw = CASES_S2[case]
+    g = kw.get("groups", 1)
+    x = rng.standard_normal((n, c, h, w_)).astype(np.float32)
+    w = rng.standard_normal((oc, c // g, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32) if case % 3 else None
+    return x, w, b, dict(kw, stride=2)
+
+
+@pytest.mark.parametrize("case", range(len(CASES_S2)))
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_error_bound_stride2(winograd, maybe_torch, rng, case, threads):
+    medconv.set_num_threads(threads)
+    x, w, b, kw = _s2_case(rng, case)
+    for relu in (False, True):
+        y = _check(x, w, b, relu, **kw)
+        assert _last_algorithm() == "winograd"
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, **kw)
+            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, scale=5,
+                         what=f"torch x{x.shape} {kw} relu={relu}")
+
+
+def test_stride2_same_bits_for_any_thread_count_fused_relu_and_out(winograd, rng):
+    x = rng.standard_normal((3, 16, 70, 75)).astype(np.float32)
+    w = rng.standard_normal((20, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32)
+    results = {}
+    for threads in (1, 2, 3):
+        medconv.set_num_threads(threads)
+        results[threads] = F.conv2d(x, w, b, stride=2, padding=1)
+    for threads in (2, 3):
+        np.testing.assert_array_equal(results[threads], results[1])
+    fused = F.conv2d(x, w, b, stride=2, padding=1, activation="relu")
+    np.testing.assert_array_equal(fused, np.maximum(results[1], 0))
+    out = np.full_like(fused, np.nan)
+    F.conv2d(x, w, b, stride=2, padding=1, activation="relu", out=out)
+    np.testing.assert_array_equal(out, fused)
+
+
+@pytest.mark.parametrize("c", [64, 256])
+def test_stride2_error_bound_many_channels(winograd, rng, c):
+    x = rng.standard_normal((2, c, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((16, c, 3, 3)).astype(np.float32)
+    _check(x, w, rng.standard_normal(16).astype(np.float32), stride=2, padding=1)
+
+
+@pytest.mark.parametrize("kind", ["offset", "offset zero-sum weights", "uniform positive"])
+def test_stride2_error_bound_other_data(winograd, rng, kind):
+    x = rng.standard_normal((2, 32, 40, 40)).astype(np.float32)
+    w = rng.standard_normal((16, 32, 3, 3)).astype(np.float32)
+    if "offset" in kind:
+        x = x + np.float32(1000)
+    if "zero-sum" in kind:
+        w = (w - w.mean(axis=(2, 3), keepdims=True)).astype(np.float32)
+    if kind == "uniform positive":
+        x = rng.uniform(0, 1, x.shape).astype(np.float32)
+        w = rng.uniform(0, 1, w.shape).astype(np.float32)
+    _check(x, w, rng.standard_normal(16).astype(np.float32), bound_y=None if "zero-sum" in kind else BOUND_Y,
+           stride=2, padding=1)
+
+
 CASES_3D = [  # (N, C, OC, D, H, W, kernel, kwargs): depth runs direct, any kernel depth / stride / dilation
     (1, 8, 8, 7, 9, 10, (3, 3, 3), dict(padding=1)),
     (2, 9, 13, 5, 11, 6, (3, 3, 3), dict(padding="same")),
@@ -210,16 +296,17 @@ def test_fused_relu_and_out(winograd, rng):
     np.testing.assert_array_equal(out, fused)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_non_finite_inputs_fall_back_to_exact(winograd, rng, bad):
+def test_non_finite_inputs_fall_back_to_exact(winograd, rng, bad, stride):
     """Winograd's transforms would spread a NaN or Inf over its whole 4x4 tile (and Inf - Inf makes
     NaN); the kernel detects non-finite outputs and the planner recomputes exactly, so NaN/Inf land
     where the reference puts them."""
     x = rng.standard_normal((1, 8, 16, 16)).astype(np.float32)
     x[0, 3, 7, 9] = bad
     w = rng.standard_normal((8, 8, 3, 3)).astype(np.float32)
-    y = F.conv2d(x, w, None, padding=1)
-    ref = F.conv2d(x.astype(np.float64), w.astype(np.float64), None, padding=1)
+    y = F.conv2d(x, w, None, padding=1, stride=stride)
+    ref = F.conv2d(x.astype(np.float64), w.astype(np.float64), None, padding=1, stride=stride)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
     np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
     np.testing.assert_array_equal(y[np.isinf(y)], ref[np.isinf(ref)].astype(np.float32))
@@ -233,12 +320,13 @@ def test_scalar_isa_against_avx2(auto_plan, rng):
     x = rng.standard_normal((2, 32, 24, 20)).astype(np.float32)
     w = rng.standard_normal((24, 32, 3, 3)).astype(np.float32)
     b = rng.standard_normal(24).astype(np.float32)
-    for kw in (dict(padding=1), dict(padding=2, dilation=2)):
-        fast = F.conv2d(x, w, b, activation="relu", **kw)
+    x2 = rng.standard_normal((2, 32, 64, 60)).astype(np.float32)
+    for xx, kw in ((x, dict(padding=1)), (x, dict(padding=2, dilation=2)), (x2, dict(padding=1, stride=2))):
+        fast = F.conv2d(xx, w, b, activation="relu", **kw)
         assert _last_algorithm() == "winograd"
         _core.select_isa("scalar")
         try:
-            exact = F.conv2d(x, w, b, activation="relu", **kw)
+            exact = F.conv2d(xx, w, b, activation="relu", **kw)
         finally:
             _core.select_isa("avx2")
         err = np.abs(fast.astype(np.float64) - exact).max()
@@ -256,7 +344,13 @@ def test_scalar_isa_against_avx2(auto_plan, rng):
     ((2, 64, 32, 32), (2, 64, 3, 3), dict(padding=1), "winograd"),    # few outputs, but 64 inputs
     ((2, 64, 32, 32), (1, 64, 3, 3), dict(padding=1), None),          # one output channel: direct
     ((2, 16, 24, 24), (16, 1, 3, 3), dict(padding=1, groups=16), None),  # depthwise: direct
-    ((2, 16, 24, 24), (16, 16, 3, 3), dict(padding=1, stride=2), None),
+    ((2, 16, 24, 24), (16, 16, 3, 3), dict(padding=1, stride=2), None),  # 12 wide: 3 of 8 lanes used
+    ((2, 16, 64, 64), (16, 16, 3, 3), dict(padding=1, stride=2), "winograd"),
+    ((2, 16, 64, 56), (16, 16, 3, 3), dict(padding=1, stride=2), "winograd"),  # 7 of 8 lanes
+    ((2, 16, 32, 32), (16, 16, 3, 3), dict(padding=1, stride=2), None),  # 4 of 8 lanes
+    ((2, 4, 64, 64), (16, 4, 3, 3), dict(padding=1, stride=2), None),  # too few input channels
+    ((2, 16, 64, 64), (16, 16, 3, 3), dict(padding=1, stride=2, dilation=2), None),
+    ((1, 16, 8, 64, 64), (16, 16, 3, 3, 3), dict(padding=1, stride=2), None),  # 3D
     ((2, 16, 24, 24), (16, 16, 5, 5), dict(padding=2), None),
     ((1, 16, 5, 5), (16, 16, 3, 3), dict(padding=0), None),           # 3x3 outputs: tiles mostly empty
     ((8, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), None),        # 37 MB of filters for 32 tiles
