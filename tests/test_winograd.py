@@ -351,6 +351,8 @@ def test_scalar_isa_against_avx2(auto_plan, rng):
     ((2, 4, 64, 64), (16, 4, 3, 3), dict(padding=1, stride=2), None),  # too few input channels
     ((2, 16, 64, 64), (16, 16, 3, 3), dict(padding=1, stride=2, dilation=2), None),
     ((1, 16, 8, 64, 64), (16, 16, 3, 3, 3), dict(padding=1, stride=2), None),  # 3D
+    ((1, 256, 64, 64), (256, 256, 3, 3), dict(padding=1, stride=2), None),  # 21 MB of filters for 64 tiles
+    ((2, 128, 64, 64), (128, 128, 3, 3), dict(padding=1, stride=2), "winograd"),  # and for 128
     ((2, 16, 24, 24), (16, 16, 5, 5), dict(padding=2), None),
     ((1, 16, 5, 5), (16, 16, 3, 3), dict(padding=0), None),           # 3x3 outputs: tiles mostly empty
     ((8, 512, 7, 7), (512, 512, 3, 3), dict(padding=1), None),        # 37 MB of filters for 32 tiles
