@@ -12,12 +12,15 @@
 // rows only where a is finite and O columns only where b is: 16 elements sum over 4 phase pairs,
 // 8 over 2 and one over 1, 81 products per channel and 4x4 tile against 144 for the direct sum.
 //
+// Depth (3D convs) runs direct: output plane od sums over kd the 2D products of input plane
+// od*sd - pd + kd*dd, a longer GEMM reduction (K_xi = KD * (its phase pairs) * Cg).
+//
 // Per call the filters are transformed straight into the packed A matrices of gemm_avx2, one
-// [OCg x K_xi] matrix per element xi, K_xi = (its phase pairs) * Cg, phase pair major. Per block of
-// tiles: the input transform (8 tiles of a tile row in the lanes; one 8x8 transpose per input row
-// gives all 9 columns of the 8 tiles, both column phases) writes V[xi] as packed B panels, the 25
-// GEMMs M[xi] = U[xi] V[xi] run through gemm::gemm_columns, and the output transform adds the bias,
-// applies the ReLU and writes the 4x4 tiles. As in winograd_avx2.cpp, every output gets one fixed
+// [OCg x K_xi] matrix per element xi, rows (kd, phase pair, ic). Per block of tiles (one output
+// plane, 2-4 panels of 16 tiles): the input transform (8 tiles of a tile row in the lanes; one 8x8
+// transpose per input row gives all 9 columns of the 8 tiles, both column phases) writes V[xi] as
+// packed B panels, the 25 GEMMs M[xi] = U[xi] V[xi] run through gemm::gemm_columns, and the output
+// transform adds the bias, applies the ReLU and writes the 4x4 tiles. As in winograd_avx2.cpp, every output gets one fixed
 // sequence of operations, so results do not depend on the blocking or the thread count.
 #include "winograd_s2_avx2.h"
 
@@ -102,9 +105,10 @@ inline void g2(__m256 g0, __m256 g1, __m256* u, int us) {
 
 struct Ctx {
   const ConvShape* s = nullptr;
-  int64_t Cg = 0, OCg = 0, HW = 0, OHW = 0;
+  int64_t Cg = 0, OCg = 0, HW = 0, DHW = 0, OHW = 0;
   int64_t tH = 0, tW = 0, hW = 0;  // tile rows and columns per image, halves (8 tiles) per tile row
-  int64_t K[kXi];                  // GEMM depth of element xi
+  int64_t Kd[kXi];                 // K rows of element xi per tap plane kd: its phase pairs * Cg
+  int64_t K[kXi];                  // GEMM depth of element xi: KD * Kd[xi], rows kd * Kd + pos * Cg + ic
   int64_t aoff[kXi + 1];           // packed A of element xi within a group's
   const float* x = nullptr;
   const float* Ap = nullptr;       // [G][aoff[kXi]]
@@ -115,13 +119,14 @@ struct Ctx {
 
 // ---------------------------------------------------------------------------------------- filter transform
 
-// The packed A rows of the 6-channel panel `panel` of group g: U[xi][oc][pos * Cg + ic] for the
-// panel's channels (rows past OCg zero), the 6 channels in the lanes.
+// The packed A rows of the 6-channel panel `panel` of group g: U[xi][oc][kd * Kd + pos * Cg + ic]
+// for the panel's channels (rows past OCg zero), the 6 channels in the lanes.
 void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, float* Ap) {
-  const int64_t Cg = cx.Cg, OCg = cx.OCg, MR = gemm::MR;
+  const int64_t Cg = cx.Cg, OCg = cx.OCg, KD = cx.s->KD, MR = gemm::MR;
   const int64_t rows = std::min<int64_t>(MR, OCg - panel * MR);
   float* Ag = Ap + g * cx.aoff[kXi];
   const __m256 zero = _mm256_setzero_ps();
+  for (int64_t kd = 0; kd < KD; ++kd)
   for (int64_t ic = 0; ic < Cg; ++ic) {
     // tap[t] lane r: tap t = 3 kh + kw of channel row r of the panel, by an 8x8 transpose of the
     // rows' first 8 taps; tap 8 separately.
@@ -129,7 +134,7 @@ void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, 
     alignas(32) float t8[8] = {};
     for (int r = 0; r < 8; ++r) {
       if (r < rows) {
-        const float* f = w + ((g * OCg + panel * MR + r) * Cg + ic) * 9;
+        const float* f = w + (((g * OCg + panel * MR + r) * Cg + ic) * KD + kd) * 9;
         rowv[r] = _mm256_loadu_ps(f);
         t8[r] = f[8];
       } else {
@@ -151,7 +156,7 @@ void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, 
       for (int xi = 0; xi < kXi; ++xi) {
         const int pos = kElements.pos[xi][pair];
         if (pos < 0) continue;
-        float* d = Ag + cx.aoff[xi] + (panel * cx.K[xi] + pos * Cg + ic) * MR;  // 6 floats
+        float* d = Ag + cx.aoff[xi] + (panel * cx.K[xi] + kd * cx.Kd[xi] + pos * Cg + ic) * MR;  // 6 floats
         _mm_storeu_ps(d, _mm256_castps256_ps128(U[xi]));
         _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(U[xi], 1));
       }
@@ -162,7 +167,8 @@ void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, 
 // ---------------------------------------------------------------------------------------- input transform
 
 // 8 tiles tw0 + l, l < 8, of tile row th of image n: where their rows and columns come from, and
-// where their 81 transformed values of channel 0 go in V (channel ic: + 16 ic).
+// where their 81 transformed values of channel 0 and tap plane 0 go in V (channel ic of tap plane
+// kd: + 16 (kd * Kd[xi] + ic)).
 struct Half {
   int64_t n = 0, th = 0, tw0 = 0;
   int64_t rowoff[9];  // input row 8 th - pad_h + i, i = 0..8, times W; -1 outside the image
@@ -173,6 +179,7 @@ struct Half {
   // dst[9 c + a]: transformed column c (0..4 of the E columns, 5..8 of the O columns), row a
   // (0..4 of the E rows, 5..8 of the O rows)
   float* dst[81];
+  int64_t kd_step[81];  // 16 Kd[xi] of the value's element
 };
 
 // V: per element xi, [panel][K[xi]][16] from V + voff[xi], a block's 16-tile panels.
@@ -203,12 +210,14 @@ void make_half(const Ctx& cx, int64_t index, float* V, const int64_t* voff, int6
       const int xi = 5 * (odd_rows ? a - 5 : a) + (odd_cols ? c - 5 : c);
       const int64_t k = kElements.pos[xi][2 * odd_rows + odd_cols] * cx.Cg;
       h.dst[9 * c + a] = V + voff[xi] + (panel * cx.K[xi] + k) * kPanel + lanes;
+      h.kd_step[9 * c + a] = cx.Kd[xi] * kPanel;
     }
 }
 
-// The 81 transformed values of channel ic (its plane at `plane`) for the 8 tiles of h.
+// The 81 transformed values of channel ic in tap plane kd (its input plane at `plane`) for the 8
+// tiles of h.
 template <bool full>
-void input_transform(const Half& h, const float* plane, int64_t ic) {
+void input_transform(const Half& h, const float* plane, int64_t kd, int64_t ic) {
   const __m256 zero = _mm256_setzero_ps();
   const __m256i rot1 = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
   // Tw[i][c]: input row i of the tiles along W: c = 0..4 the E columns' B^T d, 5..8 the O columns'.
@@ -233,7 +242,7 @@ void input_transform(const Half& h, const float* plane, int64_t ic) {
     __m256 u[9];
     bt<5>(&Tw[0][c], 18, u, 1);
     bt<4>(&Tw[1][c], 18, u + 5, 1);
-    for (int a = 0; a < 9; ++a) _mm256_store_ps(h.dst[9 * c + a] + off, u[a]);
+    for (int a = 0; a < 9; ++a) _mm256_store_ps(h.dst[9 * c + a] + kd * h.kd_step[9 * c + a] + off, u[a]);
   }
 }
 
@@ -245,10 +254,17 @@ struct VLayout {
   int64_t voff[kXi + 1];
 };
 
-// Group g, halves [h0, h0 + nh) of the group's (n, th, 8-tile column group) enumeration.
+// Group g, output plane od, halves [h0, h0 + nh) of the group's (n, th, 8-tile column group)
+// enumeration.
 struct Item {
-  int64_t g, h0, nh;
+  int64_t g, od, h0, nh;
 };
+
+// The input plane of tap plane kd for output plane od, or -1 where x has none (depth padding).
+inline int64_t input_plane(const ConvShape& s, int64_t od, int64_t kd) {
+  const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
+  return id >= 0 && id < s.D ? id : -1;
+}
 
 constexpr int64_t kMaxPanels = 12;  // 16 * 12 = gemm::NC columns: one GEMM column block
 static_assert(kPanel * kMaxPanels <= gemm::NC, "a block's columns fit one GEMM column block");
@@ -257,15 +273,18 @@ static_assert(kPanel * kMaxPanels <= gemm::NC, "a block's columns fit one GEMM c
 // little work per cache line to hide its misses, while the GEMMs leave the loads idle.
 void prefetch_block_input(const Ctx& cx, const Item& it, int part, int parts) {
   const ConvShape& s = *cx.s;
-  const int64_t units = cx.Cg * it.nh * 9;  // (ic, half, row)
+  const int64_t units = s.KD * cx.Cg * it.nh * 9;  // (kd, ic, half, row)
   for (int64_t u = units * part / parts; u < units * (part + 1) / parts; ++u) {
-    const int64_t i = u % 9, h = (u / 9) % it.nh, ic = u / (9 * it.nh);
+    const int64_t i = u % 9, h = (u / 9) % it.nh, ic = (u / (9 * it.nh)) % cx.Cg, kd = u / (9 * it.nh * cx.Cg);
+    const int64_t id = input_plane(s, it.od, kd);
+    if (id < 0) continue;
     const int64_t index = it.h0 + h;
     const int64_t tw0 = (index % cx.hW) * kHalfLanes, th = (index / cx.hW) % cx.tH, n = index / (cx.hW * cx.tH);
     const int64_t ih = 8 * th - s.pad[1] + i;
     if (ih < 0 || ih >= s.H) continue;
     const int64_t c0 = std::max<int64_t>(0, 8 * tw0 - s.pad[2]);
-    const char* p = reinterpret_cast<const char*>(cx.x + ((n * s.C + it.g * cx.Cg + ic) * s.H + ih) * s.W + c0);
+    const char* p =
+        reinterpret_cast<const char*>(cx.x + (((n * s.C + it.g * cx.Cg + ic) * s.D + id) * s.H + ih) * s.W + c0);
     for (int line = 0; line < 5; ++line) _mm_prefetch(p + 64 * line, _MM_HINT_T1);
   }
 }
@@ -283,23 +302,34 @@ void run_item(const Ctx& cx, const Item& it, const Item* next, std::atomic<bool>
   const int64_t ldM = kPanel * panels, moc_stride = kXi * ldM;  // M[oc][xi][cols]
   float* M = thread_scratch<float>(OCg * moc_stride, 2);
 
-  // 1. Input transform, channel by channel, all tiles of the block.
+  // 1. Input transform, tap plane by plane and channel by channel, all tiles of the block. The
+  // rows of tap planes outside the input are zeros, as is the last panel's second half when empty
+  // (not whatever the scratch held).
   Half halves[2 * kMaxPanels];
   for (int64_t h = 0; h < it.nh; ++h)
     make_half(cx, it.h0 + h, vl.V, vl.voff, h / 2, static_cast<int>((h % 2) * kHalfLanes), halves[h]);
-  const float* xg = cx.x + it.g * Cg * cx.HW;
-  for (int64_t ic = 0; ic < Cg; ++ic)
-    for (int64_t h = 0; h < it.nh; ++h) {
-      const float* plane = xg + (halves[h].n * s.C + ic) * cx.HW;
-      if (halves[h].full) input_transform<true>(halves[h], plane, ic);
-      else input_transform<false>(halves[h], plane, ic);
-    }
-  if (it.nh % 2) {  // the last panel's empty half: zeros, not whatever the scratch held
-    const __m256 zero = _mm256_setzero_ps();
+  const __m256 zero = _mm256_setzero_ps();
+  auto zero_rows = [&](int64_t k0, int64_t k1, int64_t h0, int64_t h1) {  // V rows [k0, k1) of halves [h0, h1)
     for (int xi = 0; xi < kXi; ++xi)
-      for (int64_t k = 0; k < cx.K[xi]; ++k)
-        _mm256_store_ps(vl.V + vl.voff[xi] + ((panels - 1) * cx.K[xi] + k) * kPanel + kHalfLanes, zero);
+      for (int64_t h = h0; h < h1; ++h)
+        for (int64_t k = k0 * cx.Kd[xi]; k < k1 * cx.Kd[xi]; ++k)
+          _mm256_store_ps(vl.V + vl.voff[xi] + ((h / 2) * cx.K[xi] + k) * kPanel + (h % 2) * kHalfLanes, zero);
+  };
+  const float* xg = cx.x + it.g * Cg * cx.DHW;
+  for (int64_t kd = 0; kd < s.KD; ++kd) {
+    const int64_t id = input_plane(s, it.od, kd);
+    if (id < 0) {
+      zero_rows(kd, kd + 1, 0, it.nh);
+      continue;
+    }
+    for (int64_t ic = 0; ic < Cg; ++ic)
+      for (int64_t h = 0; h < it.nh; ++h) {
+        const float* plane = xg + (halves[h].n * s.C + ic) * cx.DHW + id * cx.HW;
+        if (halves[h].full) input_transform<true>(halves[h], plane, kd, ic);
+        else input_transform<false>(halves[h], plane, kd, ic);
+      }
   }
+  if (it.nh % 2) zero_rows(0, s.KD, it.nh, it.nh + 1);
 
   // 2. The 25 GEMMs M[xi] (OCg x 16 panels) = U[xi] (OCg x K[xi]) * V[xi]. V[xi] is already the
   // packed B of gemm_columns when K[xi] <= KC (read in place: its work buffer, a packer that does
@@ -327,7 +357,6 @@ void run_item(const Ctx& cx, const Item& it, const Item* next, std::atomic<bool>
   }
 
   // 3. Output transform, bias, ReLU, stores; channel by channel, all tiles of the block.
-  const __m256 zero = _mm256_setzero_ps();
   __m256 chk = zero;  // OR of (o - o): nonzero bits iff some output is Inf or NaN
   for (int64_t oc = 0; oc < OCg; ++oc) {
     const __m256 b = _mm256_set1_ps(cx.bias ? cx.bias[it.g * OCg + oc] : 0.0f);
@@ -345,7 +374,7 @@ void run_item(const Ctx& cx, const Item& it, const Item* next, std::atomic<bool>
       chk = _mm256_or_ps(chk, _mm256_sub_ps(sum, sum));
       if (cx.relu)
         for (int q = 0; q < 16; ++q) O[q] = _mm256_max_ps(zero, O[q]);
-      float* yt = cx.y + ((hf.n * s.OC + it.g * OCg + oc) * s.OH + 4 * hf.th) * s.OW + 4 * hf.tw0;
+      float* yt = cx.y + ((hf.n * s.OC + it.g * OCg + oc) * s.OD + it.od) * cx.OHW + (4 * hf.th) * s.OW + 4 * hf.tw0;
       const int rows = static_cast<int>(std::min<int64_t>(4, s.OH - 4 * hf.th));
       const int64_t cols = std::min<int64_t>(32, s.OW - 4 * hf.tw0);
       for (int i = 0; i < rows; ++i) {
@@ -371,8 +400,7 @@ void run_item(const Ctx& cx, const Item& it, const Item* next, std::atomic<bool>
 bool winograd_s2_applicable(const ConvShape& s) {
   if (s.KH != 3 || s.KW != 3 || s.stride[1] != 2 || s.stride[2] != 2 || s.dilation[1] != 1 || s.dilation[2] != 1)
     return false;
-  if (s.D != 1 || s.KD != 1 || s.OD != 1) return false;
-  if (s.N == 0 || s.C == 0 || s.OC == 0 || s.OH == 0 || s.OW == 0) return false;
+  if (s.N == 0 || s.C == 0 || s.OC == 0 || s.OD == 0 || s.OH == 0 || s.OW == 0) return false;
   const char* algo = std::getenv("MEDCONV_CONV_ALGO");
   if (algo && std::strcmp(algo, "winograd") == 0) return true;
   const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
@@ -385,8 +413,8 @@ bool winograd_s2_applicable(const ConvShape& s) {
   // The transformed filters (81 x OCg x Cg floats a group) are made once per call and read once per
   // block: deep layers need many tiles to pay for them (256 -> 256 channels, 21 MB: 1.0-1.1x the
   // GEMM's speed at 128 tiles, 1.3x at 256; 128 -> 128, 5 MB: 1.0x at 64, 1.2-1.3x at 128).
-  const int64_t all_tiles = s.N * tH * tW;
-  const int64_t a_bytes = 81 * 4 * s.groups * Cg * OCg;
+  const int64_t all_tiles = s.N * s.OD * tH * tW;
+  const int64_t a_bytes = 81 * 4 * s.groups * Cg * s.KD * OCg;
   return all_tiles >= 32 && all_tiles * (1 << 20) >= 12 * a_bytes;
 }
 
@@ -397,6 +425,7 @@ bool conv_winograd_s2_f32(const ConvShape& s, const float* x, const float* w, co
   cx.Cg = s.C / s.groups;
   cx.OCg = s.OC / s.groups;
   cx.HW = s.H * s.W;
+  cx.DHW = s.D * cx.HW;
   cx.OHW = s.OH * s.OW;
   cx.tH = (s.OH + 3) / 4;
   cx.tW = (s.OW + 3) / 4;
@@ -407,7 +436,8 @@ bool conv_winograd_s2_f32(const ConvShape& s, const float* x, const float* w, co
   cx.relu = relu;
   cx.aoff[0] = 0;
   for (int xi = 0; xi < kXi; ++xi) {
-    cx.K[xi] = kElements.count[xi] * cx.Cg;
+    cx.Kd[xi] = kElements.count[xi] * cx.Cg;
+    cx.K[xi] = s.KD * cx.Kd[xi];
     cx.aoff[xi + 1] = cx.aoff[xi] + gemm::packed_a_size(cx.OCg, cx.K[xi]);
   }
 
@@ -429,7 +459,8 @@ bool conv_winograd_s2_f32(const ConvShape& s, const float* x, const float* w, co
   for (int64_t P = P0;; P = std::max<int64_t>(1, P / 2)) {
     items.clear();
     for (int64_t g = 0; g < G; ++g)
-      for (int64_t h0 = 0; h0 < halves; h0 += 2 * P) items.push_back(Item{g, h0, std::min(2 * P, halves - h0)});
+      for (int64_t od = 0; od < s.OD; ++od)
+        for (int64_t h0 = 0; h0 < halves; h0 += 2 * P) items.push_back(Item{g, od, h0, std::min(2 * P, halves - h0)});
     const int64_t n = static_cast<int64_t>(items.size());
     if (P == 1 || n >= 4 * threads || (n >= threads && n % threads == 0)) break;
   }

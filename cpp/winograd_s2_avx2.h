@@ -5,9 +5,11 @@
 
 namespace medconv {
 
-// True where the planner should take it: 2D, 3x3, stride 2 and dilation 1 in (H, W), any padding
-// and groups. Unless MEDCONV_CONV_ALGO=winograd (then wherever it is possible at all), it also needs
-// >= 8 input and output channels per group and rows of tiles that fill the 8-tile vectors well.
+// True where the planner should take it: 3x3, stride 2 and dilation 1 in (H, W), any padding and
+// groups; in 3D any kernel depth, depth stride, dilation and padding (depth runs direct). Unless
+// MEDCONV_CONV_ALGO=winograd (then wherever it is possible at all), it also needs >= 8 input and
+// output channels per group, rows of tiles that fill the 8-tile vectors well, and enough tiles to
+// pay for the transformed filters.
 bool winograd_s2_applicable(const ConvShape& s);
 
 // y = act(bias + conv(x, w)). Its extra rounding error (tests/test_winograd.py): within the same

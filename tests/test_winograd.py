@@ -162,6 +162,36 @@ def _s2_case(rng, case):
     return x, w, b, dict(kw, stride=2)
 
 
+# Stride 2 in (H, W), 3D: (N, C, OC, D, H, W, kernel, kwargs). Depth runs direct: kernel depths 1, 3, 5,
+# depth strides 1-3, dilation, padding (tap planes outside the input), groups, K = 3 * 4 * C > 256.
+CASES_S2_3D = [
+    (1, 8, 8, 9, 16, 16, (3, 3, 3), dict(stride=2, padding=1)),
+    (2, 13, 17, 7, 23, 29, (3, 3, 3), dict(stride=2, padding=1)),
+    (1, 8, 6, 9, 21, 19, (3, 3, 3), dict(stride=(1, 2, 2), padding=(0, 1, 1))),
+    (1, 8, 6, 9, 21, 19, (5, 3, 3), dict(stride=(3, 2, 2), padding=(2, 1, 1), dilation=(2, 1, 1))),
+    (1, 8, 6, 4, 21, 19, (1, 3, 3), dict(stride=(1, 2, 2), padding=(0, 1, 1))),
+    (2, 16, 24, 5, 21, 19, (3, 3, 3), dict(stride=2, padding=1, groups=2)),
+    (1, 30, 20, 5, 19, 37, (3, 3, 3), dict(stride=2, padding=(2, 1, 1))),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES_S2_3D)))
+@pytest.mark.parametrize("threads", [1, 3])
+def test_error_bound_stride2_3d(winograd, maybe_torch, rng, case, threads):
+    medconv.set_num_threads(threads)
+    n, c, oc, d, h, w_, k, kw = CASES_S2_3D[case]
+    x = rng.standard_normal((n, c, d, h, w_)).astype(np.float32)
+    w = rng.standard_normal((oc, c // kw.get("groups", 1)) + k).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32) if case % 2 else None
+    for relu in (False, True):
+        y = _check(x, w, b, relu, **kw)
+        assert _last_algorithm() == "winograd"
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, **kw)
+            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, scale=5,
+                         what=f"torch x{x.shape} {kw} relu={relu}")
+
+
 @pytest.mark.parametrize("case", range(len(CASES_S2)))
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_error_bound_stride2(winograd, maybe_torch, rng, case, threads):
@@ -350,7 +380,9 @@ def test_scalar_isa_against_avx2(auto_plan, rng):
     ((2, 16, 32, 32), (16, 16, 3, 3), dict(padding=1, stride=2), None),  # 4 of 8 lanes
     ((2, 4, 64, 64), (16, 4, 3, 3), dict(padding=1, stride=2), None),  # too few input channels
     ((2, 16, 64, 64), (16, 16, 3, 3), dict(padding=1, stride=2, dilation=2), None),
-    ((1, 16, 8, 64, 64), (16, 16, 3, 3, 3), dict(padding=1, stride=2), None),  # 3D
+    ((1, 16, 8, 64, 64), (16, 16, 3, 3, 3), dict(padding=1, stride=2), "winograd"),  # 3D
+    ((1, 16, 8, 64, 64), (16, 16, 3, 3, 3), dict(padding=1, stride=(2, 1, 1)), "winograd"),  # stride 1 in (H, W)
+    ((1, 16, 8, 32, 32), (16, 16, 3, 3, 3), dict(padding=1, stride=2), None),  # 4 of 8 lanes
     ((1, 256, 64, 64), (256, 256, 3, 3), dict(padding=1, stride=2), None),  # 21 MB of filters for 64 tiles
     ((2, 128, 64, 64), (128, 128, 3, 3), dict(padding=1, stride=2), "winograd"),  # and for 128
     ((2, 16, 24, 24), (16, 16, 5, 5), dict(padding=2), None),
