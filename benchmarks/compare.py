@@ -322,6 +322,26 @@ def run_backward(r, threads):
               check="ok" if ok1 and ok2 else f"FAIL (dx {m1}; dw {m2})")
 
 
+def run_transposed(r, threads):
+    from medconv.functional import extra as E
+
+    for case in shapes.TRANSPOSED:
+        if not r.wanted(case.name):
+            continue
+        x, w, b = case.data()
+        f = getattr(E, f"conv_transpose{case.nd}d")
+        tf = getattr(torch.nn.functional, f"conv_transpose{case.nd}d")
+        tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+        kw = case.kwargs()
+        with torch.no_grad():
+            ok, msg = close(f(x, w, b, **kw), tf(tx, tw, tb, **kw).numpy(), scaled=shapes.CONV_TOLERANCE)
+            m, p = r.time_pair(lambda: f(x, w, b, **kw), lambda: tf(tx, tw, tb, **kw))
+        rate = case.flops / m / 1e9
+        r.add(case=case.name, shape=f"{'x'.join(map(str, case.input))} -> {case.out_channels}", threads=threads,
+              medconv_ms=m * 1e3, peer="torch", peer_ms=p * 1e3, ratio=p / m, rate=rate, unit="GFLOP/s",
+              pct=100 * rate / r.peaks[threads]["fma"], check="ok" if ok else f"FAIL ({msg})")
+
+
 def run_memory_bound(r, threads):
     for case in shapes.MEMORY_BOUND:
         if not r.wanted(case.name):
@@ -433,7 +453,7 @@ def _cnn_training(r, threads, shape, params, x, target):
     return None
 
 
-SECTIONS = [run_convs, run_backward, run_memory_bound, run_filters, run_cnn]
+SECTIONS = [run_convs, run_backward, run_transposed, run_memory_bound, run_filters, run_cnn]
 
 
 def run_scaling(r, lo, hi):

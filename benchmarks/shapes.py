@@ -62,7 +62,46 @@ CONVS = [
     ConvCase("S10", "dilated", (8, 64, 64, 64), 64, 3, padding=2, dilation=2),
 ]
 CONV_BY_NAME = {c.name: c for c in CONVS}
-BACKWARD = ["S3", "S8"]  # input + weight gradients: 2x the forward's flops
+BACKWARD = ["S3", "S8", "S5"]  # input + weight gradients: 2x the forward's flops (S5: beyond the set)
+
+
+@dataclass(frozen=True)
+class TransposedCase:
+    """A transposed conv (U-Net decoders; beyond shared/BENCHMARKS.md's set): input, out channels,
+    kernel, stride, padding, output padding."""
+    name: str
+    input: tuple
+    out_channels: int
+    kernel: int
+    stride: int
+    padding: int = 0
+    output_padding: int = 0
+
+    @property
+    def nd(self) -> int:
+        return len(self.input) - 2
+
+    @property
+    def flops(self) -> float:
+        """2 * multiply-adds: every input value times every tap and output channel."""
+        return 2.0 * float(np.prod(self.input)) * self.out_channels * self.kernel ** self.nd
+
+    def kwargs(self) -> dict:
+        return dict(stride=self.stride, padding=self.padding, output_padding=self.output_padding)
+
+    def data(self, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(self.input, dtype=np.float32)
+        w = rng.standard_normal((self.input[1], self.out_channels) + (self.kernel,) * self.nd, dtype=np.float32)
+        w = (w / np.sqrt(self.input[1] * self.kernel ** self.nd)).astype(np.float32)
+        return x, w, rng.standard_normal(self.out_channels, dtype=np.float32)
+
+
+TRANSPOSED = [
+    TransposedCase("U1 up 2x2 s2", (8, 64, 64, 64), 32, 2, 2),
+    TransposedCase("U2 up 3x3 s2", (8, 64, 64, 64), 32, 3, 2, padding=1, output_padding=1),
+    TransposedCase("U3 up 2x2x2 s2 3D", (1, 32, 32, 64, 64), 16, 2, 2),
+]
 
 # results may differ by the summation order and by fast algorithms (Winograd): |a - b| <= this * max|b|
 CONV_TOLERANCE = 2e-4

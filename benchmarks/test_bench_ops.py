@@ -93,6 +93,25 @@ def test_conv_backward(benchmark, threads, name, lib):
     run(benchmark, f"{name} backward {threads}t", mine if lib == "medconv" else peer, gflop=2 * case.flops / 1e9)
 
 
+@pytest.mark.parametrize("lib", ["medconv", "torch"])
+@pytest.mark.parametrize("case", shapes.TRANSPOSED, ids=lambda c: c.name.replace(" ", "_"))
+def test_conv_transpose(benchmark, threads, case, lib):
+    from medconv.functional import extra as E
+
+    x, w, b = case.data()
+    kw = case.kwargs()
+    f = getattr(E, f"conv_transpose{case.nd}d")
+    tf = getattr(torch.nn.functional, f"conv_transpose{case.nd}d")
+    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    if lib == "medconv":
+        with torch.no_grad():
+            assert_conv_close(f(x, w, b, **kw), tf(tx, tw, tb, **kw).numpy())
+        fn = lambda: f(x, w, b, **kw)  # noqa: E731
+    else:
+        fn = lambda: tf(tx, tw, tb, **kw)  # noqa: E731
+    run(benchmark, f"{case.name} {threads}t", fn, gflop=case.flops / 1e9)
+
+
 # ------------------------------------------------------------------------ memory-bound ops
 
 

@@ -84,7 +84,7 @@ void conv_transpose_forward_py(const py::array& x, const py::array& w, const py:
     using T = decltype(tag);
     const T* xp = cdata<T>(x); const T* wp = cdata<T>(w); const T* bp = cdata_or_null<T>(b); T* yp = data<T>(y);
     py::gil_scoped_release release;
-    conv_transpose_forward_ref<T>(s, xp, wp, bp, yp);
+    conv_transpose_forward<T>(s, xp, wp, bp, yp);
   });
 }
 

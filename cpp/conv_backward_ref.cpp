@@ -67,41 +67,6 @@ void conv_backward_input_ref(const ConvShape& s, const T* gy, const T* w, T* gx)
   });
 }
 
-// Stride 1: gx[i] = sum_k w[k] gy[i + p - k*d] = sum_k wf[k] gy[i - p' + k*d], the forward conv of gy
-// (channels OC) with wf[c, j, k] = w[g*OCg + j, c % Cg, K-1-k] (weight [C, OCg, K...]) and padding
-// p' = (K-1)*d - p, whose output has gx's size.
-template <class T>
-void conv_backward_input(const ConvShape& s, const T* gy, const T* w, T* gx) {
-  const int64_t k[3] = {s.KD, s.KH, s.KW};
-  ConvShape t{};
-  bool direct = true;
-  for (int i = 0; i < 3; ++i) {
-    t.stride[i] = 1;
-    t.dilation[i] = s.dilation[i];
-    t.pad[i] = (k[i] - 1) * s.dilation[i] - s.pad[i];
-    direct = direct && s.stride[i] == 1 && t.pad[i] >= 0;
-  }
-  if (!direct || s.N * s.C * s.D * s.H * s.W == 0) {
-    conv_backward_input_ref<T>(s, gy, w, gx);
-    return;
-  }
-  t.N = s.N; t.C = s.OC; t.D = s.OD; t.H = s.OH; t.W = s.OW;
-  t.OC = s.C; t.KD = s.KD; t.KH = s.KH; t.KW = s.KW;
-  t.OD = s.D; t.OH = s.H; t.OW = s.W;
-  t.groups = s.groups;
-  const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups, kvol = s.KD * s.KH * s.KW;
-  std::vector<T> wf(static_cast<size_t>(s.C * OCg * kvol));
-  for (int64_t c = 0; c < s.C; ++c) {
-    const int64_t g = c / Cg, ic = c % Cg;
-    for (int64_t j = 0; j < OCg; ++j) {
-      const T* src = w + ((g * OCg + j) * Cg + ic) * kvol;
-      T* dst = wf.data() + (c * OCg + j) * kvol;
-      for (int64_t q = 0; q < kvol; ++q) dst[q] = src[kvol - 1 - q];
-    }
-  }
-  kernels_for<T>().conv_forward(t, gy, wf.data(), nullptr, gx, Activation::none);
-}
-
 // x: [N, C, D, H, W], gy: [N, OC, OD, OH, OW], gw: [OC, Cg, KD, KH, KW]; one weight per task.
 // gw[oc, ic, kd, kh, kw] = sum_{n, od, oh, ow} gy[n, oc, od, oh, ow] * x[n, g*Cg + ic, od*sd - pd + kd*dd, ...]
 template <class T>
@@ -171,7 +136,6 @@ void channel_sum_ref(const T* gy, T* gb, int64_t N, int64_t C, int64_t S) {
 
 #define MEDCONV_INSTANTIATE(T)                                                             \
   template void conv_backward_input_ref<T>(const ConvShape&, const T*, const T*, T*);      \
-  template void conv_backward_input<T>(const ConvShape&, const T*, const T*, T*);          \
   template void conv_backward_weight_ref<T>(const ConvShape&, const T*, const T*, T*);     \
   template void conv_backward_weight<T>(const ConvShape&, const T*, const T*, T*);         \
   template void channel_sum_ref<T>(const T*, T*, int64_t, int64_t, int64_t);

@@ -15,9 +15,9 @@ namespace medconv {
 // s describes the forward conv x [N, C, D, H, W] * w [OC, C/groups, KD, KH, KW] -> y [N, OC, OD, OH, OW].
 // gx[n, c, i] = sum_{oc in c's group, k, o: o*stride - pad + k*dilation = i} gy[n, oc, o] * w[oc, c % Cg, k]
 template <class T> void conv_backward_input_ref(const ConvShape& s, const T* gy, const T* w, T* gx);
-// The same gradient, the fastest way available: with stride 1 (and padding <= the dilated kernel
-// extent) it is the forward conv of gy with the flipped, transposed weights, run by the active
-// ISA's conv_forward kernel (dispatch.h); otherwise conv_backward_input_ref.
+// The same gradient, the fastest way available (conv_phases.cpp): stride-1 forward convs of gy with
+// the flipped, transposed weights, one per stride phase, run by the active ISA's conv_forward kernel
+// (dispatch.h); conv_backward_input_ref where the padding exceeds the dilated kernel.
 template <class T> void conv_backward_input(const ConvShape& s, const T* gy, const T* w, T* gx);
 // gw[oc, ic, k] = sum_{n, o} gy[n, oc, o] * x[n, g*Cg + ic, o*stride - pad + k*dilation]
 template <class T> void conv_backward_weight_ref(const ConvShape& s, const T* x, const T* gy, T* gw);
@@ -30,10 +30,10 @@ template <class T> void conv_backward_weight(const ConvShape& s, const T* x, con
 // gb[c] = sum_{n, i} gy[n, c, i]     gy: [N, C, S]
 template <class T> void channel_sum_ref(const T* gy, T* gb, int64_t N, int64_t C, int64_t S);
 
-// ---------------------------------------------------------------- transposed conv (conv_transpose_ref.cpp)
+// ---------------------------------------------------------------- transposed conv (conv_phases.cpp)
 // The transposed conv of x [N, OC, OD, OH, OW] with w [OC, C/groups, K...] is the input gradient of
-// the conv that s describes, plus bias [C]: y [N, C, D, H, W].
-template <class T> void conv_transpose_forward_ref(const ConvShape& s, const T* x, const T* w, const T* bias, T* y);
+// the conv that s describes, plus bias [C]: y [N, C, D, H, W]; computed as conv_backward_input.
+template <class T> void conv_transpose_forward(const ConvShape& s, const T* x, const T* w, const T* bias, T* y);
 
 // ---------------------------------------------------------------- pad (pad_backward_ref.cpp)
 // gx[p, i] = sum of gy[p, j] over the output positions j that read input position i.

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 __all__ = [
-    "conv1d", "conv2d", "conv3d", "pad",
+    "conv1d", "conv2d", "conv3d", "conv_transpose", "pad",
     "max_pool1d", "max_pool2d", "max_pool3d",
     "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
@@ -164,6 +164,40 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padd
 
 def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
     return _conv(x, weight, bias, stride, padding, dilation, groups, padding_mode, 3)
+
+
+def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """torch's conv_transposeNd (N = x.ndim - 2): every input value scattered through the kernel,
+    y[n, g*cout_g + j, o*stride - padding + k*dilation] += x[n, g*cin_g + i, o] * weight[g*cin_g + i, j, k].
+    The same sum is the input gradient of the conv with this stride, padding and dilation
+    (output_padding then makes up the input size)."""
+    x64, dt = _f64(x)
+    w = np.asarray(weight, dtype=np.float64)
+    nd = x64.ndim - 2
+    stride, padding = _ntuple(stride, nd), _ntuple(padding, nd)
+    output_padding, dilation = _ntuple(output_padding, nd), _ntuple(dilation, nd)
+    N, C = x64.shape[:2]
+    in_sz, k = x64.shape[2:], w.shape[2:]
+    cin_g, cout_g = C // groups, w.shape[1]
+    assert w.shape[0] == C and C % groups == 0
+    out_sz = [(in_sz[i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (k[i] - 1) + output_padding[i] + 1
+              for i in range(nd)]
+    # the scatter lands at q = o*stride + k*dilation in `full`, y = full[padding : padding + out]
+    full_sz = [max((in_sz[i] - 1) * stride[i] + dilation[i] * (k[i] - 1) + 1, padding[i] + out_sz[i])
+               for i in range(nd)]
+    full = np.zeros((N, cout_g * groups) + tuple(full_sz), dtype=np.float64)
+    for g in range(groups):
+        xg = x64[:, g * cin_g:(g + 1) * cin_g]
+        wg = w[g * cin_g:(g + 1) * cin_g]
+        for kidx in itertools.product(*[range(kk) for kk in k]):
+            sl = tuple(slice(kidx[i] * dilation[i], kidx[i] * dilation[i] + (in_sz[i] - 1) * stride[i] + 1, stride[i])
+                       for i in range(nd))
+            wk = wg[(slice(None), slice(None)) + kidx]  # [cin_g, cout_g]
+            full[(slice(None), slice(g * cout_g, (g + 1) * cout_g)) + sl] += np.einsum("ni...,ij->nj...", xg, wk)
+    out = full[(slice(None), slice(None)) + tuple(slice(padding[i], padding[i] + out_sz[i]) for i in range(nd))]
+    if bias is not None:
+        out = out + np.asarray(bias, dtype=np.float64).reshape((1, -1) + (1,) * nd)
+    return out.astype(dt)
 
 
 # ------------------------------------------------------------------------------- pooling
