@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "dispatch.h"
 #include "nn_kernels.h"
 
 namespace py = pybind11;
@@ -234,7 +235,7 @@ void linear_backward_input_py(const py::array& gy, const py::array& w, py::array
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); const T* wp = cdata<T>(w); T* xp = data<T>(gx);
     py::gil_scoped_release release;
-    linear_backward_input_ref<T>(gp, wp, xp, M, N, K);
+    kernels_for<T>().linear_backward_input(gp, wp, xp, M, N, K);
   });
 }
 
@@ -251,7 +252,7 @@ void linear_backward_weight_py(const py::array& gy, const py::array& x, py::arra
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); const T* xp = cdata<T>(x); T* wp = data<T>(gw); T* bp = data_or_null<T>(b);
     py::gil_scoped_release release;
-    linear_backward_weight_ref<T>(gp, xp, wp, bp, M, N, K);
+    kernels_for<T>().linear_backward_weight(gp, xp, wp, bp, M, N, K);
   });
 }
 

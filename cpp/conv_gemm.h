@@ -9,11 +9,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "aligned.h"
 #include "gemm_common.h"
 #include "kernels.h"
+#include "memory.h"
 #include "parallel.h"
 
 namespace medconv {
@@ -188,29 +190,110 @@ void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const flo
   conv_gemm_f32<Gemm>(s, x, w, bias, y, relu, pack_conv_columns<Gemm::NR>);
 }
 
-// y[m, n] = bias[n] + sum_k x[m, k] * w[n, k]; tasks: (MB-row block, NC-wide column tile).
-// x: [M, K], w: [N, K], bias: [N] or null, y: [M, N]
-template <class Gemm>
-void linear_gemm_f32(const float* x, const float* w, const float* bias, float* y, int64_t M, int64_t N, int64_t K) {
-  constexpr int64_t MB = 96 / Gemm::MR * Gemm::MR;  // rows per task
-  auto Ap = aligned_floats(Gemm::packed_a_size(M, K));
-  Gemm::pack_a(x, K, 1, M, K, Ap.get());
-  const int64_t row_blocks = (M + MB - 1) / MB, col_tiles = (N + Gemm::NC - 1) / Gemm::NC;
+// C[M, N] = A[M, K] B[K, N] (+ col_bias[n]), A(i, k) = a[i * lda + k * ska] packed once; B's blocks
+// (NC columns by one of the GEMM's K passes) packed by pack_b(pc, kc, jc, nc, Bp) (gemm_common.h's
+// PackB). Tasks: (MB-row block, NC-wide column tile). With several row blocks, B is packed once per
+// call into a cached buffer (memory.h) and the tasks copy their blocks from there: a packer that
+// gathers B's columns, as linear's, costs about a nanosecond an element, 20-30% of a
+// 256 x 4096 x 1000 layer when each of its 96-row blocks repeated it. K = 0 gives the bias (or zeros).
+template <class Gemm, class PackB>
+void matmul_f32(const float* a, int64_t lda, int64_t ska, const PackB& pack_b, const float* col_bias, float* c, int64_t M,
+                int64_t N, int64_t K) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) c[i * N + j] = col_bias ? col_bias[j] : 0.0f;
+    return;
+  }
+  // Rows per task: all of them where their A block (M x KC) stays in L2 and the column tiles alone
+  // keep the threads busy; else 96.
+  const int64_t col_tiles = (N + Gemm::NC - 1) / Gemm::NC;
+  const int64_t MB = M <= 384 && col_tiles >= 2 * get_num_threads() ? (M + Gemm::MR - 1) / Gemm::MR * Gemm::MR
+                                                                     : 96 / Gemm::MR * Gemm::MR;
+  const int64_t row_blocks = (M + MB - 1) / MB;
+  auto cached = [](int64_t floats) {  // big buffers from the cache of mapped blocks: no page faults
+    return std::unique_ptr<float, void (*)(float*)>(static_cast<float*>(cached_alloc(sizeof(float) * floats)),
+                                                     [](float* p) { cached_free(p); });
+  };
+  const auto Ap = cached(Gemm::packed_a_size(M, K));
+  Gemm::pack_a(a, lda, ska, M, K, Ap.get());
+  const int64_t kstep = gemm_common::k_step<Gemm::KC>(K), passes = (K + kstep - 1) / kstep;
+  const int64_t block = (std::min(N, Gemm::NC) + Gemm::NR - 1) / Gemm::NR * Gemm::NR * kstep;  // floats
+  const bool prepack = row_blocks > 1;
+  const auto Bp = cached(prepack ? col_tiles * passes * block : 1);
+  if (prepack)
+    parallel_for(col_tiles * passes, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t jc = t / passes * Gemm::NC, pc = t % passes * kstep;
+        pack_b(pc, std::min(kstep, K - pc), jc, std::min(Gemm::NC, N - jc), Bp.get() + t * block);
+      }
+    });
   parallel_for(row_blocks * col_tiles, 1, [&](int64_t begin, int64_t end) {
     float* work = thread_scratch<float>(Gemm::KC * Gemm::NC);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t rb = t / col_tiles, ct = t % col_tiles;
       const int64_t i0 = rb * MB, rows = std::min(MB, M - i0);
       const int64_t j0 = ct * Gemm::NC, j1 = std::min(N, j0 + Gemm::NC);
+      const int64_t panel_floats = (j1 - j0 + Gemm::NR - 1) / Gemm::NR * Gemm::NR;
       gemm_common::Epilogue ep;
-      ep.col_bias = bias;
-      Gemm::gemm_columns(rows, K, Ap.get() + i0 * K,
-                         [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
-                           gemm_common::pack_transposed_columns<Gemm::NR>(w, K, pc, kc, jc, nc, Bp);
-                         },
-                         j0, j1, y + i0 * N, N, ep, work);
+      ep.col_bias = col_bias;
+      auto copy_block = [&](int64_t pc, int64_t kc, int64_t, int64_t, float* dst) {
+        std::memcpy(dst, Bp.get() + (ct * passes + pc / kstep) * block, sizeof(float) * kc * panel_floats);
+      };
+      if (prepack) Gemm::gemm_columns(rows, K, Ap.get() + i0 * K, copy_block, j0, j1, c + i0 * N, N, ep, work);
+      else Gemm::gemm_columns(rows, K, Ap.get() + i0 * K, pack_b, j0, j1, c + i0 * N, N, ep, work);
     }
   });
+}
+
+// With fewer outputs than a B panel's NR columns and more rows, y^T = w x^T instead (x's rows the
+// B panels, w's the A rows): the small CNN's 16 x 131072 -> 2 head wasted 14 of 16 columns.
+template <class Gemm>
+void linear_gemm_f32(const float* x, const float* w, const float* bias, float* y, int64_t M, int64_t N, int64_t K) {
+  if (N < Gemm::NR && M > N) {
+    auto yt = aligned_floats(N * M);
+    matmul_f32<Gemm>(w, K, 1,
+                     [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+                       gemm_common::pack_transposed_columns<Gemm::NR>(x, K, pc, kc, jc, nc, Bp);
+                     },
+                     nullptr, yt.get(), N, M, K);
+    for (int64_t m = 0; m < M; ++m)  // bias first, as the reference: bias + sum
+      for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] + yt.get()[n * M + m] : yt.get()[n * M + m];
+    return;
+  }
+  matmul_f32<Gemm>(x, K, 1,
+                   [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+                     gemm_common::pack_transposed_columns<Gemm::NR>(w, K, pc, kc, jc, nc, Bp);
+                   },
+                   bias, y, M, N, K);
+}
+
+// The dense layer's gradients (gy: [M, N], w: [N, K], x: [M, K]):
+//   gx[m, k] = sum_n gy[m, n] w[n, k]        (A = gy, B = w's rows)
+//   gw[n, k] = sum_m gy[m, n] x[m, k]        (A = gy^T, packed from gy's columns; B = x's rows)
+//   gb[n] = sum_m gy[m, n], m in order
+template <class Gemm>
+void linear_backward_input_gemm_f32(const float* gy, const float* w, float* gx, int64_t M, int64_t N, int64_t K) {
+  matmul_f32<Gemm>(gy, N, 1,
+                   [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+                     gemm_common::pack_rows<Gemm::NR>(w, K, pc, kc, jc, nc, Bp);
+                   },
+                   nullptr, gx, M, K, N);
+}
+
+template <class Gemm>
+void linear_backward_weight_gemm_f32(const float* gy, const float* x, float* gw, float* gb, int64_t M, int64_t N,
+                                     int64_t K) {
+  matmul_f32<Gemm>(gy, 1, N,
+                   [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+                     gemm_common::pack_rows<Gemm::NR>(x, K, pc, kc, jc, nc, Bp);
+                   },
+                   nullptr, gw, N, K, M);
+  if (gb) {
+    for (int64_t n = 0; n < N; ++n) gb[n] = 0.0f;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) gb[n] += gy[m * N + n];
+  }
 }
 
 }  // namespace

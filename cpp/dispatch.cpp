@@ -5,6 +5,7 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "nn_kernels.h"
 #include "ref_kernels.h"
 
 namespace medconv {
@@ -21,6 +22,8 @@ Kernels<T> reference_kernels() {
   k.softmax = softmax_ref<T>;
   k.maxout = maxout_ref<T>;
   k.linear = linear_ref<T>;
+  k.linear_backward_input = linear_backward_input_ref<T>;
+  k.linear_backward_weight = linear_backward_weight_ref<T>;
   return k;
 }
 template Kernels<float> reference_kernels<float>();

@@ -94,6 +94,33 @@ void pack_transposed_columns(const float* w, int64_t K, int64_t pc, int64_t kc, 
   }
 }
 
+// Bp[panel][k][NR] = b[(pc + k) * ldb + jc + j] for j in [0, nc), columns past nc zero: B's rows
+// are contiguous.
+template <int NR>
+void pack_rows(const float* b, int64_t ldb, int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+  for (int64_t p0 = 0; p0 < nc; p0 += NR) {
+    float* dst = Bp + (p0 / NR) * kc * NR;
+    const int64_t cols = std::min<int64_t>(NR, nc - p0);
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = b + (pc + k) * ldb + jc + p0;
+      if (cols == NR) {
+        for (int t = 0; t < NR; ++t) dst[k * NR + t] = src[t];
+      } else {
+        for (int t = 0; t < NR; ++t) dst[k * NR + t] = t < cols ? src[t] : 0.0f;
+      }
+    }
+  }
+}
+
+// The depth of gemm_blocked's K passes: K in passes of equal depth (a multiple of 8, at most KC), so
+// that no short last pass pays its micro-kernels' C loads and stores for little work (S5, K = 576:
+// 3 x 192 instead of 256 + 256 + 64, 2-10% faster).
+template <int64_t KC>
+int64_t k_step(int64_t K) {
+  const int64_t passes = (K + KC - 1) / KC;
+  return std::min(KC, ((K + passes - 1) / passes + 7) / 8 * 8);
+}
+
 // C[i, j] = epilogue(sum_k A(i, k) B(k, j)) for j in [j0, j1), single-threaded.
 // For each NC-wide, KC-deep block of B: pack it once (pack_b(pc, kc, jc, nc, work)), then for each
 // NR-wide micro-panel (kept in L1) sweep A's MR-row panels (streamed from L2). The sum over k runs
@@ -107,11 +134,7 @@ void gemm_blocked(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, in
   static_assert(NC % NR == 0, "NC must be a multiple of NR");
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = std::min(NC, j1 - jc);
-    // K in passes of equal depth (a multiple of 8, at most KC): no short last pass, whose
-    // micro-kernel calls would pay their C loads and stores for little work (S5, K = 576:
-    // 3 x 192 instead of 256 + 256 + 64, 2-10% faster)
-    const int64_t passes = (K + KC - 1) / KC;
-    const int64_t kstep = std::min(KC, ((K + passes - 1) / passes + 7) / 8 * 8);
+    const int64_t kstep = k_step<KC>(K);
     for (int64_t pc = 0; pc < K; pc += kstep) {
       const int64_t kc = std::min(kstep, K - pc);
       pack_b(pc, kc, jc, nc, work);

@@ -63,6 +63,10 @@ struct Kernels {
   void (*maxout)(const T* x, T* y, int64_t outer, int64_t groups, int64_t pieces, int64_t inner);
   // y[m, n] = sum_k x[m, k] * w[n, k] + bias[n]     x: [M, K], w: [N, K], y: [M, N]
   void (*linear)(const T* x, const T* w, const T* bias, T* y, int64_t M, int64_t N, int64_t K);
+  // gx[m, k] = sum_n gy[m, n] * w[n, k]     gy: [M, N], w: [N, K], gx: [M, K]
+  void (*linear_backward_input)(const T* gy, const T* w, T* gx, int64_t M, int64_t N, int64_t K);
+  // gw[n, k] = sum_m gy[m, n] * x[m, k], gb[n] = sum_m gy[m, n] (gb may be null)     x: [M, K], gw: [N, K]
+  void (*linear_backward_weight)(const T* gy, const T* x, T* gw, T* gb, int64_t M, int64_t N, int64_t K);
 };
 
 // Each ISA's file defines its table; entries it does not specialise come from the reference.

@@ -1,18 +1,79 @@
-// Dense layer y = x w^T + bias on the 6x16 AVX2+FMA SGEMM, float32 (conv_gemm.h's linear_gemm_f32).
+// Dense layer y = x w^T + bias and its gradients on the 6x16 AVX2+FMA SGEMM, float32 (conv_gemm.h's
+// linear_gemm_f32 and linear_backward_*_gemm_f32); layers with up to 4 outputs as dot products.
+#include <immintrin.h>
+
+#include <algorithm>
+
 #include "avx2_kernels.h"
 #include "conv_gemm.h"
 #include "gemm_avx2.h"
+#include "parallel.h"
+#include "vecmath_avx2.h"
 
 namespace medconv {
 namespace {
 
+// y[m, n] = bias[n] + dot(x[m], w[n]) for NN outputs and RB rows at a time: with a few outputs (a
+// classifier's head) the layer is a read of x, which a GEMM's 16-column tiles would mostly waste.
+// Each dot runs in 8 lanes over k in order, then the lanes are summed; one task per row block.
+template <int RB, int NN>
+void dot_rows(const float* x, const float* w, const float* bias, float* y, int64_t M, int64_t K) {
+  const int64_t full = K / 8 * 8;
+  const __m256i tm = avx2::tail_mask(K - full);
+  parallel_for((M + RB - 1) / RB, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, K)), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t m0 = b * RB, rows = std::min<int64_t>(RB, M - m0);
+      __m256 acc[RB][NN];
+      for (int r = 0; r < RB; ++r)
+        for (int n = 0; n < NN; ++n) acc[r][n] = _mm256_setzero_ps();
+      auto step = [&](int64_t k, auto load) {
+        __m256 wv[NN];
+        for (int n = 0; n < NN; ++n) wv[n] = load(w + n * K + k);
+        for (int r = 0; r < RB; ++r) {
+          const __m256 xv = load(x + (m0 + std::min<int64_t>(r, rows - 1)) * K + k);
+          for (int n = 0; n < NN; ++n) acc[r][n] = _mm256_fmadd_ps(xv, wv[n], acc[r][n]);
+        }
+      };
+      for (int64_t k = 0; k < full; k += 8) step(k, [](const float* p) { return _mm256_loadu_ps(p); });
+      if (full < K) step(full, [&](const float* p) { return _mm256_maskload_ps(p, tm); });
+      for (int r = 0; r < rows; ++r)
+        for (int n = 0; n < NN; ++n) {
+          const float sum = avx2::hsum_ps(acc[r][n]);
+          y[(m0 + r) * NN + n] = bias ? bias[n] + sum : sum;  // bias first, as the reference
+        }
+    }
+  });
+}
+
 // x: [M, K], w: [N, K], bias: [N] or null, y: [M, N]
 void linear_avx2(const float* x, const float* w, const float* bias, float* y, int64_t M, int64_t N, int64_t K) {
+  if (K >= 64 && N <= 4) {
+    switch (N) {
+      case 1: return dot_rows<4, 1>(x, w, bias, y, M, K);
+      case 2: return dot_rows<4, 2>(x, w, bias, y, M, K);
+      case 3: return dot_rows<2, 3>(x, w, bias, y, M, K);
+      case 4: return dot_rows<2, 4>(x, w, bias, y, M, K);
+      default: break;
+    }
+  }
   conv_gemm::linear_gemm_f32<gemm::Gemm>(x, w, bias, y, M, N, K);
+}
+
+void linear_backward_input_avx2(const float* gy, const float* w, float* gx, int64_t M, int64_t N, int64_t K) {
+  conv_gemm::linear_backward_input_gemm_f32<gemm::Gemm>(gy, w, gx, M, N, K);
+}
+
+void linear_backward_weight_avx2(const float* gy, const float* x, float* gw, float* gb, int64_t M, int64_t N,
+                                 int64_t K) {
+  conv_gemm::linear_backward_weight_gemm_f32<gemm::Gemm>(gy, x, gw, gb, M, N, K);
 }
 
 }  // namespace
 
-void add_linear_avx2(KernelTable& t) { t.f32.linear = linear_avx2; }
+void add_linear_avx2(KernelTable& t) {
+  t.f32.linear = linear_avx2;
+  t.f32.linear_backward_input = linear_backward_input_avx2;
+  t.f32.linear_backward_weight = linear_backward_weight_avx2;
+}
 
 }  // namespace medconv

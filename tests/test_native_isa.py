@@ -127,7 +127,7 @@ def test_avx512_kernels_match_the_reference(mode, tmp_path):
     jobs = [([*common, *isa_flags], f) for f in files("*_avx512.cpp")]
     # winograd_applicable (the plan) and what it links against; the reference kernels to compare with
     jobs += [([*common, "-mavx2", "-mfma"], CPP / f) for f in ("winograd_avx2.cpp", "gemm_avx2.cpp")]
-    jobs += [(common, CPP / f) for f in ("conv_ref.cpp", "gemm_ref.cpp", "parallel.cpp")]
+    jobs += [(common, CPP / f) for f in ("conv_ref.cpp", "gemm_ref.cpp", "parallel.cpp", "memory.cpp")]
     jobs += [([*common, "-Werror", "-DISA_CHECK_AVX512"], NATIVE / "isa_check.cpp")]
     objs = compile_all(jobs, tmp_path / "obj")
     exe = tmp_path / "isa_check"
@@ -153,8 +153,8 @@ def _neon_toolchain():
 
 @pytest.fixture(scope="module")
 def neon_binary(tmp_path_factory):
-    """isa_check built for AArch64: the reference kernels, dispatch.cpp, parallel.cpp and every
-    *_neon.cpp (as CMake builds them on arm64), NEON files and harness warning-free."""
+    """isa_check built for AArch64: the reference kernels, dispatch.cpp, parallel.cpp, memory.cpp and
+    every *_neon.cpp (as CMake builds them on arm64), NEON files and harness warning-free."""
     chain = _neon_toolchain()
     if chain is None:
         pytest.skip("no AArch64 compiler (Debian: g++-aarch64-linux-gnu)")
@@ -163,7 +163,7 @@ def neon_binary(tmp_path_factory):
     common = [cxx, *BASE, "-DMEDCONV_ARM64=1"]
     strict = [*common, "-Werror"]
     jobs = [(strict, f) for f in files("*_neon.cpp")] + [(strict, NATIVE / "isa_check.cpp")]
-    jobs += [(common, f) for f in [*files("*_ref.cpp"), CPP / "dispatch.cpp", CPP / "parallel.cpp"]]
+    jobs += [(common, f) for f in [*files("*_ref.cpp"), *(CPP / n for n in ("dispatch.cpp", "parallel.cpp", "memory.cpp"))]]
     objs = compile_all(jobs, out / "obj")
     exe = out / "isa_check"
     link = [cxx, "-pthread", *map(str, objs), "-o", str(exe)] + ([] if ARM64 else ["-static"])
