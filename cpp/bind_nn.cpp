@@ -310,7 +310,7 @@ void batch_norm_stats_py(const py::array& x, py::array mean, py::array var, py::
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* mp = data<T>(mean); T* vp = data<T>(var); T* ip = data<T>(invstd);
     py::gil_scoped_release release;
-    batch_norm_stats_ref<T>(xp, N, C, S, eps, mp, vp, ip);
+    kernels_for<T>().batch_norm_stats(xp, N, C, S, eps, mp, vp, ip);
   });
 }
 
@@ -330,7 +330,7 @@ void batch_norm_apply_py(const py::array& x, const py::array& mean, const py::ar
     const T* xp = cdata<T>(x); const T* mp = cdata<T>(mean); const T* ip = cdata<T>(invstd);
     const T* gp = cdata_or_null<T>(g); const T* bp = cdata_or_null<T>(b); T* yp = data<T>(y);
     py::gil_scoped_release release;
-    batch_norm_apply_ref<T>(xp, N, C, S, mp, ip, gp, bp, yp);
+    kernels_for<T>().batch_norm_apply(xp, N, C, S, mp, ip, gp, bp, yp);
   });
 }
 
@@ -355,7 +355,7 @@ void batch_norm_backward_py(const py::array& x, const py::array& gy, const py::a
     const T* ip = cdata<T>(invstd); const T* wp = cdata_or_null<T>(g);
     T* gxp = data_or_null<T>(gxa); T* ggp = data_or_null<T>(gga); T* gbp = data_or_null<T>(gba);
     py::gil_scoped_release release;
-    batch_norm_backward_ref<T>(xp, gp, N, C, S, mp, ip, wp, training, gxp, ggp, gbp);
+    kernels_for<T>().batch_norm_backward(xp, gp, N, C, S, mp, ip, wp, training, gxp, ggp, gbp);
   });
 }
 

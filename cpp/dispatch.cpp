@@ -24,6 +24,9 @@ Kernels<T> reference_kernels() {
   k.linear = linear_ref<T>;
   k.linear_backward_input = linear_backward_input_ref<T>;
   k.linear_backward_weight = linear_backward_weight_ref<T>;
+  k.batch_norm_stats = batch_norm_stats_ref<T>;
+  k.batch_norm_apply = batch_norm_apply_ref<T>;
+  k.batch_norm_backward = batch_norm_backward_ref<T>;
   return k;
 }
 template Kernels<float> reference_kernels<float>();

@@ -67,6 +67,12 @@ struct Kernels {
   void (*linear_backward_input)(const T* gy, const T* w, T* gx, int64_t M, int64_t N, int64_t K);
   // gw[n, k] = sum_m gy[m, n] * x[m, k], gb[n] = sum_m gy[m, n] (gb may be null)     x: [M, K], gw: [N, K]
   void (*linear_backward_weight)(const T* gy, const T* x, T* gw, T* gb, int64_t M, int64_t N, int64_t K);
+  // batch norm over x: [N, C, S] (nn_kernels.h's batch_norm_*_ref say what each computes)
+  void (*batch_norm_stats)(const T* x, int64_t N, int64_t C, int64_t S, double eps, T* mean, T* var, T* invstd);
+  void (*batch_norm_apply)(const T* x, int64_t N, int64_t C, int64_t S, const T* mean, const T* invstd,
+                           const T* gamma, const T* beta, T* y);
+  void (*batch_norm_backward)(const T* x, const T* gy, int64_t N, int64_t C, int64_t S, const T* mean,
+                              const T* invstd, const T* gamma, bool training, T* gx, T* ggamma, T* gbeta);
 };
 
 // Each ISA's file defines its table; entries it does not specialise come from the reference.
