@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "dispatch.h"
 #include "nn_kernels.h"
 #include "parallel.h"
 
@@ -78,6 +79,37 @@ void unary_backward_ref(UnaryOp op, const T* x, const T* y, const T* gy, T* gx, 
   map2(x, gy, gx, n, [op, alpha](T v, T g) { return unary_grad(op, v, T(0), false, g, alpha); });
 }
 
+// The same, the fastest way available: sigmoid, tanh and ELU given only x take their outputs from the
+// active ISA's forward kernel (dispatch.h), 4096 values at a time, and then the output's formula
+// (ELU: alpha e^x = y + alpha for x <= 0); the others as unary_backward_ref.
+template <class T>
+void unary_backward(UnaryOp op, const T* x, const T* y, const T* gy, T* gx, int64_t n, T alpha) {
+  const bool from_output = !y && (op == UnaryOp::sigmoid || op == UnaryOp::tanh || op == UnaryOp::elu);
+  if (!from_output) {
+    unary_backward_ref<T>(op, x, y, gy, gx, n, alpha);
+    return;
+  }
+  constexpr int64_t kChunk = 4096;
+  const auto forward = kernels_for<T>().unary;
+  parallel_for((n + kChunk - 1) / kChunk, 1, [&](int64_t begin, int64_t end) {
+    T out[kChunk];
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t i0 = c * kChunk, m = std::min(kChunk, n - i0);
+      forward(op, x + i0, out, m, alpha);  // runs on this thread: the pool is busy with this call
+      const T* __restrict xs = x + i0;
+      const T* __restrict gs = gy + i0;
+      T* __restrict gs_out = gx + i0;
+      if (op == UnaryOp::sigmoid) {
+        for (int64_t i = 0; i < m; ++i) gs_out[i] = gs[i] * (T(1) - out[i]) * out[i];
+      } else if (op == UnaryOp::tanh) {
+        for (int64_t i = 0; i < m; ++i) gs_out[i] = gs[i] * (T(1) - out[i] * out[i]);
+      } else {
+        for (int64_t i = 0; i < m; ++i) gs_out[i] = xs[i] <= T(0) ? gs[i] * (out[i] + alpha) : gs[i];
+      }
+    }
+  });
+}
+
 // y, gy, gx: [outer, dim, inner]
 // softmax: gx = y * (gy - sum_d gy*y); log_softmax: gx = gy - exp(y) * sum_d gy
 template <class T>
@@ -131,6 +163,7 @@ void maxout_backward_ref(const T* x, const T* gy, T* gx, int64_t outer, int64_t 
 
 #define MEDCONV_INSTANTIATE(T)                                                                          \
   template void unary_backward_ref<T>(UnaryOp, const T*, const T*, const T*, T*, int64_t, T);           \
+  template void unary_backward<T>(UnaryOp, const T*, const T*, const T*, T*, int64_t, T);               \
   template void softmax_backward_ref<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, bool);       \
   template void maxout_backward_ref<T>(const T*, const T*, T*, int64_t, int64_t, int64_t, int64_t);
 MEDCONV_INSTANTIATE(float)

@@ -185,7 +185,7 @@ void unary_backward_py(int op, const py::object& x, const py::object& y, const p
     const T* xp = cdata_or_null<T>(xa); const T* yp = cdata_or_null<T>(ya);
     const T* gp = cdata<T>(gy); T* op_ = data<T>(gx);
     py::gil_scoped_release release;
-    unary_backward_ref<T>(u, xp, yp, gp, op_, n, static_cast<T>(alpha));
+    unary_backward<T>(u, xp, yp, gp, op_, n, static_cast<T>(alpha));
   });
 }
 

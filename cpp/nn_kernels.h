@@ -50,6 +50,8 @@ template <class T> void adaptive_avg_pool_backward_ref(const PoolShape& s, const
 // ---------------------------------------------------------------- activations (act_backward_ref.cpp)
 // gx[i] = gy[i] * op'(x[i]); y = op(x) is read by sigmoid and tanh (null: recomputed from x).
 template <class T> void unary_backward_ref(UnaryOp op, const T* x, const T* y, const T* gy, T* gx, int64_t n, T alpha);
+// The same through the active ISA's forward kernel where the gradient is a formula of the output.
+template <class T> void unary_backward(UnaryOp op, const T* x, const T* y, const T* gy, T* gx, int64_t n, T alpha);
 // y = softmax (or log_softmax) output, all [outer, dim, inner]:
 // softmax: gx = y * (gy - sum_d gy*y); log_softmax: gx = gy - exp(y) * sum_d gy
 template <class T>

@@ -275,6 +275,27 @@ def test_activation_backward(torch, rng, name, kw, tname, dtype):
         assert_close(fn(gy, F.relu(x)), tgx, dtype=dtype, what="relu from output")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "elu"])
+def test_activation_backward_from_input_against_numpy(isa, rng, name, dtype):
+    """Given only the input, sigmoid, tanh and ELU take their outputs from the forward kernel in
+    chunks of 4096: a size over several chunks with a ragged end, NaN and infinities included."""
+    x = (rng.standard_normal(3 * 4096 + 77) * 4).astype(dtype)
+    x[:4] = [np.nan, np.inf, -np.inf, 0.0]
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if name == "sigmoid":
+            s = 1 / (1 + np.exp(-x64))
+            want = gy * (1 - s) * s
+        elif name == "tanh":
+            want = gy * (1 - np.tanh(x64) ** 2)
+        else:
+            want = np.where(x64 <= 0, gy * 1.3 * np.exp(x64), gy)
+    got = getattr(B, f"{name}_backward")(gy, x, **(dict(alpha=1.3) if name == "elu" else {}))
+    assert_close(got, want, dtype=dtype, scale=4, what=name)
+
+
 @pytest.mark.parametrize("log", [False, True])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_backward(torch, rng, log, dtype):
