@@ -265,22 +265,25 @@ def fmt(v, digits=1):
 # ------------------------------------------------------------------------ the sections
 
 
+def conv_row(r, threads, name, case, f, tf, data):
+    """One conv-like row: medconv's f beside torch's tf on data = (x, w, b), checked, then timed."""
+    x, w, b = data
+    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    kw = case.kwargs()
+    with torch.no_grad():
+        ok, msg = close(f(x, w, b, **kw), tf(tx, tw, tb, **kw).numpy(), scaled=shapes.CONV_TOLERANCE)
+        m, p = r.time_pair(lambda: f(x, w, b, **kw), lambda: tf(tx, tw, tb, **kw))
+    rate = case.flops / m / 1e9
+    r.add(case=name, shape=f"{'x'.join(map(str, case.input))} -> {case.out_channels}", threads=threads,
+          medconv_ms=m * 1e3, peer="torch", peer_ms=p * 1e3, ratio=p / m, rate=rate, unit="GFLOP/s",
+          pct=100 * rate / r.peaks[threads]["fma"], check="ok" if ok else f"FAIL ({msg})")
+
+
 def run_convs(r, threads):
     for case in shapes.CONVS:
         name = f"{case.name} {case.label}"
-        if not r.wanted(name):
-            continue
-        x, w, b = shapes.conv_data(case)
-        f, tf = shapes.medconv_conv(case), shapes.torch_conv(case)
-        tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
-        kw = case.kwargs()
-        with torch.no_grad():
-            ok, msg = close(f(x, w, b, **kw), tf(tx, tw, tb, **kw).numpy(), scaled=shapes.CONV_TOLERANCE)
-            m, p = r.time_pair(lambda: f(x, w, b, **kw), lambda: tf(tx, tw, tb, **kw))
-        rate = case.flops / m / 1e9
-        r.add(case=name, shape=f"{'x'.join(map(str, case.input))} -> {case.out_channels}", threads=threads,
-              medconv_ms=m * 1e3, peer="torch", peer_ms=p * 1e3, ratio=p / m, rate=rate, unit="GFLOP/s",
-              pct=100 * rate / r.peaks[threads]["fma"], check="ok" if ok else f"FAIL ({msg})")
+        if r.wanted(name):
+            conv_row(r, threads, name, case, shapes.medconv_conv(case), shapes.torch_conv(case), shapes.conv_data(case))
 
 
 def run_backward(r, threads):
@@ -326,20 +329,9 @@ def run_transposed(r, threads):
     from medconv.functional import extra as E
 
     for case in shapes.TRANSPOSED:
-        if not r.wanted(case.name):
-            continue
-        x, w, b = case.data()
-        f = getattr(E, f"conv_transpose{case.nd}d")
-        tf = getattr(torch.nn.functional, f"conv_transpose{case.nd}d")
-        tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
-        kw = case.kwargs()
-        with torch.no_grad():
-            ok, msg = close(f(x, w, b, **kw), tf(tx, tw, tb, **kw).numpy(), scaled=shapes.CONV_TOLERANCE)
-            m, p = r.time_pair(lambda: f(x, w, b, **kw), lambda: tf(tx, tw, tb, **kw))
-        rate = case.flops / m / 1e9
-        r.add(case=case.name, shape=f"{'x'.join(map(str, case.input))} -> {case.out_channels}", threads=threads,
-              medconv_ms=m * 1e3, peer="torch", peer_ms=p * 1e3, ratio=p / m, rate=rate, unit="GFLOP/s",
-              pct=100 * rate / r.peaks[threads]["fma"], check="ok" if ok else f"FAIL ({msg})")
+        if r.wanted(case.name):
+            conv_row(r, threads, case.name, case, getattr(E, f"conv_transpose{case.nd}d"),
+                     getattr(torch.nn.functional, f"conv_transpose{case.nd}d"), case.data())
 
 
 def run_memory_bound(r, threads):

@@ -47,12 +47,9 @@ def assert_conv_close(a, b):
 # ------------------------------------------------------------------------ convolutions
 
 
-@pytest.mark.parametrize("lib", ["medconv", "torch"])
-@pytest.mark.parametrize("case", shapes.CONVS, ids=lambda c: c.name)
-def test_conv_forward(benchmark, threads, case, lib):
-    x, w, b = shapes.conv_data(case)
-    kw = case.kwargs()
-    f, tf = shapes.medconv_conv(case), shapes.torch_conv(case)
+def bench_conv(benchmark, lib, f, tf, data, kw, group, gflop):
+    """f (medconv) or tf (torch) on data = (x, w, b); medconv's result checked against torch's first."""
+    x, w, b = data
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
     if lib == "medconv":
         with torch.no_grad():
@@ -60,7 +57,14 @@ def test_conv_forward(benchmark, threads, case, lib):
         fn = lambda: f(x, w, b, **kw)  # noqa: E731
     else:
         fn = lambda: tf(tx, tw, tb, **kw)  # noqa: E731
-    run(benchmark, f"{case.name} {case.label} {threads}t", fn, gflop=case.flops / 1e9)
+    run(benchmark, group, fn, gflop=gflop)
+
+
+@pytest.mark.parametrize("lib", ["medconv", "torch"])
+@pytest.mark.parametrize("case", shapes.CONVS, ids=lambda c: c.name)
+def test_conv_forward(benchmark, threads, case, lib):
+    bench_conv(benchmark, lib, shapes.medconv_conv(case), shapes.torch_conv(case), shapes.conv_data(case),
+               case.kwargs(), f"{case.name} {case.label} {threads}t", case.flops / 1e9)
 
 
 @pytest.mark.parametrize("lib", ["medconv", "torch"])
@@ -98,18 +102,9 @@ def test_conv_backward(benchmark, threads, name, lib):
 def test_conv_transpose(benchmark, threads, case, lib):
     from medconv.functional import extra as E
 
-    x, w, b = case.data()
-    kw = case.kwargs()
     f = getattr(E, f"conv_transpose{case.nd}d")
     tf = getattr(torch.nn.functional, f"conv_transpose{case.nd}d")
-    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
-    if lib == "medconv":
-        with torch.no_grad():
-            assert_conv_close(f(x, w, b, **kw), tf(tx, tw, tb, **kw).numpy())
-        fn = lambda: f(x, w, b, **kw)  # noqa: E731
-    else:
-        fn = lambda: tf(tx, tw, tb, **kw)  # noqa: E731
-    run(benchmark, f"{case.name} {threads}t", fn, gflop=case.flops / 1e9)
+    bench_conv(benchmark, lib, f, tf, case.data(), case.kwargs(), f"{case.name} {threads}t", case.flops / 1e9)
 
 
 # ------------------------------------------------------------------------ memory-bound ops

@@ -1,5 +1,6 @@
-// Lane shuffles of the AVX2 Winograd kernels (winograd_avx2.cpp, winograd_s2_avx2.cpp): 8 x 8
-// transposes and the (de)interleaving of 4x4 tiles in 8 lanes. Include only from *_avx2.cpp files.
+// Lane work shared by the AVX2 Winograd kernels (winograd_avx2.cpp, winograd_s2_avx2.cpp): 8 x 8
+// transposes, the (de)interleaving of 4x4 tiles in 8 lanes, and the checks and ReLU of finished
+// tiles. Include only from *_avx2.cpp files.
 #pragma once
 #include <immintrin.h>
 
@@ -61,6 +62,16 @@ inline void interleave4(const __m256* p, __m256* q) {
   q[1] = _mm256_permute2f128_ps(c, d, 0x20);
   q[2] = _mm256_permute2f128_ps(a, b, 0x31);
   q[3] = _mm256_permute2f128_ps(c, d, 0x31);
+}
+
+// The 16 outputs O of 8 finished 4x4 tiles: chk |= (sum - sum), whose bits are nonzero iff some
+// output is Inf or NaN; then max(0, O) when relu (NaN kept).
+inline void check_and_relu(__m256* O, __m256& chk, bool relu) {
+  __m256 sum = O[0];
+  for (int q = 1; q < 16; ++q) sum = _mm256_add_ps(sum, O[q]);
+  chk = _mm256_or_ps(chk, _mm256_sub_ps(sum, sum));
+  if (relu)
+    for (int q = 0; q < 16; ++q) O[q] = _mm256_max_ps(_mm256_setzero_ps(), O[q]);
 }
 
 }  // namespace avx2

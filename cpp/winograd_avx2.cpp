@@ -540,11 +540,7 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
         m[7] = _mm256_add_ps(m[7], b);
         for (int a = 0; a < 6; ++a) at6(m + a * 6, 1, S + a * 4, 1);  // along W: S[a][j]
         for (int j = 0; j < 4; ++j) at6(S + j, 4, O + j, 4);          // along H: O[i][j]
-        __m256 sum = O[0];
-        for (int q = 1; q < 16; ++q) sum = _mm256_add_ps(sum, O[q]);
-        chk = _mm256_or_ps(chk, _mm256_sub_ps(sum, sum));
-        if (cx.relu)
-          for (int q = 0; q < 16; ++q) O[q] = _mm256_max_ps(zero, O[q]);
+        avx2::check_and_relu(O, chk, cx.relu);
         if (fast[h]) {
           float* yrow = yoc + yoff[h][0];
           for (int i = 0; i < nrows[h][0]; ++i) {

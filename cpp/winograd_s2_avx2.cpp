@@ -369,11 +369,7 @@ void run_item(const Ctx& cx, const Item& it, const Item* next, std::atomic<bool>
       m[6] = _mm256_add_ps(m[6], b);
       for (int a = 0; a < 5; ++a) at5(m + a * 5, 1, S + a * 4, 1);  // along W: S[a][j]
       for (int j = 0; j < 4; ++j) at5(S + j, 4, O + j, 4);          // along H: O[i][j]
-      __m256 sum = O[0];
-      for (int q = 1; q < 16; ++q) sum = _mm256_add_ps(sum, O[q]);
-      chk = _mm256_or_ps(chk, _mm256_sub_ps(sum, sum));
-      if (cx.relu)
-        for (int q = 0; q < 16; ++q) O[q] = _mm256_max_ps(zero, O[q]);
+      avx2::check_and_relu(O, chk, cx.relu);
       float* yt = cx.y + ((hf.n * s.OC + it.g * OCg + oc) * s.OD + it.od) * cx.OHW + (4 * hf.th) * s.OW + 4 * hf.tw0;
       const int rows = static_cast<int>(std::min<int64_t>(4, s.OH - 4 * hf.th));
       const int64_t cols = std::min<int64_t>(32, s.OW - 4 * hf.tw0);

@@ -134,6 +134,17 @@ def test_error_bound_2d(winograd, rng, case, threads):
     assert _last_algorithm() == "winograd"
 
 
+def _check_winograd_and_torch(maybe_torch, x, w, b, kw):
+    """_check with and without the fused ReLU, Winograd the algorithm, and torch's result where installed."""
+    for relu in (False, True):
+        y = _check(x, w, b, relu, **kw)
+        assert _last_algorithm() == "winograd"
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, **kw)
+            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, scale=5,
+                         what=f"torch x{x.shape} {kw} relu={relu}")
+
+
 # Stride 2, 3x3: (N, C, OC, H, W, kwargs). Rows of tiles that do not fill the 8 lanes (W up to 8
 # tiles, not multiples of 8), odd sizes and border tiles, paddings 0/1/2 and asymmetric ones (the
 # phases start at even or odd columns), groups, K = 4 * C > 256 (the GEMM's K slices), one output.
@@ -183,13 +194,7 @@ def test_error_bound_stride2_3d(winograd, maybe_torch, rng, case, threads):
     x = rng.standard_normal((n, c, d, h, w_)).astype(np.float32)
     w = rng.standard_normal((oc, c // kw.get("groups", 1)) + k).astype(np.float32)
     b = rng.standard_normal(oc).astype(np.float32) if case % 2 else None
-    for relu in (False, True):
-        y = _check(x, w, b, relu, **kw)
-        assert _last_algorithm() == "winograd"
-        if maybe_torch is not None:
-            t = torch_conv(maybe_torch, x, w, b, **kw)
-            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, scale=5,
-                         what=f"torch x{x.shape} {kw} relu={relu}")
+    _check_winograd_and_torch(maybe_torch, x, w, b, kw)
 
 
 @pytest.mark.parametrize("case", range(len(CASES_S2)))
@@ -197,13 +202,7 @@ def test_error_bound_stride2_3d(winograd, maybe_torch, rng, case, threads):
 def test_error_bound_stride2(winograd, maybe_torch, rng, case, threads):
     medconv.set_num_threads(threads)
     x, w, b, kw = _s2_case(rng, case)
-    for relu in (False, True):
-        y = _check(x, w, b, relu, **kw)
-        assert _last_algorithm() == "winograd"
-        if maybe_torch is not None:
-            t = torch_conv(maybe_torch, x, w, b, **kw)
-            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, scale=5,
-                         what=f"torch x{x.shape} {kw} relu={relu}")
+    _check_winograd_and_torch(maybe_torch, x, w, b, kw)
 
 
 def test_stride2_same_bits_for_any_thread_count_fused_relu_and_out(winograd, rng):
@@ -221,28 +220,6 @@ def test_stride2_same_bits_for_any_thread_count_fused_relu_and_out(winograd, rng
     out = np.full_like(fused, np.nan)
     F.conv2d(x, w, b, stride=2, padding=1, activation="relu", out=out)
     np.testing.assert_array_equal(out, fused)
-
-
-@pytest.mark.parametrize("c", [64, 256])
-def test_stride2_error_bound_many_channels(winograd, rng, c):
-    x = rng.standard_normal((2, c, 64, 64)).astype(np.float32)
-    w = rng.standard_normal((16, c, 3, 3)).astype(np.float32)
-    _check(x, w, rng.standard_normal(16).astype(np.float32), stride=2, padding=1)
-
-
-@pytest.mark.parametrize("kind", ["offset", "offset zero-sum weights", "uniform positive"])
-def test_stride2_error_bound_other_data(winograd, rng, kind):
-    x = rng.standard_normal((2, 32, 40, 40)).astype(np.float32)
-    w = rng.standard_normal((16, 32, 3, 3)).astype(np.float32)
-    if "offset" in kind:
-        x = x + np.float32(1000)
-    if "zero-sum" in kind:
-        w = (w - w.mean(axis=(2, 3), keepdims=True)).astype(np.float32)
-    if kind == "uniform positive":
-        x = rng.uniform(0, 1, x.shape).astype(np.float32)
-        w = rng.uniform(0, 1, w.shape).astype(np.float32)
-    _check(x, w, rng.standard_normal(16).astype(np.float32), bound_y=None if "zero-sum" in kind else BOUND_Y,
-           stride=2, padding=1)
 
 
 CASES_3D = [  # (N, C, OC, D, H, W, kernel, kwargs): depth runs direct, any kernel depth / stride / dilation
@@ -269,22 +246,24 @@ def test_error_bound_3d(winograd, rng, case, threads):
     assert _last_algorithm() == "winograd"
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("c", [64, 256])
-def test_error_bound_many_channels(winograd, rng, c):
+def test_error_bound_many_channels(winograd, rng, c, stride):
     """The error grows with the channel count (longer GEMM sums of transformed values) and levels
-    off: unit-normal data at S3/S4-like depths."""
-    x = rng.standard_normal((2, c, 16, 16)).astype(np.float32)
+    off: unit-normal data at S3/S4/S5-like depths."""
+    x = rng.standard_normal((2, c, 16 * stride, 16 * stride)).astype(np.float32)
     w = rng.standard_normal((32, c, 3, 3)).astype(np.float32)
     b = rng.standard_normal(32).astype(np.float32)
-    _check(x, w, b, padding=1)
+    _check(x, w, b, padding=1, stride=stride)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("kind", ["offset", "offset zero-sum weights", "uniform positive"])
-def test_error_bound_other_data(winograd, rng, kind):
+def test_error_bound_other_data(winograd, rng, kind, stride):
     """CT-like data (values around 1000 with small variations), edge filters (weights summing to
     zero: tiny outputs from big inputs) and all-positive data. For the zero-sum filters only the
     bound relative to the sum's magnitude (conv(|x|, |w|)) is meaningful."""
-    x = rng.standard_normal((2, 32, 20, 20)).astype(np.float32)
+    x = rng.standard_normal((2, 32, 20 * stride, 20 * stride)).astype(np.float32)
     w = rng.standard_normal((16, 32, 3, 3)).astype(np.float32)
     if "offset" in kind:
         x = x + np.float32(1000)
@@ -294,7 +273,7 @@ def test_error_bound_other_data(winograd, rng, kind):
         x = rng.uniform(0, 1, x.shape).astype(np.float32)
         w = rng.uniform(0, 1, w.shape).astype(np.float32)
     _check(x, w, rng.standard_normal(16).astype(np.float32), bound_y=None if "zero-sum" in kind else BOUND_Y,
-           padding=1)
+           padding=1, stride=stride)
 
 
 def test_same_bits_for_any_thread_count(winograd, rng):
