@@ -279,7 +279,7 @@ void interpolate_py(const py::array& x, py::array y, int mode, bool align_corner
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
     py::gil_scoped_release release;
-    interpolate_ref<T>(s, xp, yp);
+    kernels_for<T>().interpolate(s, xp, yp);
   });
 }
 

@@ -5,18 +5,13 @@
 #include <cmath>
 #include <vector>
 
+#include "interpolate_taps.h"
 #include "nn_kernels.h"
 #include "parallel.h"
 
 namespace medconv {
 
 namespace {
-
-template <class T>
-struct Taps {
-  std::vector<int64_t> i0, i1;
-  std::vector<T> l0, l1;
-};
 
 // compute_scales_value: 1 / scale_factor when given, else in / out
 template <class T>
@@ -60,11 +55,7 @@ Taps<T> axis_taps(InterpMode mode, bool align_corners, int64_t in, int64_t out, 
   return t;
 }
 
-template <class T>
-struct AllTaps {
-  Taps<T> d, h, w;
-  int nd, nh, nw;  // taps per dim: 1 or 2
-};
+}  // namespace
 
 template <class T>
 AllTaps<T> all_taps(const InterpShape& s) {
@@ -78,8 +69,6 @@ AllTaps<T> all_taps(const InterpShape& s) {
   a.nw = s.W == s.OW ? 1 : two;
   return a;
 }
-
-}  // namespace
 
 // x: [planes, D, H, W], y: [planes, OD, OH, OW]
 // y[p, od, oh, ow] = sum over taps a, b, c of ld[a] * (lh[b] * (lw[c] * x[p, id[a], ih[b], iw[c]]))
@@ -150,6 +139,7 @@ void interpolate_backward_ref(const InterpShape& s, const T* gy, T* gx) {
 }
 
 #define MEDCONV_INSTANTIATE(T)                                                      \
+  template AllTaps<T> all_taps<T>(const InterpShape&);                              \
   template void interpolate_ref<T>(const InterpShape&, const T*, T*);               \
   template void interpolate_backward_ref<T>(const InterpShape&, const T*, T*);
 MEDCONV_INSTANTIATE(float)

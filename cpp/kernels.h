@@ -49,6 +49,16 @@ struct PadShape {
 
 enum class PadMode : int { constant = 0, reflect = 1, replicate = 2, circular = 3 };
 
+enum class InterpMode : int { nearest = 0, nearest_exact = 1, linear = 2 };
+
+struct InterpShape {
+  int64_t planes, D, H, W;   // x: [planes, D, H, W]
+  int64_t OD, OH, OW;        // y: [planes, OD, OH, OW]
+  double scale[3];           // the caller's scale_factor per dim (d, h, w); <= 0 when not given
+  bool align_corners;        // linear modes only
+  InterpMode mode;
+};
+
 enum class UnaryOp : int { relu = 0, leaky_relu, elu, sigmoid, tanh, gelu, gelu_tanh };
 
 template <class T>
@@ -73,6 +83,7 @@ struct Kernels {
                            const T* gamma, const T* beta, T* y);
   void (*batch_norm_backward)(const T* x, const T* gy, int64_t N, int64_t C, int64_t S, const T* mean,
                               const T* invstd, const T* gamma, bool training, T* gx, T* ggamma, T* gbeta);
+  void (*interpolate)(const InterpShape& s, const T* x, T* y);  // nn_kernels.h's interpolate_ref
 };
 
 // Each ISA's file defines its table; entries it does not specialise come from the reference.

@@ -68,16 +68,6 @@ template <class T>
 void linear_backward_weight_ref(const T* gy, const T* x, T* gw, T* gb, int64_t M, int64_t N, int64_t K);
 
 // ---------------------------------------------------------------- interpolate (interpolate_ref.cpp)
-enum class InterpMode : int { nearest = 0, nearest_exact = 1, linear = 2 };
-
-struct InterpShape {
-  int64_t planes, D, H, W;   // x: [planes, D, H, W]
-  int64_t OD, OH, OW;        // y: [planes, OD, OH, OW]
-  double scale[3];           // the caller's scale_factor per dim (d, h, w); <= 0 when not given
-  bool align_corners;        // linear modes only
-  InterpMode mode;
-};
-
 // torch's upsample_{nearest,nearest_exact,linear,bilinear,trilinear}: index and weight rules as in
 // ATen's UpSample.h, in T's precision (float32 for float32).
 template <class T> void interpolate_ref(const InterpShape& s, const T* x, T* y);
