@@ -292,7 +292,7 @@ void interpolate_backward_py(const py::array& gy, py::array gx, int mode, bool a
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* xp = data<T>(gx);
     py::gil_scoped_release release;
-    interpolate_backward_ref<T>(s, gp, xp);
+    kernels_for<T>().interpolate_backward(s, gp, xp);
   });
 }
 

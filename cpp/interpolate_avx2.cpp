@@ -1,7 +1,7 @@
-// Resampling forward (nearest, nearest-exact, (bi/tri)linear), AVX2, float32: interpolate_ref's
-// taps (interpolate_taps.h) and its arithmetic, the same bits, 8 outputs of a row at a time with
-// their inputs gathered from each tap row (separate multiplies and adds, in the reference's order:
-// lw, then lh, then ld, each sum starting from 0).
+// Resampling (nearest, nearest-exact, (bi/tri)linear), AVX2, float32, with interpolate_ref's taps
+// (interpolate_taps.h) and arithmetic, the same bits. Forward: 8 outputs of a row at a time, their
+// inputs gathered from each tap row (separate multiplies and adds, in the reference's order: lw,
+// then lh, then ld, each sum starting from 0). Backward: nearest upsamplings by integer factors.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -72,8 +72,62 @@ void interpolate_avx2(const InterpShape& s, const float* x, float* y) {
   });
 }
 
+// The factor k with out == k * in and tap o -> o / k (a nearest upsampling by an integer), or 0.
+int64_t integer_factor(const Taps<float>& t, int64_t in, int64_t out, int ntaps) {
+  if (ntaps != 1 || in == 0 || out % in != 0) return 0;
+  const int64_t k = out / in;
+  for (int64_t o = 0; o < out; ++o)
+    if (t.i0[o] != o / k) return 0;
+  return k;
+}
+
+// The gradient of a nearest upsampling by integer factors: every output adds to one input, in the
+// reference's order (output rows in order, each row's outputs in order), so the same bits; rows
+// by a factor of 2 along W add their even and then their odd outputs 8 inputs at a time. Other
+// resamplings take the reference.
+void interpolate_backward_avx2(const InterpShape& s, const float* gy, float* gx) {
+  const AllTaps<float> a = all_taps<float>(s);
+  const int64_t kd = integer_factor(a.d, s.D, s.OD, a.nd), kh = integer_factor(a.h, s.H, s.OH, a.nh),
+                kw = integer_factor(a.w, s.W, s.OW, a.nw);
+  if (kd == 0 || kh == 0 || kw == 0) {
+    interpolate_backward_ref<float>(s, gy, gx);
+    return;
+  }
+  const int64_t in_plane = s.D * s.H * s.W, out_plane = s.OD * s.OH * s.OW;
+  const int64_t vec = kw <= 2 ? s.W / 8 * 8 : 0;  // inputs done 8 at a time
+  parallel_for(s.planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in_plane + out_plane)),
+               [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      float* g = gx + p * in_plane;
+      std::fill(g, g + in_plane, 0.0f);
+      for (int64_t od = 0; od < s.OD; ++od)
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          const float* src = gy + p * out_plane + (od * s.OH + oh) * s.OW;
+          float* row = g + ((od / kd) * s.H + oh / kh) * s.W;
+          for (int64_t iw = 0; iw < vec; iw += 8) {
+            __m256 acc = _mm256_loadu_ps(row + iw);
+            if (kw == 1) {
+              acc = _mm256_add_ps(acc, _mm256_loadu_ps(src + iw));
+            } else {  // src[2 iw + 0] then src[2 iw + 1]: the even and odd lanes of 16 floats
+              const __m256 v0 = _mm256_loadu_ps(src + 2 * iw), v1 = _mm256_loadu_ps(src + 2 * iw + 8);
+              const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+              const __m256 even = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(v0, v1, 0x88), order);
+              const __m256 odd = _mm256_permutevar8x32_ps(_mm256_shuffle_ps(v0, v1, 0xDD), order);
+              acc = _mm256_add_ps(_mm256_add_ps(acc, even), odd);
+            }
+            _mm256_storeu_ps(row + iw, acc);
+          }
+          for (int64_t ow = vec * kw; ow < s.OW; ++ow) row[ow / kw] += src[ow];
+        }
+    }
+  });
+}
+
 }  // namespace
 
-void add_interpolate_avx2(KernelTable& t) { t.f32.interpolate = interpolate_avx2; }
+void add_interpolate_avx2(KernelTable& t) {
+  t.f32.interpolate = interpolate_avx2;
+  t.f32.interpolate_backward = interpolate_backward_avx2;
+}
 
 }  // namespace medconv

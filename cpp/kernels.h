@@ -84,6 +84,7 @@ struct Kernels {
   void (*batch_norm_backward)(const T* x, const T* gy, int64_t N, int64_t C, int64_t S, const T* mean,
                               const T* invstd, const T* gamma, bool training, T* gx, T* ggamma, T* gbeta);
   void (*interpolate)(const InterpShape& s, const T* x, T* y);  // nn_kernels.h's interpolate_ref
+  void (*interpolate_backward)(const InterpShape& s, const T* gy, T* gx);
 };
 
 // Each ISA's file defines its table; entries it does not specialise come from the reference.
