@@ -167,8 +167,11 @@ void input_gradient(const ConvShape& s, const T* gy, const T* w, const T* bias, 
     kernels_for<T>().conv_forward(t, gy, convs[0].wf.data(), bias, gx, Activation::none);
     return;
   }
-  // Runs of images whose phase outputs (as large as their gx) stay in the caches until interleaved.
-  const int64_t nb = std::max<int64_t>(1, std::min<int64_t>(s.N, (int64_t{4} << 20) / sizeof(T) / std::max<int64_t>(1, per_image)));
+  // Runs of images whose phase outputs (as large as their gx) stay in the caches until interleaved:
+  // up to 1 MB, else one image (a 3x3 stride-2 up-conv of 8 x 64 x 64 x 64: 1.2-1.6x faster than
+  // runs of 4 MB).
+  const int64_t nb = std::max<int64_t>(
+      1, std::min<int64_t>(s.N, (int64_t{1} << 20) / static_cast<int64_t>(sizeof(T)) / std::max<int64_t>(1, per_image)));
   // From the cache of mapped blocks (memory.h): a fresh buffer would pay a page fault per 4 KiB
   // every call (the 3D volume of U3: 67 MB).
   const std::unique_ptr<T, void (*)(T*)> tmp(
