@@ -81,17 +81,73 @@ int64_t integer_factor(const Taps<float>& t, int64_t in, int64_t out, int ntaps)
   return k;
 }
 
+// interpolate_backward_ref's scatter with the tap counts fixed at compile time and the tap rows
+// hoisted out of the W loop: the same additions in the same order (output rows, outputs, then taps
+// d, h, w), so the same bits.
+template <int ND, int NH, int NW>
+void scatter_taps(const InterpShape& s, const AllTaps<float>& a, const float* gy, float* gx) {
+  const int64_t in_plane = s.D * s.H * s.W, out_plane = s.OD * s.OH * s.OW;
+  parallel_for(s.planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in_plane + out_plane)),
+               [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      float* g = gx + p * in_plane;
+      std::fill(g, g + in_plane, 0.0f);
+      const float* gp = gy + p * out_plane;
+      for (int64_t od = 0; od < s.OD; ++od)
+        for (int64_t oh = 0; oh < s.OH; ++oh) {
+          float* rows[ND][NH];
+          float lhd[ND][NH], ld[ND];
+          for (int i = 0; i < ND; ++i) {
+            ld[i] = i ? a.d.l1[od] : a.d.l0[od];
+            for (int j = 0; j < NH; ++j) {
+              rows[i][j] = g + ((i ? a.d.i1[od] : a.d.i0[od]) * s.H + (j ? a.h.i1[oh] : a.h.i0[oh])) * s.W;
+              lhd[i][j] = j ? a.h.l1[oh] : a.h.l0[oh];
+            }
+          }
+          const float* src = gp + (od * s.OH + oh) * s.OW;
+          for (int64_t ow = 0; ow < s.OW; ++ow) {
+            const float v = src[ow];
+            const int64_t iw0 = a.w.i0[ow], iw1 = a.w.i1[ow];
+            const float lw0 = a.w.l0[ow], lw1 = a.w.l1[ow];
+            for (int i = 0; i < ND; ++i) {
+              const float vd = ND == 1 ? v : v * ld[i];
+              for (int j = 0; j < NH; ++j) {
+                const float vh = NH == 1 ? vd : vd * lhd[i][j];
+                float* row = rows[i][j];
+                if (NW == 1) {
+                  row[iw0] += vh;
+                } else {
+                  row[iw0] += vh * lw0;
+                  row[iw1] += vh * lw1;
+                }
+              }
+            }
+          }
+        }
+    }
+  });
+}
+
 // The gradient of a nearest upsampling by integer factors: every output adds to one input, in the
 // reference's order (output rows in order, each row's outputs in order), so the same bits; rows
 // by a factor of 2 along W add their even and then their odd outputs 8 inputs at a time. Other
-// resamplings take the reference.
+// resamplings: scatter_taps.
 void interpolate_backward_avx2(const InterpShape& s, const float* gy, float* gx) {
   const AllTaps<float> a = all_taps<float>(s);
   const int64_t kd = integer_factor(a.d, s.D, s.OD, a.nd), kh = integer_factor(a.h, s.H, s.OH, a.nh),
                 kw = integer_factor(a.w, s.W, s.OW, a.nw);
   if (kd == 0 || kh == 0 || kw == 0) {
-    interpolate_backward_ref<float>(s, gy, gx);
-    return;
+    const int code = (a.nd - 1) * 4 + (a.nh - 1) * 2 + (a.nw - 1);
+    switch (code) {
+      case 0: return scatter_taps<1, 1, 1>(s, a, gy, gx);
+      case 1: return scatter_taps<1, 1, 2>(s, a, gy, gx);
+      case 2: return scatter_taps<1, 2, 1>(s, a, gy, gx);
+      case 3: return scatter_taps<1, 2, 2>(s, a, gy, gx);
+      case 4: return scatter_taps<2, 1, 1>(s, a, gy, gx);
+      case 5: return scatter_taps<2, 1, 2>(s, a, gy, gx);
+      case 6: return scatter_taps<2, 2, 1>(s, a, gy, gx);
+      default: return scatter_taps<2, 2, 2>(s, a, gy, gx);
+    }
   }
   const int64_t in_plane = s.D * s.H * s.W, out_plane = s.OD * s.OH * s.OW;
   const int64_t vec = kw <= 2 ? s.W / 8 * 8 : 0;  // inputs done 8 at a time
