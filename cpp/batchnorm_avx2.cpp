@@ -112,9 +112,8 @@ void batch_norm_backward_avx2(const float* x, const float* gy, int64_t N, int64_
       if (gbeta) gbeta[c] = static_cast<float>(sum_g);
       if (ggamma) ggamma[c] = static_cast<float>(sum_gx * is);
       if (!gx) continue;
-      const double k = (gamma ? static_cast<double>(gamma[c]) : 1.0) * is;
-      const double mean_g = training && M > 0 ? sum_g / M : 0.0;
-      const double proj = training && M > 0 ? sum_gx * is * is / M : 0.0;  // xhat coefficient / invstd
+      const auto [k, mean_g, proj] = batch_norm_grad(sum_g, sum_gx, gamma ? static_cast<double>(gamma[c]) : 1.0, is,
+                                                     M, training);
       const __m256 kv = _mm256_set1_ps(static_cast<float>(k)), kp = _mm256_set1_ps(static_cast<float>(k * proj));
       const __m256 mg = _mm256_set1_ps(static_cast<float>(mean_g)), mf = _mm256_set1_ps(static_cast<float>(mu));
       auto grad = [&](__m256 xv, __m256 gv) {

@@ -52,6 +52,11 @@ void batch_norm_apply_ref(const T* x, int64_t N, int64_t C, int64_t S, const T* 
   });
 }
 
+BatchNormGrad batch_norm_grad(double sum_g, double sum_gx, double gamma, double invstd, double M, bool training) {
+  const bool batch = training && M > 0;
+  return {gamma * invstd, batch ? sum_g / M : 0.0, batch ? sum_gx * invstd * invstd / M : 0.0};  // proj: xhat's / invstd
+}
+
 // See nn_kernels.h. One channel per task: two sums over (n, i), then gx for that channel.
 template <class T>
 void batch_norm_backward_ref(const T* x, const T* gy, int64_t N, int64_t C, int64_t S, const T* mean, const T* invstd,
@@ -72,9 +77,8 @@ void batch_norm_backward_ref(const T* x, const T* gy, int64_t N, int64_t C, int6
       if (gbeta) gbeta[c] = static_cast<T>(sum_g);
       if (ggamma) ggamma[c] = static_cast<T>(sum_gx * is);
       if (!gx) continue;
-      const double k = (gamma ? static_cast<double>(gamma[c]) : 1.0) * is;
-      const double mean_g = training && M > 0 ? sum_g / M : 0.0;
-      const double proj = training && M > 0 ? sum_gx * is * is / M : 0.0;  // xhat coefficient / invstd
+      const auto [k, mean_g, proj] =
+          batch_norm_grad(sum_g, sum_gx, gamma ? static_cast<double>(gamma[c]) : 1.0, is, M, training);
       for (int64_t n = 0; n < N; ++n) {
         const T* p = x + (n * C + c) * S;
         const T* g = gy + (n * C + c) * S;

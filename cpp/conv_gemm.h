@@ -193,7 +193,7 @@ void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const flo
 // C[M, N] = A[M, K] B[K, N] (+ col_bias[n]), A(i, k) = a[i * lda + k * ska] packed once; B's blocks
 // (NC columns by one of the GEMM's K passes) packed by pack_b(pc, kc, jc, nc, Bp) (gemm_common.h's
 // PackB). Tasks: (MB-row block, NC-wide column tile). With several row blocks, B is packed once per
-// call into a cached buffer (memory.h) and the tasks copy their blocks from there: a packer that
+// call into a call_buffer (memory.h) and the tasks copy their blocks from there: a packer that
 // gathers B's columns, as linear's, costs about a nanosecond an element, 20-30% of a
 // 256 x 4096 x 1000 layer when each of its 96-row blocks repeated it. K = 0 gives the bias (or zeros).
 template <class Gemm, class PackB>
@@ -211,16 +211,12 @@ void matmul_f32(const float* a, int64_t lda, int64_t ska, const PackB& pack_b, c
   const int64_t MB = M <= 384 && col_tiles >= 2 * get_num_threads() ? (M + Gemm::MR - 1) / Gemm::MR * Gemm::MR
                                                                      : 96 / Gemm::MR * Gemm::MR;
   const int64_t row_blocks = (M + MB - 1) / MB;
-  auto cached = [](int64_t floats) {  // big buffers from the cache of mapped blocks: no page faults
-    return std::unique_ptr<float, void (*)(float*)>(static_cast<float*>(cached_alloc(sizeof(float) * floats)),
-                                                     [](float* p) { cached_free(p); });
-  };
-  const auto Ap = cached(Gemm::packed_a_size(M, K));
+  const auto Ap = call_buffer<float>(Gemm::packed_a_size(M, K));
   Gemm::pack_a(a, lda, ska, M, K, Ap.get());
   const int64_t kstep = gemm_common::k_step<Gemm::KC>(K), passes = (K + kstep - 1) / kstep;
   const int64_t block = (std::min(N, Gemm::NC) + Gemm::NR - 1) / Gemm::NR * Gemm::NR * kstep;  // floats
   const bool prepack = row_blocks > 1;
-  const auto Bp = cached(prepack ? col_tiles * passes * block : 1);
+  const auto Bp = call_buffer<float>(prepack ? col_tiles * passes * block : 1);
   if (prepack)
     parallel_for(col_tiles * passes, 1, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {

@@ -172,11 +172,9 @@ void input_gradient(const ConvShape& s, const T* gy, const T* w, const T* bias, 
   // runs of 4 MB).
   const int64_t nb = std::max<int64_t>(
       1, std::min<int64_t>(s.N, (int64_t{1} << 20) / static_cast<int64_t>(sizeof(T)) / std::max<int64_t>(1, per_image)));
-  // From the cache of mapped blocks (memory.h): a fresh buffer would pay a page fault per 4 KiB
-  // every call (the 3D volume of U3: 67 MB).
-  const std::unique_ptr<T, void (*)(T*)> tmp(
-      per_image ? static_cast<T*>(cached_alloc(sizeof(T) * nb * per_image)) : nullptr,  // none: no tap reaches
-      [](T* p) { if (p) cached_free(p); });
+  // A call_buffer (memory.h): a fresh mapping would pay a page fault per 4 KiB every call (the 3D
+  // volume of U3: 67 MB).
+  const auto tmp = call_buffer<T>(nb * per_image);
   PhaseOutputs<T> po;
   po.s = &s;
   po.axes = axes;

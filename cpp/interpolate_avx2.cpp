@@ -32,8 +32,7 @@ void interpolate_avx2(const InterpShape& s, const float* x, float* y) {
       const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, p = r / (s.OH * s.OD);
       const float* xp = x + p * in_plane;
       float* out = y + r * s.OW;
-      const int64_t id[2] = {a.d.i0[od], a.d.i1[od]}, ih[2] = {a.h.i0[oh], a.h.i1[oh]};
-      const float ld[2] = {a.d.l0[od], a.d.l1[od]}, lh[2] = {a.h.l0[oh], a.h.l1[oh]};
+      const RowTaps<float> rt = row_taps(a, od, oh);
       for (int64_t ow = 0; ow < full; ow += 8) {
         const __m256i i0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0.data() + ow));
         const __m256i i1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1.data() + ow));
@@ -42,32 +41,17 @@ void interpolate_avx2(const InterpShape& s, const float* x, float* y) {
         for (int i = 0; i < a.nd; ++i) {
           __m256 acc_h = _mm256_setzero_ps();
           for (int j = 0; j < a.nh; ++j) {
-            const float* row = xp + (id[i] * s.H + ih[j]) * s.W;
+            const float* row = xp + (rt.id[i] * s.H + rt.ih[j]) * s.W;
             const __m256 g0 = _mm256_i32gather_ps(row, i0, 4);
             __m256 acc_w = _mm256_add_ps(_mm256_setzero_ps(), a.nw == 1 ? g0 : _mm256_mul_ps(l0, g0));
             if (a.nw == 2) acc_w = _mm256_add_ps(acc_w, _mm256_mul_ps(l1, _mm256_i32gather_ps(row, i1, 4)));
-            acc_h = _mm256_add_ps(acc_h, a.nh == 1 ? acc_w : _mm256_mul_ps(_mm256_set1_ps(lh[j]), acc_w));
+            acc_h = _mm256_add_ps(acc_h, a.nh == 1 ? acc_w : _mm256_mul_ps(_mm256_set1_ps(rt.lh[j]), acc_w));
           }
-          acc = _mm256_add_ps(acc, a.nd == 1 ? acc_h : _mm256_mul_ps(_mm256_set1_ps(ld[i]), acc_h));
+          acc = _mm256_add_ps(acc, a.nd == 1 ? acc_h : _mm256_mul_ps(_mm256_set1_ps(rt.ld[i]), acc_h));
         }
         _mm256_storeu_ps(out + ow, acc);
       }
-      for (int64_t ow = full; ow < s.OW; ++ow) {  // the reference's scalar loop
-        const int64_t iw[2] = {a.w.i0[ow], a.w.i1[ow]};
-        const float lw[2] = {a.w.l0[ow], a.w.l1[ow]};
-        float acc = 0.0f;
-        for (int i = 0; i < a.nd; ++i) {
-          float acc_h = 0.0f;
-          for (int j = 0; j < a.nh; ++j) {
-            const float* row = xp + (id[i] * s.H + ih[j]) * s.W;
-            float acc_w = 0.0f;
-            for (int k = 0; k < a.nw; ++k) acc_w += a.nw == 1 ? row[iw[k]] : lw[k] * row[iw[k]];
-            acc_h += a.nh == 1 ? acc_w : lh[j] * acc_w;
-          }
-          acc += a.nd == 1 ? acc_h : ld[i] * acc_h;
-        }
-        out[ow] = acc;
-      }
+      for (int64_t ow = full; ow < s.OW; ++ow) out[ow] = interpolate_point(s, a, rt, xp, ow);
     }
   });
 }

@@ -70,8 +70,31 @@ AllTaps<T> all_taps(const InterpShape& s) {
   return a;
 }
 
-// x: [planes, D, H, W], y: [planes, OD, OH, OW]
-// y[p, od, oh, ow] = sum over taps a, b, c of ld[a] * (lh[b] * (lw[c] * x[p, id[a], ih[b], iw[c]]))
+template <class T>
+RowTaps<T> row_taps(const AllTaps<T>& a, int64_t od, int64_t oh) {
+  return RowTaps<T>{{a.d.i0[od], a.d.i1[od]}, {a.h.i0[oh], a.h.i1[oh]}, {a.d.l0[od], a.d.l1[od]},
+                    {a.h.l0[oh], a.h.l1[oh]}};
+}
+
+template <class T>
+T interpolate_point(const InterpShape& s, const AllTaps<T>& a, const RowTaps<T>& rt, const T* xp, int64_t ow) {
+  const int64_t iw[2] = {a.w.i0[ow], a.w.i1[ow]};
+  const T lw[2] = {a.w.l0[ow], a.w.l1[ow]};
+  T acc = T(0);
+  for (int i = 0; i < a.nd; ++i) {
+    T acc_h = T(0);
+    for (int j = 0; j < a.nh; ++j) {
+      const T* row = xp + (rt.id[i] * s.H + rt.ih[j]) * s.W;
+      T acc_w = T(0);
+      for (int k = 0; k < a.nw; ++k) acc_w += a.nw == 1 ? row[iw[k]] : lw[k] * row[iw[k]];
+      acc_h += a.nh == 1 ? acc_w : rt.lh[j] * acc_w;
+    }
+    acc += a.nd == 1 ? acc_h : rt.ld[i] * acc_h;
+  }
+  return acc;
+}
+
+// x: [planes, D, H, W], y: [planes, OD, OH, OW]; one output row per task.
 template <class T>
 void interpolate_ref(const InterpShape& s, const T* x, T* y) {
   const AllTaps<T> a = all_taps<T>(s);
@@ -80,26 +103,8 @@ void interpolate_ref(const InterpShape& s, const T* x, T* y) {
   parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.OW)), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, p = r / (s.OH * s.OD);
-      const T* xp = x + p * in_plane;
-      T* out = y + r * s.OW;
-      const int64_t id[2] = {a.d.i0[od], a.d.i1[od]}, ih[2] = {a.h.i0[oh], a.h.i1[oh]};
-      const T ld[2] = {a.d.l0[od], a.d.l1[od]}, lh[2] = {a.h.l0[oh], a.h.l1[oh]};
-      for (int64_t ow = 0; ow < s.OW; ++ow) {
-        const int64_t iw[2] = {a.w.i0[ow], a.w.i1[ow]};
-        const T lw[2] = {a.w.l0[ow], a.w.l1[ow]};
-        T acc = T(0);
-        for (int i = 0; i < a.nd; ++i) {
-          T acc_h = T(0);
-          for (int j = 0; j < a.nh; ++j) {
-            const T* row = xp + (id[i] * s.H + ih[j]) * s.W;
-            T acc_w = T(0);
-            for (int k = 0; k < a.nw; ++k) acc_w += a.nw == 1 ? row[iw[k]] : lw[k] * row[iw[k]];
-            acc_h += a.nh == 1 ? acc_w : lh[j] * acc_w;
-          }
-          acc += a.nd == 1 ? acc_h : ld[i] * acc_h;
-        }
-        out[ow] = acc;
-      }
+      const RowTaps<T> rt = row_taps(a, od, oh);
+      for (int64_t ow = 0; ow < s.OW; ++ow) y[r * s.OW + ow] = interpolate_point(s, a, rt, x + p * in_plane, ow);
     }
   });
 }
@@ -140,6 +145,8 @@ void interpolate_backward_ref(const InterpShape& s, const T* gy, T* gx) {
 
 #define MEDCONV_INSTANTIATE(T)                                                      \
   template AllTaps<T> all_taps<T>(const InterpShape&);                              \
+  template RowTaps<T> row_taps<T>(const AllTaps<T>&, int64_t, int64_t);               \
+  template T interpolate_point<T>(const InterpShape&, const AllTaps<T>&, const RowTaps<T>&, const T*, int64_t); \
   template void interpolate_ref<T>(const InterpShape&, const T*, T*);               \
   template void interpolate_backward_ref<T>(const InterpShape&, const T*, T*);
 MEDCONV_INSTANTIATE(float)

@@ -5,6 +5,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <new>
 
 namespace medconv {
 
@@ -21,5 +24,20 @@ void set_cache_limit(size_t bytes);      // the most bytes kept mapped while unu
 size_t cache_limit();
 size_t cached_bytes();                   // unused bytes held now
 void release_cache();                    // unmaps every unused block
+
+namespace {  // internal linkage: each ISA's file keeps its own copy (see gemm_common.h)
+
+// A kernel's buffer of n T for one call: from the cache when it is at least kCachedMinBytes (no
+// page faults on every call), else from the heap (64-byte aligned).
+template <class T>
+std::unique_ptr<T, void (*)(T*)> call_buffer(int64_t n) {
+  const size_t bytes = (sizeof(T) * static_cast<size_t>(n > 0 ? n : 1) + 63) / 64 * 64;
+  if (bytes >= kCachedMinBytes) return {static_cast<T*>(cached_alloc(bytes)), [](T* p) { cached_free(p); }};
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p) throw std::bad_alloc();
+  return {static_cast<T*>(p), [](T* q) { std::free(q); }};
+}
+
+}  // namespace
 
 }  // namespace medconv

@@ -87,5 +87,11 @@ void batch_norm_apply_ref(const T* x, int64_t N, int64_t C, int64_t S, const T* 
 template <class T>
 void batch_norm_backward_ref(const T* x, const T* gy, int64_t N, int64_t C, int64_t S, const T* mean, const T* invstd,
                              const T* gamma, bool training, T* gx, T* ggamma, T* gbeta);
+// One channel's gx = k * (gy - mean_g - (x - mean) * proj) from its sums (batchnorm_ref.cpp, used by
+// every ISA's kernel): sum_g = sum gy, sum_gx = sum gy (x - mean), over M = N * S values.
+struct BatchNormGrad {
+  double k, mean_g, proj;
+};
+BatchNormGrad batch_norm_grad(double sum_g, double sum_gx, double gamma, double invstd, double M, bool training);
 
 }  // namespace medconv
