@@ -11,4 +11,11 @@ void add_pool_avx2(KernelTable& t);      // pool_avx2.cpp
 void add_batchnorm_avx2(KernelTable& t); // batchnorm_avx2.cpp
 void add_interpolate_avx2(KernelTable& t);  // interpolate_avx2.cpp
 
+// conv_avx2.cpp: the float32 conv plan, cached per (isa, shape): Winograd, the direct kernel, or
+// `gemm_conv` (each ISA's implicit GEMM: the AVX-512 table passes its own).
+using ConvGemmF32 = void (*)(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                             bool relu);
+void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s, const float* x, const float* w,
+                              const float* bias, float* y, bool relu);
+
 }  // namespace medconv

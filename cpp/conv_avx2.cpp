@@ -54,11 +54,18 @@ void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const flo
   conv_gemm::conv_gemm_f32<gemm::Gemm>(s, x, w, bias, y, relu, conv_gemm::pack_conv_columns<NR, Avx2Rows>);
 }
 
+void conv_forward_avx2(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                       Activation act) {
+  conv_forward_planned_f32(Isa::avx2, conv_gemm_f32, s, x, w, bias, y, act == Activation::relu);
+}
+
+}  // namespace
+
 // The plan, cached per shape (conv_plan.h): Winograd for the 3x3 stride-1 convs it takes; the
 // direct kernel where a GEMM would spend its time packing (few input channels per group) and W is
 // unstrided; the implicit GEMM everywhere else.
-void conv_forward_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                           bool relu) {
+void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s, const float* x, const float* w,
+                              const float* bias, float* y, bool relu) {
   const int64_t Cg = s.C / s.groups;
   const int64_t taps = Cg * s.KD * s.KH * s.KW;
   const bool direct_fits = s.stride[2] == 1;
@@ -71,28 +78,21 @@ void conv_forward_avx2_f32(const ConvShape& s, const float* x, const float* w, c
   auto run_winograd = [&] {  // false from Winograd (non-finite values): redo exactly
     const bool ok = strided_winograd ? conv_winograd_s2_f32(s, x, w, bias, y, relu)
                                      : conv_winograd_f32(s, x, w, bias, y, relu);
-    if (!ok) conv_gemm_f32(s, x, w, bias, y, relu);
+    if (!ok) gemm_conv(s, x, w, bias, y, relu);
   };
   auto run_direct = [&] { conv_direct_avx2_f32(s, x, w, bias, y, relu); };
-  auto run_gemm = [&] { conv_gemm_f32(s, x, w, bias, y, relu); };
+  auto run_gemm = [&] { gemm_conv(s, x, w, bias, y, relu); };
   std::vector<ConvCandidate> candidates{{ConvAlgo::gemm, run_gemm}};
   if (direct_fits) candidates.push_back({ConvAlgo::direct, run_direct});
   const bool winograd_fits = strided_winograd || winograd_applicable(s);
   if (winograd_fits) candidates.push_back({ConvAlgo::winograd, run_winograd});
   const ConvAlgo rule = winograd_fits ? ConvAlgo::winograd : direct_wins ? ConvAlgo::direct : ConvAlgo::gemm;
-  switch (conv_plan(static_cast<int>(Isa::avx2), sizeof(float), s, relu, rule, candidates)) {
+  switch (conv_plan(static_cast<int>(isa), sizeof(float), s, relu, rule, candidates)) {
     case ConvAlgo::winograd: run_winograd(); break;
     case ConvAlgo::direct: run_direct(); break;
     case ConvAlgo::gemm: run_gemm(); break;
   }
 }
-
-void conv_forward_avx2(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                       Activation act) {
-  conv_forward_avx2_f32(s, x, w, bias, y, act == Activation::relu);
-}
-
-}  // namespace
 
 void add_conv_avx2(KernelTable& t) { t.f32.conv_forward = conv_forward_avx2; }
 
