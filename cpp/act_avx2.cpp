@@ -10,6 +10,7 @@
 #include "eltwise_avx2.h"
 #include "memory.h"
 #include "parallel.h"
+#include "stream_avx2.h"
 #include "vecmath_avx2.h"
 
 namespace medconv {
@@ -26,16 +27,17 @@ constexpr int64_t kGrainVectors = 2048;  // 64 KiB of float32 per task at least
 
 // y[i] = f(x[i]) over n floats, 8 at a time; the last partial vector goes through the same f with
 // masked loads and stores, so every element's bits are the same wherever a thread chunk ends.
-// A large, aligned, out-of-place y is written with streaming stores (memory.h).
+// A large out-of-place y is written with streaming stores (memory.h, stream_avx2.h).
 // x, y: [n] (y may be x)
 template <class F>
 void map_f32(const float* x, float* y, int64_t n, F f) {
   const int64_t full = n / 8, rest = n % 8;
-  const bool stream = y != x && n * 4 >= kStreamStoreBytes && (reinterpret_cast<uintptr_t>(y) & 31) == 0;
+  const bool stream = y != x && n * 4 >= kStreamStoreBytes;
   parallel_for(full + (rest ? 1 : 0), kGrainVectors, [&](int64_t begin, int64_t end) {
     const int64_t stop = std::min(end, full);
     if (stream) {
-      for (int64_t v = begin; v < stop; ++v) _mm256_stream_ps(y + 8 * v, f(_mm256_loadu_ps(x + 8 * v)));
+      const float* xb = x + 8 * begin;
+      avx2::stream_vectors(y + 8 * begin, stop - begin, [&](int64_t v) { return f(_mm256_loadu_ps(xb + 8 * v)); });
       _mm_sfence();
     } else {
       for (int64_t v = begin; v < stop; ++v) _mm256_storeu_ps(y + 8 * v, f(_mm256_loadu_ps(x + 8 * v)));

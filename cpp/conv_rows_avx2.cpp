@@ -200,16 +200,14 @@ struct RowsLayout {
   int64_t padded_len, padded_floats;  // floats per padded input row, and per row block (all passes)
   bool large;                         // an output of kStreamStoreBytes or more (memory.h)
   bool pad_rows, tiles;
-  bool tiles_unless_streamed;         // tiles where the output cannot take streaming stores
 };
 
 // Padded input rows where a group has several output channels: every block then loads without
 // masks (the two edge blocks of a row, masked, cost as much as 6 inner ones); built once per row
 // block for all the output channels. Channel tiles where it has at least 6: all the taps of an
 // output at once, up to 6 channels per loaded input vector. They win where the taps are many (S8:
-// 1.1-1.4x). With 9 taps they win only on a large output that cannot be streamed (S2 into a
-// misaligned out=: 1.4-1.5x): one channel at a time streams its rows, 1.3-1.4x faster than the
-// tiles' plain stores; small outputs run as fast or faster one channel at a time.
+// 1.1-1.4x). With 9 taps one channel at a time streams its rows, 1.3-1.4x faster than the tiles'
+// plain stores; small outputs run as fast or faster one channel at a time.
 inline RowsLayout rows_layout(const ConvShape& s) {
   const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
   const int64_t row_len = (s.OW + 15) / 16 * 16 + s.KW - 1;
@@ -220,13 +218,13 @@ inline RowsLayout rows_layout(const ConvShape& s) {
   lay.large = s.N * s.OC * s.OD * s.OH * s.OW * 4 >= kStreamStoreBytes;
   const bool tileable = lay.pad_rows && OCg >= avx2::kTileOC;
   lay.tiles = tileable && Cg * s.KD * s.KH * s.KW >= 27;
-  lay.tiles_unless_streamed = tileable && !lay.tiles && lay.large;
   return lay;
 }
 
 // Large outputs bypass the caches (memory.h). A block of one pass streams its rows straight from
-// the registers; a block of several passes (input channels, kd) accumulates in a per-thread L1 copy
-// of its rows and streams them out after the last pass.
+// the registers; a block of several passes (input channels, kd), or of rows not 32-byte aligned,
+// accumulates in a per-thread L1 copy of its rows (contiguous, as in y) and streams them out after
+// the last pass.
 template <int KH, int KW>
 void run_rows(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
   constexpr int RB = kRowBlock;
@@ -241,8 +239,10 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   const bool stream = lay.large;
   const int64_t padded_len = lay.padded_len, padded_floats = lay.padded_floats;
   const bool pad_rows = lay.pad_rows;
-  const bool streamable = stream && ((reinterpret_cast<uintptr_t>(y) | (s.OW * 4)) & 31) == 0;
-  const bool tiles = lay.tiles || (lay.tiles_unless_streamed && !streamable);
+  // Rows that are not all 32-byte aligned are staged like a block of several passes (into a numpy
+  // out=, 16 bytes past a page: S7 1.5-1.7x, S2 1.3x faster than plain stores or channel tiles).
+  const bool rows_aligned = ((reinterpret_cast<uintptr_t>(y) | (s.OW * 4)) & 31) == 0;
+  const bool tiles = lay.tiles;
   // The channels in tiles of equal size (8 = 4 + 4, not 6 + 2): tile t holds [tile_oc(t), tile_oc(t + 1)).
   const int64_t K = Cg * s.KD * KH * KW, oc_tiles = (OCg + avx2::kTileOC - 1) / avx2::kTileOC;
   auto tile_oc = [&](int64_t t) { return t * OCg / oc_tiles; };
@@ -267,7 +267,7 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
       const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
       int64_t passes = 0;
       for (int64_t kd = 0; kd < s.KD; ++kd) passes += plane_exists(s, od, kd) ? Cg : 0;
-      const bool staged = stream && passes > 1;
+      const bool staged = stream && (passes > 1 || !rows_aligned);
       const int64_t rb_end = std::min(row_blocks, (chunk + 1) * per_task);
       // The taps of each row of a block in order, for the channel tiles: passes (ic, kd) whose plane
       // exists, then (kh, kw); the same for every block of this output plane.
@@ -318,12 +318,11 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
           Job<KH, KW, RB> job{&s, xg, w + oc * Cg * s.KD * KH * KW, bias ? bias[oc] : 0.0f, {}, od, oh0, relu,
                               stream && !staged, zeros, padded, padded_len};
           for (int r = 0; r < RB; ++r) {
-            job.out[r] = r < rows && !staged ? out + r * s.OW : spare + r * (s.OW + 8);
+            job.out[r] = r < rows && !staged ? out + r * s.OW : spare + r * s.OW;
             job.stream &= (reinterpret_cast<uintptr_t>(job.out[r]) & 31) == 0;
           }
           rows_block<KH, KW, RB>(job);
-          if (staged)
-            for (int r = 0; r < rows; ++r) avx2::stream_copy(out + r * s.OW, job.out[r], s.OW * 4);
+          if (staged) avx2::stream_copy(out, spare, rows * s.OW * 4);  // the block's rows are contiguous
         }
       }
     }

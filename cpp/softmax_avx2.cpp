@@ -14,6 +14,7 @@
 #include "eltwise_avx2.h"
 #include "memory.h"
 #include "parallel.h"
+#include "stream_avx2.h"
 #include "vecmath_avx2.h"
 
 namespace medconv {
@@ -115,11 +116,12 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
     for (int64_t row = begin; row < end; ++row) {
       const float* xs = x + row * dim;
       float* ys = y + row * dim;
-      const bool nt = stream && (reinterpret_cast<uintptr_t>(ys) & 31) == 0;
-      float* es = nt && !log ? row_buf : ys;  // where exp(x - m) waits for 1 / s
-      auto store_out = [&](float* p, __m256 v) {
-        if (nt) _mm256_stream_ps(p, v);
-        else _mm256_storeu_ps(p, v);
+      float* es = stream && !log ? row_buf : ys;  // where exp(x - m) waits for 1 / s
+      // ys[0, full) = out(v) for each vector v
+      auto store_out = [&](auto out) {
+        if (stream) avx2::stream_vectors(ys, full / 8, out);
+        else
+          for (int64_t v = 0; v < full / 8; ++v) _mm256_storeu_ps(ys + 8 * v, out(v));
       };
       // m = max_i x[i] (a NaN may be dropped here: it reaches the sum and makes the row NaN)
       __m256 m = ninf;
@@ -144,12 +146,12 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
       if (log) {
         // y[i] = x[i] - (m + log(sum)), rounded once
         const __m256d lse = _mm256_set1_pd(static_cast<double>(m1) + std::log(sum));
-        for (int64_t i = 0; i < full; i += 8) store_out(ys + i, sub_wide(_mm256_loadu_ps(xs + i), lse));
+        store_out([&](int64_t v) { return sub_wide(_mm256_loadu_ps(xs + 8 * v), lse); });
         if (rest) _mm256_maskstore_ps(ys + full, tm, sub_wide(_mm256_maskload_ps(xs + full, tm), lse));
       } else {
         // y[i] = e[i] / sum
         const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
-        for (int64_t i = 0; i < full; i += 8) store_out(ys + i, _mm256_mul_ps(_mm256_loadu_ps(es + i), inv));
+        store_out([&](int64_t v) { return _mm256_mul_ps(_mm256_loadu_ps(es + 8 * v), inv); });
         if (rest) _mm256_maskstore_ps(ys + full, tm, _mm256_mul_ps(_mm256_maskload_ps(es + full, tm), inv));
       }
     }

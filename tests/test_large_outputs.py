@@ -1,6 +1,7 @@
 """Pools and pad with outputs of 8 MiB and more (the size from which medconv's conv, activation and
 softmax kernels write with streaming stores): the right values into fresh, caller-owned and
-misaligned arrays, on 1 and 3 threads. References are plain numpy (strided window views)."""
+misaligned arrays, on 1 and 3 threads. References are plain numpy (strided window views). The
+streaming kernels write the same bits into out= arrays at every alignment."""
 import numpy as np
 import pytest
 
@@ -66,3 +67,38 @@ def test_pad(rng, isa, threads, mode, dtype):
     kw = dict(value=0.5) if mode == "constant" else {}
     expected = R.pad(x, pad, mode, **kw)
     _each_way(lambda out: F.pad(x, pad, mode=mode, out=out, **kw), expected, threads)
+
+
+def _out_at(shape, dtype, offset):
+    """An uninitialised array whose data starts `offset` bytes past a 64-byte boundary."""
+    itemsize = np.dtype(dtype).itemsize
+    size = int(np.prod(shape))
+    raw = np.empty(size + 128 // itemsize, dtype)
+    skip = ((64 - raw.ctypes.data % 64) % 64 + offset) // itemsize
+    out = raw[skip:skip + size].reshape(shape)
+    assert out.ctypes.data % 64 == offset
+    return out
+
+
+@pytest.mark.parametrize("op", ["relu", "sigmoid", "softmax", "log_softmax", "depthwise", "first_layer"])
+def test_streamed_outputs_at_every_alignment(rng, isa, threads, op):
+    """32-byte aligned rows take 32-byte streaming stores, 16-byte aligned ones (numpy's own large
+    arrays) 16-byte ones, others plain stores: the same bits each way."""
+    if op in ("depthwise", "first_layer"):
+        x = rng.standard_normal((4, 32, 128, 128) if op == "depthwise" else (8, 1, 128, 128)).astype(np.float32)
+        w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
+        b = rng.standard_normal(32).astype(np.float32)
+        groups = 32 if op == "depthwise" else 1
+        f = lambda out: F.conv2d(x, w, b, padding=1, groups=groups, out=out)  # noqa: E731
+    else:
+        x = (rng.standard_normal((2560, 1000)) * 4).astype(np.float32)
+        g = getattr(F, op)
+        f = (lambda out: g(x, 1, out=out)) if "softmax" in op else (lambda out: g(x, out=out))
+    first = f(None)
+    assert first.nbytes >= 8 << 20
+    for t in (1, 3):
+        mc.set_num_threads(t)
+        for offset in (0, 16, 32, 4):
+            out = _out_at(first.shape, first.dtype, offset)
+            f(out)
+            np.testing.assert_array_equal(out, first, err_msg=f"{op}, out= at {offset} bytes past 64, {t} threads")
