@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import medconv
 import medconv.functional as F
 import reference as R
 from conftest import DTYPES, assert_close, pool_case, rand, torch_apply, torch_avg_pool
@@ -62,6 +63,31 @@ def test_window_two_stride_two_rows(maybe_torch, rng, isa, nd):
         finite = np.where(np.isfinite(x), x, 0).astype(np.float32)
         assert_close(getattr(F, f"avg_pool{nd}d")(finite, **kw), getattr(R, f"avg_pool{nd}d")(finite, **kw),
                      dtype=np.float32)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_whole_two_by_two_windows_are_the_portable_bits(rng, isa, nd):
+    """2x2 (2x2x2) stride-2 windows inside the input (the U-Net pools) take a loop of their own on
+    AVX2: values, indices and averages (divisor_override too) are the portable kernel's bits, for
+    rows of exactly 8 outputs, rows whose last block overlaps, odd input sizes and signed zeros."""
+    for w in (16, 17, 30, 45, 64):
+        shape = (2, 3) + ((5,) if nd == 3 else ()) + (7, w)
+        x = np.round(rng.standard_normal(shape) * 2).astype(np.float32) / 2
+        flat = x.reshape(-1)
+        pick = rng.choice(flat.size, size=flat.size // 10, replace=False)
+        flat[pick] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], size=pick.size)
+        finite = np.where(np.isfinite(x), x, 0).astype(np.float32)
+        maxp, avgp = getattr(F, f"max_pool{nd}d"), getattr(F, f"avg_pool{nd}d")
+        runs = {}
+        for which in (isa, "scalar"):
+            medconv._core.select_isa(which)
+            y, idx = maxp(x, 2, 2, return_indices=True)
+            runs[which] = (y, idx, maxp(x, 2, 2), avgp(finite, 2, 2), avgp(finite, 2, 2, divisor_override=3))
+        medconv._core.select_isa(isa)
+        for got, want in zip(runs[isa], runs["scalar"]):
+            np.testing.assert_array_equal(got.view(np.int32) if got.dtype == np.float32 else got,
+                                          want.view(np.int32) if want.dtype == np.float32 else want,
+                                          err_msg=f"{shape} [{isa}]")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
