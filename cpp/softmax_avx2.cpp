@@ -41,11 +41,14 @@ inline __m256 exp_diff(__m256 x, __m256 m) {
 // common to a row cancels in the softmax. Exact reduction needs |x| <= ~2^14, so rows with a max
 // over kScaledMaxAbs keep exp_diff. Results under 2^-126 flush to zero.
 constexpr float kScaledMaxAbs = 1000.0f;
-inline __m256 exp_scaled(__m256 x, float lowest, __m256 k) {
+// k_biased = k - 127: the exponent field of 2^(n - k) is max(n - k_biased, 0), which also flushes
+// 2^-127 and below to zero (a NaN n gives 0, p NaN).
+inline __m256 exp_scaled(__m256 x, float lowest, __m256 k_biased) {
   const avx2::Reduced q = avx2::reduce_ln2(x, lowest);
   const __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(q.r, q.r), avx2::expm1_tail_poly(q.r), q.r);  // e^r - 1
-  const __m256 n = _mm256_max_ps(_mm256_sub_ps(q.n, k), _mm256_set1_ps(-127.0f));  // NaN n gives -127, p NaN
-  return _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.0f)), avx2::pow2n(n));
+  const __m256 field = _mm256_max_ps(_mm256_sub_ps(q.n, k_biased), _mm256_setzero_ps());
+  const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtps_epi32(field), 23));
+  return _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.0f)), scale);
 }
 
 inline __m256d add_wide(__m256d acc, __m128 v) { return _mm256_add_pd(acc, _mm256_cvtps_pd(v)); }
@@ -60,10 +63,10 @@ inline __m256 sub_wide(__m256 x, __m256d s) {
 // The max of a column as the reference takes it: 0 for an all -inf column.
 inline float fix_max(float m) { return m == -std::numeric_limits<float>::infinity() ? 0.0f : m; }
 
-// Returns sum_i e(x[i]) over one row, storing e(x[i]) to es unless es is null: groups of 4
+// Returns sum_i e(x[i]) over one row, storing e(x[i]) to es if kStore: groups of 4
 // vectors summed in float32 (2 roundings per lane), the groups in float64. Meanwhile the row at
 // `ahead` (if any) is fetched into L1, so its max pass does not stall on memory while the ALUs idle.
-template <class Exp>
+template <bool kStore, class Exp>
 double exp_pass(const float* xs, float* es, int64_t dim, const float* ahead, Exp e_of) {
   const int64_t full = dim / 8 * 8, rest = dim - full;
   __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
@@ -76,7 +79,7 @@ double exp_pass(const float* xs, float* es, int64_t dim, const float* ahead, Exp
     __m256 e[4];
     for (int k = 0; k < 4; ++k) {
       e[k] = e_of(_mm256_loadu_ps(xs + i + 8 * k));
-      if (es) _mm256_storeu_ps(es + i + 8 * k, e[k]);
+      if (kStore) _mm256_storeu_ps(es + i + 8 * k, e[k]);
     }
     const __m256 g = _mm256_add_ps(_mm256_add_ps(e[0], e[1]), _mm256_add_ps(e[2], e[3]));
     s0 = add_wide(s0, _mm256_castps256_ps128(g));
@@ -86,14 +89,14 @@ double exp_pass(const float* xs, float* es, int64_t dim, const float* ahead, Exp
     for (int64_t j = i; j < dim; j += 16) _mm_prefetch(reinterpret_cast<const char*>(ahead + j), _MM_HINT_T0);
   for (; i < full; i += 8) {
     const __m256 e = e_of(_mm256_loadu_ps(xs + i));
-    if (es) _mm256_storeu_ps(es + i, e);
+    if (kStore) _mm256_storeu_ps(es + i, e);
     s0 = add_wide(s0, _mm256_castps256_ps128(e));
     s1 = add_wide(s1, _mm256_extractf128_ps(e, 1));
   }
   if (rest) {
     const __m256i tm = tail_mask(rest);
     const __m256 e = _mm256_and_ps(e_of(_mm256_maskload_ps(xs + full, tm)), _mm256_castsi256_ps(tm));
-    if (es) _mm256_maskstore_ps(es + full, tm, e);
+    if (kStore) _mm256_maskstore_ps(es + full, tm, e);
     s0 = add_wide(s0, _mm256_castps256_ps128(e));
     s1 = add_wide(s1, _mm256_extractf128_ps(e, 1));
   }
@@ -108,20 +111,25 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
   const __m256i tm = tail_mask(rest);
   const __m256 tmf = _mm256_castsi256_ps(tm);
   const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  // A large output is streamed: exp goes to a per-thread row in L1, and the scaled row to y with
-  // streaming stores (y's lines are then never read).
+  // A large output is streamed: exp goes to a per-thread row in L1, and the scaled rows to y with
+  // streaming stores (y's lines are then never read), one run per task where rows are whole vectors.
   const bool stream = rows * dim * 4 >= kStreamStoreBytes;
   parallel_for(rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
     float* row_buf = stream ? thread_scratch<float>(dim + 8, 3) : nullptr;
+    avx2::VectorStream run(y + begin * dim);
     for (int64_t row = begin; row < end; ++row) {
       const float* xs = x + row * dim;
       float* ys = y + row * dim;
       float* es = stream && !log ? row_buf : ys;  // where exp(x - m) waits for 1 / s
       // ys[0, full) = out(v) for each vector v
-      auto store_out = [&](auto out) {
-        if (stream) avx2::stream_vectors(ys, full / 8, out);
-        else
-          for (int64_t v = 0; v < full / 8; ++v) _mm256_storeu_ps(ys + 8 * v, out(v));
+      auto store_out = [&, vectors = full / 8](auto out) {
+        if (!stream) {
+          for (int64_t v = 0; v < vectors; ++v) _mm256_storeu_ps(ys + 8 * v, out(v));
+          return;
+        }
+        if (rest) run = avx2::VectorStream(ys);  // the masked tail ends each row's run
+        for (int64_t v = 0; v < vectors; ++v) run.put(out(v));
+        if (rest) run.finish();
       };
       // m = max_i x[i] (a NaN may be dropped here: it reaches the sum and makes the row NaN)
       __m256 m = ninf;
@@ -134,14 +142,17 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
       // divides the sum by that factor as computed, so a lone or dominant logit still gives exactly 0.
       // A size-1 softmax keeps exp(0) = 1 and so gives exactly 1.
       const float* ahead = row + kAhead < rows && dim <= kAheadMaxDim ? xs + kAhead * dim : nullptr;
+      auto pass = [&](auto e_of) {  // log-softmax needs only the sum
+        return log ? exp_pass<false>(xs, nullptr, dim, ahead, e_of) : exp_pass<true>(xs, es, dim, ahead, e_of);
+      };
       double sum;
       if (dim > 1 && std::fabs(m1) <= kScaledMaxAbs) {
-        const __m256 k = _mm256_set1_ps(static_cast<float>(std::floor(static_cast<double>(m1) * 1.4426950408889634)));
+        const __m256 k = _mm256_set1_ps(static_cast<float>(std::floor(static_cast<double>(m1) * 1.4426950408889634) - 127.0));
         const float lowest = m1 - 89.0f;  // there n - k <= -127: -inf gives exactly 0
-        sum = exp_pass(xs, log ? nullptr : es, dim, ahead, [&](__m256 v) { return exp_scaled(v, lowest, k); });
+        sum = pass([&](__m256 v) { return exp_scaled(v, lowest, k); });
         if (log) sum /= _mm256_cvtss_f32(exp_scaled(mx, lowest, k));  // sum_i exp(x[i] - m)
       } else {
-        sum = exp_pass(xs, log ? nullptr : es, dim, ahead, [&](__m256 v) { return exp_diff(v, mx); });
+        sum = pass([&](__m256 v) { return exp_diff(v, mx); });
       }
       if (log) {
         // y[i] = x[i] - (m + log(sum)), rounded once
@@ -155,7 +166,10 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
         if (rest) _mm256_maskstore_ps(ys + full, tm, _mm256_mul_ps(_mm256_maskload_ps(es + full, tm), inv));
       }
     }
-    if (stream) _mm_sfence();  // the streamed stores are visible before the call returns
+    if (stream) {
+      run.finish();
+      _mm_sfence();  // the streamed stores are visible before the call returns
+    }
   });
 }
 

@@ -26,12 +26,45 @@ inline void stream_copy(void* dst, const void* src, int64_t bytes) {
   std::memcpy(d + i, s + i, static_cast<size_t>(bytes - i));
 }
 
-// y[8v, 8v + 8) = vec(v) for v < count, with streaming stores in bursts of 8 vectors computed
-// first, so each line's stores follow each other (a slow vec between them, as sigmoid's, leaves
-// lines half-written in the write-combining buffers: 2x slower than plain stores). Where y is 16
-// bytes off 32 (numpy's own large arrays start 16 bytes past a page), each aligned 32 bytes come
-// from the high half of one vector and the low half of the next, the first and last 16 bytes from
-// plain stores; plain stores at other alignments.
+// Consecutive 8-float vectors streamed to one contiguous run of y, over any number of calls: as
+// they are where y is 32-byte aligned; where it is 16 bytes off (numpy's own large arrays start 16
+// bytes past a page), each aligned 32 bytes from the high half of one vector and the low half of the
+// next, only the run's first and last 16 bytes with plain stores (a run per softmax row, so each
+// row's ends sharing a line between plain and streaming stores, ran 1.4x slower); plain stores at
+// other alignments. finish() ends the run.
+class VectorStream {
+ public:
+  explicit VectorStream(float* y)
+      : next_(y), misalign_(reinterpret_cast<uintptr_t>(y) & 31) {}
+  void put(__m256 v) {
+    if (misalign_ == 0) {
+      _mm256_stream_ps(next_, v);
+    } else if (misalign_ == 16) {
+      if (pending_) _mm256_stream_ps(next_ - 4, _mm256_permute2f128_ps(prev_, v, 0x21));
+      else _mm_storeu_ps(next_, _mm256_castps256_ps128(v));
+      prev_ = v;
+      pending_ = true;
+    } else {
+      _mm256_storeu_ps(next_, v);
+    }
+    next_ += 8;
+  }
+  void finish() {
+    if (pending_) _mm_storeu_ps(next_ - 4, _mm256_extractf128_ps(prev_, 1));
+    pending_ = false;
+  }
+
+ private:
+  float* next_;
+  uintptr_t misalign_;
+  __m256 prev_ = _mm256_setzero_ps();
+  bool pending_ = false;
+};
+
+// y[8v, 8v + 8) = vec(v) for v < count, streamed as one VectorStream run (its alignment cases
+// hoisted out of the loop), in bursts of 8 vectors computed first so each line's stores follow each
+// other (a slow vec between them, as sigmoid's, leaves lines half-written in the write-combining
+// buffers: 2x slower than plain stores).
 template <class Vec>
 inline void stream_vectors(float* y, int64_t count, Vec vec) {
   constexpr int kBurst = 8;
@@ -48,8 +81,7 @@ inline void stream_vectors(float* y, int64_t count, Vec vec) {
     _mm_storeu_ps(y, _mm256_castps256_ps128(prev));
     v = 1;
   }
-  // the 8 floats from vector v on: y + 8v when aligned, else prev's high half and v's low half
-  auto put = [&](int64_t at, __m256 cur) {
+  auto put = [&](int64_t at, __m256 cur) {  // vector `at`: y + 8 at, or prev's high and cur's low half
     if (shifted) {
       _mm256_stream_ps(y + 8 * at - 4, _mm256_permute2f128_ps(prev, cur, 0x21));
       prev = cur;
