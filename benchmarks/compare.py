@@ -3,8 +3,9 @@
     python benchmarks/compare.py [--threads 1 2] [--json out.json] [--only PATTERN] [--repeat N]
 
 Each row first checks medconv's result against the peer's (a FAIL row is still timed, and says by
-how much it missed), then times both: the median of N runs after a warm-up, medconv and PyTorch
-set to the same thread count. Ratio = peer time / medconv time (> 1: medconv is faster). Rates
+how much it missed), then times both: the median of N samples after a warm-up (a sample is one
+call, or back-to-back calls lasting about 5 ms for shorter calls), medconv and PyTorch set to the
+same thread count. Ratio = peer time / medconv time (> 1: medconv is faster). Rates
 are GFLOP/s (convs, filters, CNN) or GB/s (input read + output written once, for the memory-bound
 ops), beside the machine's limits measured here at start-up: the FMA peak (a compiled probe of
 independent AVX2 FMA chains, else a large torch matmul) and the copy bandwidth (np.copyto between
@@ -176,21 +177,33 @@ def machine():
 # ------------------------------------------------------------------------ timing and checks
 
 
-def timed(fn, repeat, budget):
-    """Median seconds of up to `repeat` calls after one warm-up, fewer when a call is slow (a call
-    slower than the whole budget is timed once: the check before it was its warm-up)."""
+MIN_SAMPLE = 0.005  # seconds: calls shorter than this are timed in back-to-back batches this long
+
+
+def per_call(fn, calls):
+    """Seconds per call of `calls` back-to-back calls."""
     t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
+
+def batch_size(first):
+    """Calls per sample for a call that took `first` seconds: one, or enough to last MIN_SAMPLE (a
+    single 0.2 ms call on a shared machine is mostly noise)."""
+    return max(1, int(MIN_SAMPLE / max(first, 1e-9)))
+
+
+def timed(fn, repeat, budget):
+    """Median seconds per call over up to `repeat` samples (batch_size calls each) after one warm-up,
+    fewer when a call is slow (a call slower than the whole budget is timed once: the check before it
+    was its warm-up)."""
+    first = per_call(fn, 1)
     if first > budget:
         return first
-    n = max(1, min(repeat, int(budget / max(first, 1e-9))))
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    calls = batch_size(first)
+    n = max(1, min(repeat, int(budget / max(first * calls, 1e-9))))
+    return statistics.median(per_call(fn, calls) for _ in range(n))
 
 
 def close(a, b, rtol=0.0, atol=0.0, scaled=None, exact=False):
@@ -228,25 +241,21 @@ class Runner:
               f"{row.get('check', '')}", file=sys.stderr, flush=True)
 
     def time_pair(self, mine, peer, budget=None):
-        """Medians of medconv's and the peer's calls, interleaved (medconv, peer, medconv, ...) after
-        one warm-up call each, so that the machine's drift and bursts of noise hit both sides alike."""
+        """Medians of medconv's and the peer's samples (batch_size calls each), interleaved (medconv,
+        peer, medconv, ...) after one warm-up call each, so that the machine's drift and bursts of
+        noise hit both sides alike."""
         budget = self.args.budget if budget is None else budget
         if peer is None:
             return timed(mine, self.args.repeat, budget), None
-        firsts = []
-        for fn in (mine, peer):
-            t0 = time.perf_counter()
-            fn()
-            firsts.append(time.perf_counter() - t0)
+        firsts = [per_call(fn, 1) for fn in (mine, peer)]
         if max(firsts) > budget:
             return firsts[0], firsts[1]
-        n = max(1, min(self.args.repeat, int(budget / max(max(firsts), 1e-9))))
+        calls = [batch_size(f) for f in firsts]
+        n = max(1, min(self.args.repeat, int(budget / max(max(f * c for f, c in zip(firsts, calls)), 1e-9))))
         times = ([], [])
         for _ in range(n):
-            for fn, out in zip((mine, peer), times):
-                t0 = time.perf_counter()
-                fn()
-                out.append(time.perf_counter() - t0)
+            for fn, c, out in zip((mine, peer), calls, times):
+                out.append(per_call(fn, c))
         return statistics.median(times[0]), statistics.median(times[1])
 
 
