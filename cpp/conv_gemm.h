@@ -277,6 +277,14 @@ void linear_backward_input_gemm_f32(const float* gy, const float* w, float* gx, 
                    nullptr, gx, M, K, N);
 }
 
+// gb[n] = sum_m gy[m, n] in order (gb may be null). gy: [M, N]
+inline void linear_bias_grad_f32(const float* gy, float* gb, int64_t M, int64_t N) {
+  if (!gb) return;
+  for (int64_t n = 0; n < N; ++n) gb[n] = 0.0f;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) gb[n] += gy[m * N + n];
+}
+
 template <class Gemm>
 void linear_backward_weight_gemm_f32(const float* gy, const float* x, float* gw, float* gb, int64_t M, int64_t N,
                                      int64_t K) {
@@ -285,11 +293,7 @@ void linear_backward_weight_gemm_f32(const float* gy, const float* x, float* gw,
                      gemm_common::pack_rows<Gemm::NR>(x, K, pc, kc, jc, nc, Bp);
                    },
                    nullptr, gw, N, K, M);
-  if (gb) {
-    for (int64_t n = 0; n < N; ++n) gb[n] = 0.0f;
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) gb[n] += gy[m * N + n];
-  }
+  linear_bias_grad_f32(gy, gb, M, N);
 }
 
 }  // namespace

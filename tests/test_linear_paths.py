@@ -1,6 +1,7 @@
 """The dense layer and its gradients on every path of the packed GEMM (cpp/conv_gemm.h matmul_f32,
 cpp/linear_avx2.cpp) against plain float64 numpy: one row block or several (B then packed once per
-call), fewer outputs than a 16-column panel (y^T = w x^T), up to 4 outputs (dot products), K tails
+call), fewer outputs than a 16-column panel (y^T = w x^T), up to 4 outputs (dot products, and the
+gradients in one pass over 1024-column chunks), K tails
 that are not multiples of 8, K above the GEMM's 256-deep passes, no input features; on every kernel
 variant this CPU runs and at 1-3 threads, and against torch where it is installed."""
 
