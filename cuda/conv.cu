@@ -6,7 +6,9 @@
 //
 // Two families:
 // - direct kernels, one thread per output element (for few channels per group, depthwise, and
-//   shapes the tiled kernels' grid cannot hold);
+//   shapes the tiled kernels' grid cannot hold); the forward of groups of at most 4 output
+//   channels runs tiled (conv_direct_tiled_forward: the input an output tile reads is staged in
+//   shared memory, the sums are the direct kernel's);
 // - tiled implicit-GEMM kernels: BM x BN output tiles of a (pixels x channels) GEMM whose
 //   operand tiles are gathered (im2col on the fly) into shared memory, BK = 16 deep, 256 threads
 //   each holding a (BM/16) x (BN/16) register tile.
@@ -45,6 +47,14 @@ __device__ __forceinline__ i64 source_output(i64 i, int stride, int pad, i64 off
   if (t < 0 || t % stride != 0) return -1;
   const i64 o = t / stride;
   return o < n_out ? o : -1;
+}
+
+// The range [lo, hi) of outputs o with 0 <= o*stride - pad + offset < n_in.
+__device__ __forceinline__ void valid_outputs(i64 n_out, i64 n_in, int stride, int pad, i64 offset, i64& lo,
+                                              i64& hi) {
+  lo = mc_max<i64>(0, mc_floordiv(pad - offset + stride - 1, stride));
+  hi = mc_min<i64>(n_out, mc_floordiv(n_in - 1 + pad - offset, stride) + 1);
+  if (hi < lo) hi = lo;
 }
 
 // ------------------------------------------------------------------ direct kernels
@@ -98,6 +108,108 @@ __device__ void conv_direct_forward(const T* __restrict__ x, const T* __restrict
   }
 }
 
+#define MC_HALO_BYTES 16384  // the tiled direct kernel's staged input, per block
+#define MC_HALO_BATCH 4      // global loads a thread has in flight while staging them
+
+// conv_direct_forward for groups of at most OCB output channels, each input element read from
+// global memory about once per block: a block computes a tile_w x (256 / tile_w * RPT) tile of
+// output positions of one (n, group, od), for all the group's output channels; thread t computes
+// column t % tile_w, rows t / tile_w + i * 256 / tile_w (i < RPT). For each input channel and kd
+// the block stages the input rows and columns the tile's taps read (zeros outside x) in shared
+// memory, as many (channel, kd) slices at a time as fit, then adds the taps in
+// conv_direct_forward's order.
+// grid: (tiles of the output plane * OD, groups, N); 256 threads. conv_forward launches it only
+// when OCg <= OCB and one slice fits MC_HALO_BYTES.
+template <class T, int OCB, int RPT>
+__device__ void conv_direct_tiled_forward(const T* __restrict__ x, const T* __restrict__ w,
+                                          const T* __restrict__ bias, T* __restrict__ y, const ConvGeom g, int act,
+                                          int tile_w) {
+  __shared__ T halo[MC_HALO_BYTES / sizeof(T)];
+  const int step = MC_THREADS / tile_w;  // rows between a thread's outputs
+  const int tile_h = step * RPT;
+  const int tx = threadIdx.x % tile_w, ty = threadIdx.x / tile_w;
+  const int rows = (tile_h - 1) * g.sh + (g.KH - 1) * g.dh + 1;
+  const int cols = (tile_w - 1) * g.sw + (g.KW - 1) * g.dw + 1;
+  const int plane = rows * cols;  // staged elements per (input channel, kd): at least 256
+  const unsigned tiles_w = static_cast<unsigned>((g.OW + tile_w - 1) / tile_w);
+  const unsigned tiles_h = static_cast<unsigned>((g.OH + tile_h - 1) / tile_h);
+  const unsigned tile_x = blockIdx.x % tiles_w, tile_y = (blockIdx.x / tiles_w) % tiles_h;
+  const i64 od = blockIdx.x / tiles_w / tiles_h, grp = blockIdx.y, n = blockIdx.z;
+  const i64 ow = (i64)tile_x * tile_w + tx, oh0 = (i64)tile_y * tile_h + ty;
+  const i64 ih0 = (i64)tile_y * tile_h * g.sh - g.ph, iw0 = (i64)tile_x * tile_w * g.sw - g.pw;
+  const i64 id0 = od * g.sd - g.pd;
+  i64 kd_lo, kd_hi;  // the kd whose input plane exists
+  valid_outputs(g.KD, g.D, g.dd, 0, id0, kd_lo, kd_hi);
+  const int nkd = static_cast<int>(kd_hi - kd_lo);
+  const int slices = static_cast<int>(g.Cg) * nkd;  // (input channel, kd) pairs, in the sum's order
+  const int per_pass = static_cast<int>(MC_HALO_BYTES / sizeof(T)) / plane;
+  const i64 oc0 = grp * g.OCg;
+  const int nq = static_cast<int>(g.OCg);
+  const i64 wstride = g.Cg * g.kvol;  // between two output channels' filters
+  const T* xg = x + (n * g.C + grp * g.Cg) * g.DHW;
+  const T* hbase = halo + ty * g.sh * cols + tx * g.sw;  // this thread's first tap
+  const int hstep = step * g.sh * cols;                  // between its output rows' taps
+  T acc[RPT][OCB];
+#pragma unroll
+  for (int j = 0; j < RPT; ++j)
+#pragma unroll
+    for (int q = 0; q < OCB; ++q) acc[j][q] = (bias && q < nq) ? bias[oc0 + q] : T(0);
+  // Each pass stages up to per_pass slices; element e of a pass is slice e / plane, row
+  // e % plane / cols, column e % cols. This thread's elements are threadIdx.x + i * 256.
+  for (int s0 = 0; s0 < slices; s0 += per_pass) {
+    const int count = mc_min(per_pass, slices - s0) * plane;
+    int hr = threadIdx.x / cols, hc = threadIdx.x % cols, c = s0 / nkd, kd = static_cast<int>(kd_lo) + s0 % nkd;
+    for (int e0 = threadIdx.x; e0 < count; e0 += MC_HALO_BATCH * MC_THREADS) {
+      T v[MC_HALO_BATCH];
+#pragma unroll
+      for (int b = 0; b < MC_HALO_BATCH; ++b) {
+        const i64 ih = ih0 + hr, iw = iw0 + hc;
+        v[b] = (e0 + b * MC_THREADS < count && ih >= 0 && ih < g.H && iw >= 0 && iw < g.W)
+                   ? xg[((c * g.D + id0 + (i64)kd * g.dd) * g.H + ih) * g.W + iw]
+                   : T(0);
+        hr += MC_THREADS / cols;
+        hc += MC_THREADS % cols;
+        if (hc >= cols) hc -= cols, ++hr;
+        if (hr >= rows) {
+          hr -= rows;
+          if (++kd == kd_hi) kd = static_cast<int>(kd_lo), ++c;
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < MC_HALO_BATCH; ++b)
+        if (e0 + b * MC_THREADS < count) halo[e0 + b * MC_THREADS] = v[b];
+    }
+    __syncthreads();
+    for (int s = s0; s < s0 + count / plane; ++s) {
+      const T* hs = hbase + (s - s0) * plane;
+      const T* wk = w + oc0 * wstride + (s / nkd) * g.kvol + (kd_lo + s % nkd) * g.KH * g.KW;
+#pragma unroll
+      for (int q = 0; q < OCB; ++q) {
+        if (q >= nq) break;
+        for (int kh = 0; kh < g.KH; ++kh) {
+          const T* hk = hs + kh * g.dh * cols;
+          const T* wq = wk + q * wstride + kh * g.KW;
+          for (int kw = 0; kw < g.KW; ++kw) {
+            const T wv = wq[kw];
+#pragma unroll
+            for (int j = 0; j < RPT; ++j) acc[j][q] += hk[j * hstep + kw * g.dw] * wv;
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int j = 0; j < RPT; ++j) {
+    const i64 oh = oh0 + j * step;
+    if (oh >= g.OH || ow >= g.OW) continue;
+    const i64 sp = (od * g.OH + oh) * g.OW + ow;
+#pragma unroll
+    for (int q = 0; q < OCB; ++q)
+      if (q < nq) y[(n * g.OC + oc0 + q) * g.OSP + sp] = apply_act(acc[j][q], act);
+  }
+}
+
 // One thread per input element (no atomics):
 // gx[n, c, i] = sum_{oc in c's group, k, o: o*stride - pad + k*dilation = i} gy[n, oc, o] * w[oc, c % Cg, k]
 // (+ bias[c] when given: the transposed convolution's forward).
@@ -133,14 +245,6 @@ __device__ void conv_direct_backward_input(const T* __restrict__ gy, const T* __
     }
     gx[e] = bias ? acc + bias[c] : acc;
   }
-}
-
-// The range [lo, hi) of outputs o with 0 <= o*stride - pad + offset < n_in.
-__device__ __forceinline__ void valid_outputs(i64 n_out, i64 n_in, int stride, int pad, i64 offset, i64& lo,
-                                              i64& hi) {
-  lo = mc_max<i64>(0, mc_floordiv(pad - offset + stride - 1, stride));
-  hi = mc_min<i64>(n_out, mc_floordiv(n_in - 1 + pad - offset, stride) + 1);
-  if (hi < lo) hi = lo;
 }
 
 // One thread per (split, weight element): the sum over its range of output rows (n, od, oh) of
@@ -459,9 +563,22 @@ __device__ void conv_gemm_weight(const T* __restrict__ x, const T* __restrict__ 
   MC_EXPORT(conv_gemm_backward_weight_##TAG##_##S, (const T* x, const T* gy, T* out, MC_CONV_PARAMS, i64 splits), \
             (conv_gemm_weight<T, BM, BN>(x, gy, out, MC_CONV_GEOM, splits)))
 
+// The tiled direct kernel for OCB output channels per group and RPT output rows per thread, capped
+// at 64 registers so that 4 blocks fit an SM (MC_EXPORT takes __launch_bounds__ with the name).
+#define MC_CONV_DIRECT_TILED(T, S, OCB, RPT)                                                                    \
+  MC_EXPORT(__launch_bounds__(MC_THREADS, 4) conv_direct_tiled_forward_oc##OCB##_rows##RPT##_##S,              \
+            (const T* x, const T* w, const T* bias, T* y, MC_CONV_PARAMS, int act, int tile_w),                \
+            (conv_direct_tiled_forward<T, OCB, RPT>(x, w, bias, y, MC_CONV_GEOM, act, tile_w)))
+
 #define MC_CONV(T, S)                                                                                          \
   MC_EXPORT(conv_direct_forward_##S, (const T* x, const T* w, const T* bias, T* y, MC_CONV_PARAMS, int act),   \
             (conv_direct_forward<T, 4>(x, w, bias, y, MC_CONV_GEOM, act)))                                    \
+  MC_CONV_DIRECT_TILED(T, S, 1, 1)                                                                             \
+  MC_CONV_DIRECT_TILED(T, S, 1, 2)                                                                             \
+  MC_CONV_DIRECT_TILED(T, S, 1, 4)                                                                             \
+  MC_CONV_DIRECT_TILED(T, S, 4, 1)                                                                             \
+  MC_CONV_DIRECT_TILED(T, S, 4, 2)                                                                             \
+  MC_CONV_DIRECT_TILED(T, S, 4, 4)                                                                             \
   MC_EXPORT(conv_direct_backward_input_##S, (const T* gy, const T* w, const T* bias, T* gx, MC_CONV_PARAMS),   \
             conv_direct_backward_input<T>(gy, w, bias, gx, MC_CONV_GEOM))                                      \
   MC_EXPORT(conv_direct_backward_weight_##S, (const T* x, const T* gy, T* out, MC_CONV_PARAMS, i64 splits),    \

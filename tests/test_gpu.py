@@ -135,6 +135,48 @@ def test_conv_paths(cp, rng, n, c, spatial, oc, k, kw, dtype):
         close(cp, g, e, dtype, scale=30.0, what=name)
 
 
+# (forward kernel, N, C, spatial, OC, kernel, bias, kwargs): at most 4 output channels per group go
+# to the shared-memory tiled direct kernels, unless their input tile does not fit (conv_direct_forward)
+TILED = "conv_direct_tiled_forward"
+TILED_CONV_SHAPES = [
+    (TILED, 2, 4, (9, 37), 4, (3, 3), True, dict(padding=1, groups=4, activation="relu")),  # depthwise
+    (TILED, 1, 3, (61, 30), 6, (3, 3), True, dict(padding=1, groups=3)),                # channel multiplier 2
+    (TILED, 1, 4, (8, 10), 6, (3, 3), False, dict(padding=1, groups=2)),                # 2 in, 3 out per group
+    (TILED, 1, 5, (9, 10), 4, (3, 3), True, dict(padding=1, activation="relu")),        # 5 in, 4 out
+    (TILED, 1, 40, (9, 10), 2, (3, 3), True, dict(padding=1)),                          # 40 in: several passes
+    (TILED, 2, 3, (17, 21), 3, (3, 3), True, dict(stride=2, padding=1, groups=3)),      # stride 2
+    (TILED, 1, 2, (15, 19), 2, (3, 3), False, dict(padding=2, dilation=2, groups=2)),   # dilation 2
+    (TILED, 1, 2, (10, 12), 2, (3, 5), True, dict(stride=(1, 2), padding=(1, 2), groups=2)),  # 3 x 5
+    (TILED, 1, 1, (9, 11), 1, (2, 4), True, dict(padding="same")),                      # asymmetric padding
+    (TILED, 1, 2, (20, 23), 2, (2, 2), False, dict(stride=3, groups=2)),                # stride > kernel
+    (TILED, 1, 3, (5, 6, 7), 3, (3, 3, 3), True, dict(stride=(2, 1, 1), padding=1, groups=3)),  # 3d
+    (TILED, 2, 1, (37, 53), 1, (5, 5), True, dict(padding=2, activation="relu")),       # partial edge tiles
+    (TILED, 1, 4, (37, 53), 6, (5, 5), False, dict(padding=2, groups=2)),               # 64 x 8 tiles
+    (TILED, 1, 1, (61, 30), 1, (7, 7), False, dict(padding=3)),                         # 32 x 32 tiles
+    (TILED, 1, 2, (300,), 2, (5,), True, dict(padding=2, groups=2)),                    # 1d: 256-wide tiles
+    (TILED, 1, 2, (50, 14), 2, (3, 3), True, dict(padding=1, groups=2, activation="relu")),  # 16 x 64 tiles
+    (TILED, 3, 48, (5, 6), 48, (3, 3), True, dict(padding=1, groups=48)),               # grid y and z: 48 x 3
+    ("conv_direct_forward", 1, 1, (9, 11), 1, (31, 31), True, dict(padding=60, dilation=4)),  # too large
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel,n,c,spatial,oc,k,bias,kw", TILED_CONV_SHAPES)
+def test_conv_tiled_direct(cp, rng, monkeypatch, kernel, n, c, spatial, oc, k, bias, kw, dtype):
+    nd = len(spatial)
+    x = rand(rng, (n, c, *spatial), dtype)
+    if "activation" in kw:
+        x.flat[x.size // 3] = np.nan  # the fused ReLU keeps NaN
+    w = rand(rng, (oc, c // kw.get("groups", 1), *k), dtype)
+    b = rand(rng, (oc,), dtype) if bias else None
+    launched = []
+    typed = _cuda.typed
+    monkeypatch.setattr(_cuda, "typed", lambda family, base, dt: launched.append(base) or typed(family, base, dt))
+    f = getattr(F, f"conv{nd}d")
+    close(cp, f(*gpu(cp, x, w), gpu(cp, b), **kw), f(x, w, b, **kw), dtype)
+    assert len(launched) == 1 and launched[0].startswith(kernel), launched
+
+
 def test_conv_unbatched_out_and_strided(cp, rng):
     x = rand(rng, (3, 8, 9), np.float32)
     w = rand(rng, (5, 3, 3, 3), np.float32)

@@ -28,6 +28,7 @@ _TYPED = {  # kernels compiled for float32 and float64: name_f32, name_f64
     "batchnorm": ("bn_reduce", "bn_finalize_var", "bn_apply", "bn_backward_finalize", "bn_backward_input"),
     "conv": ("conv_direct_forward", "conv_direct_backward_input", "conv_direct_backward_weight", "conv_reduce_splits",
              "channel_sum_partial", "channel_sum_finalize")
+            + tuple(f"conv_direct_tiled_forward_oc{q}_rows{r}" for q in (1, 4) for r in (1, 2, 4))
             + tuple(f"conv_gemm_{op}_{tile}" for op in ("forward", "backward_input", "backward_weight")
                     for tile in ("bn16", "bn32", "bn64")),
     "dicom": (),

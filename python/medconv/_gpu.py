@@ -15,6 +15,7 @@ element with sums in a fixed order (no float atomics), so a device gives the sam
 """
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import sys
@@ -131,6 +132,33 @@ def _tile(cols: int) -> tuple[str, int, int]:
     return "bn64", 64, 64
 
 
+_HALO_BYTES = 16384  # MC_HALO_BYTES in conv.cu
+_HALO_TILE_WIDTHS = (32, 16, 64, 128, 256)  # the tiled direct kernels' tile widths, preferred first
+
+
+@functools.lru_cache(maxsize=1024)
+def _direct_tiles(ys, ws, stride, dilation, groups, itemsize):
+    """(grid, tile width, output rows per thread) of the tiled direct kernels: of the tiles whose
+    staged input fits MC_HALO_BYTES, the one whose tiles cover the fewest output positions (then the
+    one with the most rows per thread); None when none fits, or when the grid exceeds CUDA's limits.
+    Cached per shape (tuples): the search costs ~10 us, half of a 512x512 filter's kernel time."""
+    n, _, od, oh, ow = ys
+    kh, kw = ws[3:]
+    best, best_covered = None, 0
+    for rows_per_thread in (4, 2, 1):
+        for tile_w in _HALO_TILE_WIDTHS:
+            tile_h = _cuda.THREADS // tile_w * rows_per_thread
+            rows = (tile_h - 1) * stride[1] + (kh - 1) * dilation[1] + 1
+            cols = (tile_w - 1) * stride[2] + (kw - 1) * dilation[2] + 1
+            tiles = math.ceil(oh / tile_h) * math.ceil(ow / tile_w)
+            covered = tiles * tile_h * tile_w
+            if rows * cols * itemsize <= _HALO_BYTES and (best is None or covered < best_covered):
+                best, best_covered = ((tiles * od, groups, n), tile_w, rows_per_thread), covered
+    if best is None or best[0][0] > _cuda.INT32_MAX or max(best[0][1:]) > _cuda.GRID_YZ_MAX:
+        return None
+    return best
+
+
 def conv_forward(x, w, b, y, stride, pad, dilation, groups, act=0):
     """y = conv(x, w) + b (act 1: ReLU fused); 5-D C-contiguous CuPy arrays, pad = leading zeros."""
     args = _conv_args(x.shape, w.shape, y.shape, stride, pad, dilation, groups)
@@ -139,7 +167,14 @@ def conv_forward(x, w, b, y, stride, pad, dilation, groups, act=0):
     rows = n * _prod(y.shape[2:])
     tile, bm, bn = _tile(ocg)
     grid = (math.ceil(rows / bm), math.ceil(ocg / bn), groups)
-    if ocg <= 4 or grid[0] > _cuda.INT32_MAX or max(grid[1:]) > _cuda.GRID_YZ_MAX:
+    tiled = (_direct_tiles(tuple(y.shape), tuple(w.shape), tuple(stride), tuple(dilation), groups, x.dtype.itemsize)
+             if ocg <= 4 else None)
+    if tiled:
+        tile_grid, tile_w, rows_per_thread = tiled
+        kernel = f"conv_direct_tiled_forward_oc{1 if ocg == 1 else 4}_rows{rows_per_thread}"
+        _cuda.launch_grid(_cuda.typed("conv", kernel, x.dtype), tile_grid,
+                          (x, w, _arg(b), y, *args, i32(act), i32(tile_w)), "conv forward")
+    elif ocg <= 4 or grid[0] > _cuda.INT32_MAX or max(grid[1:]) > _cuda.GRID_YZ_MAX:
         _cuda.launch_1d(_cuda.typed("conv", "conv_direct_forward", x.dtype),
                         n * groups * math.ceil(ocg / 4) * _prod(y.shape[2:]),
                         (x, w, _arg(b), y, *args, i32(act)))
