@@ -13,10 +13,14 @@
 
 typedef long long i64;
 
-// The extern "C" entry point. (tests/cuda_emu.h defines it first to run the kernels on a CPU.)
+// The extern "C" entry point; MC_EXPORT_BOUNDED adds __launch_bounds__(threads, min_blocks) (at most
+// 65536 / (threads * min_blocks) registers a thread). (tests/cuda_emu.h defines both first to run the
+// kernels on a CPU.)
 #ifndef MC_EXPORT
 #define MC_EXPORT(name, params, ...) \
   extern "C" __global__ void name params { __VA_ARGS__; }
+#define MC_EXPORT_BOUNDED(threads, min_blocks, name, params, ...) \
+  extern "C" __global__ void __launch_bounds__(threads, min_blocks) name params { __VA_ARGS__; }
 #endif
 
 // A grid-stride loop over [0, n) with a 64-bit index.

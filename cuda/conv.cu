@@ -564,9 +564,9 @@ __device__ void conv_gemm_weight(const T* __restrict__ x, const T* __restrict__ 
             (conv_gemm_weight<T, BM, BN>(x, gy, out, MC_CONV_GEOM, splits)))
 
 // The tiled direct kernel for OCB output channels per group and RPT output rows per thread, capped
-// at 64 registers so that 4 blocks fit an SM (MC_EXPORT takes __launch_bounds__ with the name).
+// at 64 registers so that 4 blocks fit an SM.
 #define MC_CONV_DIRECT_TILED(T, S, OCB, RPT)                                                                    \
-  MC_EXPORT(__launch_bounds__(MC_THREADS, 4) conv_direct_tiled_forward_oc##OCB##_rows##RPT##_##S,              \
+  MC_EXPORT_BOUNDED(MC_THREADS, 4, conv_direct_tiled_forward_oc##OCB##_rows##RPT##_##S,                        \
             (const T* x, const T* w, const T* bias, T* y, MC_CONV_PARAMS, int act, int tile_w),                \
             (conv_direct_tiled_forward<T, OCB, RPT>(x, w, bias, y, MC_CONV_GEOM, act, tile_w)))
 

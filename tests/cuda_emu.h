@@ -108,3 +108,4 @@ inline float __double2float_rn(double a) { return static_cast<float>(a); }
 
 #define MC_EXPORT(name, params, ...) \
   extern "C" void name params { emu::launch([&] { __VA_ARGS__; }); }
+#define MC_EXPORT_BOUNDED(threads, min_blocks, name, params, ...) MC_EXPORT(name, params, __VA_ARGS__)
