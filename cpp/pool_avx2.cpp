@@ -80,6 +80,24 @@ inline void max_one(const PoolShape& s, const MaxRow& r, int64_t ow, float* out,
   if (index) *index = best_index;
 }
 
+// best = (v > best || v != v) ? v : best, and its index
+template <bool kIndex>
+inline void take_max(__m256& best, __m256i& best_i, __m256 v, __m256i vi) {
+  const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  best = _mm256_blendv_ps(best, v, take);
+  if (kIndex) best_i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_i), _mm256_castsi256_ps(vi), take));
+}
+
+// y[0..7] = best, and index[0..7] = best_i widened (kIndex)
+template <bool kIndex>
+inline void store_max(float* y, int64_t* index, __m256 best, __m256i best_i) {
+  _mm256_storeu_ps(y, best);
+  if (kIndex) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(index), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_i, 1)));
+  }
+}
+
 // y[ow0 + j] = max over the window of output ow0 + j, j = 0..7, all taps inside the input.
 // xp: [D, H, W] plane; y: 8 outputs; index: 8 flat indices into the plane (or null)
 template <int S, bool kIndex>
@@ -97,10 +115,7 @@ inline void max_block(const PoolShape& s, const MaxRow& r, int64_t ow0, float* y
       first = false;
       return;
     }
-    const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-    best = _mm256_blendv_ps(best, v, take);
-    if (kIndex)
-      best_i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_i), _mm256_castsi256_ps(vi), take));
+    take_max<kIndex>(best, best_i, v, vi);
   };
   const bool pair = S == 2 && r.pair;
   for (int64_t d = r.dfirst; d < r.dend; d += s.dilation[0])
@@ -118,11 +133,7 @@ inline void max_block(const PoolShape& s, const MaxRow& r, int64_t ow0, float* y
         tap(load_taps<S>(r.xp + at), at);
       }
     }
-  _mm256_storeu_ps(y, best);
-  if (kIndex) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(index), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_i)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(index + 4), _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_i, 1)));
-  }
+  store_max<kIndex>(y, index, best, best_i);
 }
 
 // Windows of KD x 2 x 2 with stride (KD, 2, 2), no padding or dilation, every window inside the
@@ -135,14 +146,6 @@ inline bool whole_2x2_windows(const PoolShape& s) {
          s.stride[2] == 2 && s.pad[0] == 0 && s.pad[1] == 0 && s.pad[2] == 0 && s.dilation[0] == 1 &&
          s.dilation[1] == 1 && s.dilation[2] == 1 && s.OW >= 8 && kd * s.OD <= s.D && 2 * s.OH <= s.H &&
          2 * s.OW <= s.W;
-}
-
-// best = (v > best || v != v) ? v : best, and its index
-template <bool kIndex>
-inline void take_max(__m256& best, __m256i& best_i, __m256 v, __m256i vi) {
-  const __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-  best = _mm256_blendv_ps(best, v, take);
-  if (kIndex) best_i = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_i), _mm256_castsi256_ps(vi), take));
 }
 
 // x: [NC, D, H, W], y / indices: [NC, OD, OH, OW]
@@ -173,12 +176,7 @@ void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices
           take_max<kIndex>(best, best_i, even, ei);
           take_max<kIndex>(best, best_i, odd, _mm256_add_epi32(ei, one));
         }
-        _mm256_storeu_ps(yr + ow0, best);
-        if (kIndex) {
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(ir + ow0), _mm256_cvtepi32_epi64(_mm256_castsi256_si128(best_i)));
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(ir + ow0 + 4),
-                              _mm256_cvtepi32_epi64(_mm256_extracti128_si256(best_i, 1)));
-        }
+        store_max<kIndex>(yr + ow0, kIndex ? ir + ow0 : nullptr, best, best_i);
       }
     }
   });

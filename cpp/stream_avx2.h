@@ -61,41 +61,21 @@ class VectorStream {
   bool pending_ = false;
 };
 
-// y[8v, 8v + 8) = vec(v) for v < count, streamed as one VectorStream run (its alignment cases
-// hoisted out of the loop), in bursts of 8 vectors computed first so each line's stores follow each
-// other (a slow vec between them, as sigmoid's, leaves lines half-written in the write-combining
-// buffers: 2x slower than plain stores).
+// y[8v, 8v + 8) = vec(v) for v < count, streamed as one VectorStream run, in bursts of 8 vectors
+// computed first so each line's stores follow each other (a slow vec between them, as sigmoid's,
+// leaves lines half-written in the write-combining buffers: 2x slower than plain stores).
 template <class Vec>
 inline void stream_vectors(float* y, int64_t count, Vec vec) {
   constexpr int kBurst = 8;
-  const uintptr_t misalign = reinterpret_cast<uintptr_t>(y) & 31;
-  if (misalign != 0 && (misalign != 16 || count < 2)) {
-    for (int64_t v = 0; v < count; ++v) _mm256_storeu_ps(y + 8 * v, vec(v));
-    return;
-  }
-  const bool shifted = misalign == 16;
-  __m256 prev = _mm256_setzero_ps();
+  VectorStream run(y);
   int64_t v = 0;
-  if (shifted) {
-    prev = vec(0);
-    _mm_storeu_ps(y, _mm256_castps256_ps128(prev));
-    v = 1;
-  }
-  auto put = [&](int64_t at, __m256 cur) {  // vector `at`: y + 8 at, or prev's high and cur's low half
-    if (shifted) {
-      _mm256_stream_ps(y + 8 * at - 4, _mm256_permute2f128_ps(prev, cur, 0x21));
-      prev = cur;
-    } else {
-      _mm256_stream_ps(y + 8 * at, cur);
-    }
-  };
   for (; v + kBurst <= count; v += kBurst) {
     __m256 b[kBurst];
     for (int k = 0; k < kBurst; ++k) b[k] = vec(v + k);
-    for (int k = 0; k < kBurst; ++k) put(v + k, b[k]);
+    for (int k = 0; k < kBurst; ++k) run.put(b[k]);
   }
-  for (; v < count; ++v) put(v, vec(v));
-  if (shifted) _mm_storeu_ps(y + 8 * count - 4, _mm256_extractf128_ps(prev, 1));
+  for (; v < count; ++v) run.put(vec(v));
+  run.finish();
 }
 
 }  // namespace avx2
