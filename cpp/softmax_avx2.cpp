@@ -40,15 +40,29 @@ inline __m256 exp_diff(__m256 x, __m256 m) {
 // x is reduced on its own, so no subtraction x - m is rounded and no TwoSum is needed; a factor 2^-k
 // common to a row cancels in the softmax. Exact reduction needs |x| <= ~2^14, so rows with a max
 // over kScaledMaxAbs keep exp_diff. Results under 2^-126 flush to zero.
+// K vectors in lockstep, each step over all K before the next: one vector's chain of ~20 dependent
+// operations leaves the FP scheduler full of waiting ones (1.3x slower per vector than K = 4).
 constexpr float kScaledMaxAbs = 1000.0f;
 // k_biased = k - 127: the exponent field of 2^(n - k) is max(n - k_biased, 0), which also flushes
 // 2^-127 and below to zero (a NaN n gives 0, p NaN).
-inline __m256 exp_scaled(__m256 x, float lowest, __m256 k_biased) {
-  const avx2::Reduced q = avx2::reduce_ln2(x, lowest);
-  const __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(q.r, q.r), avx2::expm1_tail_poly(q.r), q.r);  // e^r - 1
-  const __m256 field = _mm256_max_ps(_mm256_sub_ps(q.n, k_biased), _mm256_setzero_ps());
-  const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtps_epi32(field), 23));
-  return _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.0f)), scale);
+template <int K>
+inline void exp_scaled(__m256 (&v)[K], float lowest, __m256 k_biased) {
+  __m256 n[K], r[K], p[K];
+  for (int k = 0; k < K; ++k) {
+    v[k] = _mm256_max_ps(_mm256_set1_ps(lowest), v[k]);  // second operand wins for NaN: NaN kept
+    n[k] = avx2::round_log2e(v[k]);
+  }
+  for (int k = 0; k < K; ++k) r[k] = _mm256_fnmadd_ps(n[k], _mm256_set1_ps(avx2::kLn2Hi), v[k]);
+  for (int k = 0; k < K; ++k) r[k] = _mm256_fnmadd_ps(n[k], _mm256_set1_ps(avx2::kLn2Lo), r[k]);
+  for (int k = 0; k < K; ++k) p[k] = _mm256_set1_ps(avx2::kExpm1Tail[0]);
+  for (int c = 1; c < avx2::kExpm1TailTerms; ++c)
+    for (int k = 0; k < K; ++k) p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(avx2::kExpm1Tail[c]));
+  for (int k = 0; k < K; ++k) {
+    p[k] = _mm256_fmadd_ps(_mm256_mul_ps(r[k], r[k]), p[k], r[k]);  // e^r - 1
+    const __m256 field = _mm256_max_ps(_mm256_sub_ps(n[k], k_biased), _mm256_setzero_ps());
+    const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtps_epi32(field), 23));
+    v[k] = _mm256_mul_ps(_mm256_add_ps(p[k], _mm256_set1_ps(1.0f)), scale);
+  }
 }
 
 inline __m256d add_wide(__m256d acc, __m128 v) { return _mm256_add_pd(acc, _mm256_cvtps_pd(v)); }
@@ -63,7 +77,8 @@ inline __m256 sub_wide(__m256 x, __m256d s) {
 // The max of a column as the reference takes it: 0 for an all -inf column.
 inline float fix_max(float m) { return m == -std::numeric_limits<float>::infinity() ? 0.0f : m; }
 
-// Returns sum_i e(x[i]) over one row, storing e(x[i]) to es if kStore: groups of 4
+// Returns sum_i e(x[i]) over one row, storing e(x[i]) to es if kStore (e_of maps an array of
+// vectors in place, 4 at a time where it can): groups of 4
 // vectors summed in float32 (2 roundings per lane), the groups in float64. Meanwhile the row at
 // `ahead` (if any) is fetched into L1, so its max pass does not stall on memory while the ALUs idle.
 template <bool kStore, class Exp>
@@ -77,10 +92,10 @@ double exp_pass(const float* xs, float* es, int64_t dim, const float* ahead, Exp
       _mm_prefetch(reinterpret_cast<const char*>(ahead + i + 16), _MM_HINT_T0);
     }
     __m256 e[4];
-    for (int k = 0; k < 4; ++k) {
-      e[k] = e_of(_mm256_loadu_ps(xs + i + 8 * k));
-      if (kStore) _mm256_storeu_ps(es + i + 8 * k, e[k]);
-    }
+    for (int k = 0; k < 4; ++k) e[k] = _mm256_loadu_ps(xs + i + 8 * k);
+    e_of(e);
+    if (kStore)
+      for (int k = 0; k < 4; ++k) _mm256_storeu_ps(es + i + 8 * k, e[k]);
     const __m256 g = _mm256_add_ps(_mm256_add_ps(e[0], e[1]), _mm256_add_ps(e[2], e[3]));
     s0 = add_wide(s0, _mm256_castps256_ps128(g));
     s1 = add_wide(s1, _mm256_extractf128_ps(g, 1));
@@ -88,17 +103,20 @@ double exp_pass(const float* xs, float* es, int64_t dim, const float* ahead, Exp
   if (ahead)
     for (int64_t j = i; j < dim; j += 16) _mm_prefetch(reinterpret_cast<const char*>(ahead + j), _MM_HINT_T0);
   for (; i < full; i += 8) {
-    const __m256 e = e_of(_mm256_loadu_ps(xs + i));
-    if (kStore) _mm256_storeu_ps(es + i, e);
-    s0 = add_wide(s0, _mm256_castps256_ps128(e));
-    s1 = add_wide(s1, _mm256_extractf128_ps(e, 1));
+    __m256 e[1] = {_mm256_loadu_ps(xs + i)};
+    e_of(e);
+    if (kStore) _mm256_storeu_ps(es + i, e[0]);
+    s0 = add_wide(s0, _mm256_castps256_ps128(e[0]));
+    s1 = add_wide(s1, _mm256_extractf128_ps(e[0], 1));
   }
   if (rest) {
     const __m256i tm = tail_mask(rest);
-    const __m256 e = _mm256_and_ps(e_of(_mm256_maskload_ps(xs + full, tm)), _mm256_castsi256_ps(tm));
-    if (kStore) _mm256_maskstore_ps(es + full, tm, e);
-    s0 = add_wide(s0, _mm256_castps256_ps128(e));
-    s1 = add_wide(s1, _mm256_extractf128_ps(e, 1));
+    __m256 e[1] = {_mm256_maskload_ps(xs + full, tm)};
+    e_of(e);
+    e[0] = _mm256_and_ps(e[0], _mm256_castsi256_ps(tm));
+    if (kStore) _mm256_maskstore_ps(es + full, tm, e[0]);
+    s0 = add_wide(s0, _mm256_castps256_ps128(e[0]));
+    s1 = add_wide(s1, _mm256_extractf128_ps(e[0], 1));
   }
   return avx2::hsum_pd(_mm256_add_pd(s0, s1));
 }
@@ -149,10 +167,16 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
       if (dim > 1 && std::fabs(m1) <= kScaledMaxAbs) {
         const __m256 k = _mm256_set1_ps(static_cast<float>(std::floor(static_cast<double>(m1) * 1.4426950408889634) - 127.0));
         const float lowest = m1 - 89.0f;  // there n - k <= -127: -inf gives exactly 0
-        sum = pass([&](__m256 v) { return exp_scaled(v, lowest, k); });
-        if (log) sum /= _mm256_cvtss_f32(exp_scaled(mx, lowest, k));  // sum_i exp(x[i] - m)
+        sum = pass([&](auto& v) { exp_scaled(v, lowest, k); });
+        if (log) {  // sum_i exp(x[i] - m)
+          __m256 e_max[1] = {mx};
+          exp_scaled(e_max, lowest, k);
+          sum /= _mm256_cvtss_f32(e_max[0]);
+        }
       } else {
-        sum = pass([&](__m256 v) { return exp_diff(v, mx); });
+        sum = pass([&](auto& v) {
+          for (__m256& x : v) x = exp_diff(x, mx);
+        });
       }
       if (log) {
         // y[i] = x[i] - (m + log(sum)), rounded once

@@ -36,27 +36,35 @@ inline double hsum_pd(__m256d v) {
   return _mm_cvtsd_f64(s);
 }
 
-// (e^r - 1 - r) / r^2 on |r| <= ln(2)/2, relative error 3e-9.
+// (e^r - 1 - r) / r^2 on |r| <= ln(2)/2, relative error 3e-9: Horner from kExpm1Tail[0].
+constexpr int kExpm1TailTerms = 6;
+constexpr float kExpm1Tail[kExpm1TailTerms] = {1.9859230087604374e-4f, 1.3934499584138393e-3f, 8.333359844982624e-3f,
+                                               4.166645556688309e-2f,  1.666666716337204e-1f,  0.5f};
 inline __m256 expm1_tail_poly(__m256 r) {
-  __m256 p = _mm256_set1_ps(1.9859230087604374e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3934499584138393e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.333359844982624e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.166645556688309e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.666666716337204e-1f));
-  return _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  __m256 p = _mm256_set1_ps(kExpm1Tail[0]);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpm1Tail[1]));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpm1Tail[2]));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpm1Tail[3]));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpm1Tail[4]));
+  return _mm256_fmadd_ps(p, r, _mm256_set1_ps(kExpm1Tail[5]));
 }
 
 // Cody-Waite reduction: y = n ln2 + r with |r| <= ln(2)/2 (r exact up to one rounding);
 // y is clamped to >= lowest first (NaN kept), so n >= -127 for the default -88.
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693359375f;  // 9 bits: n kLn2Hi is exact
+constexpr float kLn2Lo = -2.12194440e-4f;
 struct Reduced {
   __m256 r, n;
 };
+inline __m256 round_log2e(__m256 y) {
+  return _mm256_round_ps(_mm256_mul_ps(y, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 inline Reduced reduce_ln2(__m256 y, float lowest = -88.0f) {
   y = _mm256_max_ps(_mm256_set1_ps(lowest), y);  // second operand wins for NaN: NaN kept
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(y, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), y);  // exact: ln2_hi has 9 bits
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  const __m256 n = round_log2e(y);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), y);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
   return {r, n};
 }
 
