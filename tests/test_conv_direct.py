@@ -181,6 +181,35 @@ def test_streamed_and_tiled_large_outputs_agree(direct, maybe_torch, rng):
         assert_close(y, torch_conv(maybe_torch, x, w, b, padding=1), dtype=np.float32, what="torch")
 
 
+@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_shifted_row_ends_give_the_bits_of_padded_rows(direct, maybe_torch, rng, nd, k):
+    # One output channel per group with "same" padding along W, and rows of a multiple of 8 columns
+    # (16 or more), reads each row's first and last 8 columns shifted by whole lanes in registers;
+    # two channels per group read zero-padded copies of the rows. Same bits either way.
+    for width in (16, 24, 64, 72, 136):
+        groups, cg = int(rng.integers(1, 4)), int(rng.integers(1, 3))
+        spatial = ([int(rng.integers(1, 5))] if nd == 3 else []) + [int(rng.integers(1, 14)), width]
+        pad = ([int(rng.integers(0, 2))] if nd == 3 else []) + [int(rng.integers(0, k)), (k - 1) // 2]
+        if spatial[-2] + 2 * pad[-2] < k:
+            continue
+        kd = int(rng.choice([1, 3])) if nd == 3 and spatial[0] + 2 * pad[0] >= 3 else 1
+        kw = dict(padding=tuple(pad), groups=groups)
+        x = rng.standard_normal((int(rng.integers(1, 3)), cg * groups, *spatial)).astype(np.float32)
+        w = rng.standard_normal((groups, cg) + ((kd,) if nd == 3 else ()) + (k, k)).astype(np.float32)
+        b = rng.standard_normal(groups).astype(np.float32)
+        conv = getattr(F, f"conv{nd}d")
+        relu = "relu" if rng.random() < 0.5 else None
+        lone = conv(x, w, b, activation=relu, **kw)
+        pairs = conv(x, np.repeat(w, 2, axis=0), np.repeat(b, 2), activation=relu, **kw)
+        np.testing.assert_array_equal(lone, pairs[:, 0::2], err_msg=f"x{x.shape} w{w.shape} {kw}")
+        np.testing.assert_array_equal(lone, pairs[:, 1::2], err_msg=f"x{x.shape} w{w.shape} {kw}")
+        assert_close(lone, _expected(nd, x, w, b, kw, relu is not None), dtype=np.float32)
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, **kw)
+            assert_close(lone, np.maximum(t, 0) if relu else t, dtype=np.float32, what=f"torch x{x.shape} {kw}")
+
+
 @pytest.mark.parametrize("xs,ws", [((2, 1, 45, 77), (7, 1, 3, 3)), ((1, 1, 9, 30, 41), (5, 1, 3, 3, 3)),
                                    ((1, 1, 260, 250), (70, 1, 3, 3))])
 def test_same_bits_for_any_thread_count(direct, rng, xs, ws):
