@@ -45,7 +45,8 @@ struct Pass {
 // How a block of 8 outputs reads its input columns: all inside [0, W) (inner); some outside, read
 // as zero through masked loads (masked, which never fault); or, for the first and last blocks of a
 // row with "same" padding (pw = (KW - 1) / 2, OW = W, W % 8 == 0), from the row's first or last 8
-// columns shifted by whole lanes in registers (left, right: 4-6x cheaper per block than masks).
+// columns shifted by whole lanes in registers (left, right: a 64-column depthwise conv in L2 ran
+// 1.4x faster than with masked ends).
 enum class Edge { inner, masked, left, right };
 
 // v shifted by `by` lanes towards the high lanes (by > 0) or the low ones (by < 0), zeros shifted
