@@ -35,12 +35,13 @@ void map_f32(const float* x, float* y, int64_t n, F f) {
   const bool stream = y != x && n * 4 >= kStreamStoreBytes;
   parallel_for(full + (rest ? 1 : 0), kGrainVectors, [&](int64_t begin, int64_t end) {
     const int64_t stop = std::min(end, full);
+    const float* xb = x + 8 * begin;
+    auto vec = [&](int64_t v) { return f(_mm256_loadu_ps(xb + 8 * v)); };
     if (stream) {
-      const float* xb = x + 8 * begin;
-      avx2::stream_vectors(y + 8 * begin, stop - begin, [&](int64_t v) { return f(_mm256_loadu_ps(xb + 8 * v)); });
+      avx2::write_vectors<true>(y + 8 * begin, stop - begin, vec);
       _mm_sfence();
     } else {
-      for (int64_t v = begin; v < stop; ++v) _mm256_storeu_ps(y + 8 * v, f(_mm256_loadu_ps(x + 8 * v)));
+      avx2::write_vectors<false>(y + 8 * begin, stop - begin, vec);
     }
     if (end > full) {
       const __m256i m = tail_mask(rest);

@@ -61,21 +61,27 @@ class VectorStream {
   bool pending_ = false;
 };
 
-// y[8v, 8v + 8) = vec(v) for v < count, streamed as one VectorStream run, in bursts of 8 vectors
-// computed first so each line's stores follow each other (a slow vec between them, as sigmoid's,
-// leaves lines half-written in the write-combining buffers: 2x slower than plain stores).
-template <class Vec>
-inline void stream_vectors(float* y, int64_t count, Vec vec) {
+// y[8v, 8v + 8) = vec(v) for v < count, in bursts of 8 vectors computed first and stored after:
+// eight independent chains for the compiler to interleave (act_avx2.cpp's flags), and, streamed
+// (kStream: as one VectorStream run), each line's stores following each other (a slow vec between
+// them, as sigmoid's, leaves lines half-written in the write-combining buffers: 2x slower than
+// plain stores).
+template <bool kStream, class Vec>
+inline void write_vectors(float* y, int64_t count, Vec vec) {
   constexpr int kBurst = 8;
   VectorStream run(y);
+  auto put = [&](int64_t v, __m256 b) {
+    if (kStream) run.put(b);
+    else _mm256_storeu_ps(y + 8 * v, b);
+  };
   int64_t v = 0;
   for (; v + kBurst <= count; v += kBurst) {
     __m256 b[kBurst];
     for (int k = 0; k < kBurst; ++k) b[k] = vec(v + k);
-    for (int k = 0; k < kBurst; ++k) run.put(b[k]);
+    for (int k = 0; k < kBurst; ++k) put(v + k, b[k]);
   }
-  for (; v < count; ++v) run.put(vec(v));
-  run.finish();
+  for (; v < count; ++v) put(v, vec(v));
+  if (kStream) run.finish();
 }
 
 }  // namespace avx2
