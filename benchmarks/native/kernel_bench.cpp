@@ -1,0 +1,137 @@
+// The AVX2 kernels timed straight from C++, without Python: each case is run back to back for
+// about 20 ms per sample, and the fastest sample is kept (this shared host's noise only ever adds
+// time). Prints one line per case: name, ms per call, ns and cycles per output vector of 8 floats
+// (the clock from an FMA probe: 2 independent 8-wide FMAs per cycle). kernel_bench.py builds it.
+// usage: kernel_bench THREADS [SUBSTRING]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include <immintrin.h>
+
+#include "avx2_kernels.h"
+#include "conv_direct_avx2.h"
+#include "kernels.h"
+#include "memory.h"
+#include "parallel.h"
+
+using namespace medconv;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The core's clock in GHz, from 10 independent FMA chains (2 FMAs per cycle on the AVX2 cores here).
+double probe_ghz() {
+  __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0, a8 = a0, a9 = a0;
+  const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const long n = 20000000;
+    auto t0 = std::chrono::steady_clock::now();
+    for (long i = 0; i < n; ++i) {
+      a0 = _mm256_fmadd_ps(a0, m, c), a1 = _mm256_fmadd_ps(a1, m, c), a2 = _mm256_fmadd_ps(a2, m, c);
+      a3 = _mm256_fmadd_ps(a3, m, c), a4 = _mm256_fmadd_ps(a4, m, c), a5 = _mm256_fmadd_ps(a5, m, c);
+      a6 = _mm256_fmadd_ps(a6, m, c), a7 = _mm256_fmadd_ps(a7, m, c), a8 = _mm256_fmadd_ps(a8, m, c);
+      a9 = _mm256_fmadd_ps(a9, m, c);
+    }
+    best = std::max(best, n * 10 / 2.0 / seconds_since(t0) / 1e9);
+  }
+  const __m256 sum = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                                   _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)),
+                                                 _mm256_add_ps(a8, a9)));
+  if (_mm256_cvtss_f32(sum) == 12345.0f) std::puts("");  // keeps the chains
+  return best;
+}
+
+struct Buffers {  // cached (huge-page) buffers, as medconv's own outputs are
+  float* x;
+  float* y;
+  Buffers(int64_t nx, int64_t ny, float scale) {
+    x = static_cast<float*>(cached_alloc(nx * 4));
+    y = static_cast<float*>(cached_alloc(ny * 4));
+    std::mt19937 g(1);
+    std::normal_distribution<float> d(0.0f, scale);
+    for (int64_t i = 0; i < nx; ++i) x[i] = d(g);
+    for (int64_t i = 0; i < ny; ++i) y[i] = 0;
+  }
+  ~Buffers() { cached_free(x), cached_free(y); }
+};
+
+struct Case {
+  std::string name;
+  int64_t outputs;
+  std::function<void()> run;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
+  const char* only = argc > 2 ? argv[2] : "";
+  set_num_threads(threads);
+  KernelTable table{};
+  add_eltwise_avx2(table);
+  std::vector<std::unique_ptr<Buffers>> keep;
+  std::vector<Case> cases;
+  auto conv = [&](const char* name, int64_t N, int64_t C, int64_t OC, int64_t G, int64_t D, int64_t H, int64_t W,
+                  int64_t K, int64_t KD) {
+    ConvShape s{N, C, D, H, W, OC, KD, K, K, D, H, W, {1, 1, 1}, {KD / 2, K / 2, K / 2}, {1, 1, 1}, G};
+    const int64_t out = N * OC * D * H * W;
+    keep.push_back(std::make_unique<Buffers>(N * C * D * H * W + OC * (C / G) * KD * K * K + OC, out, 1.0f));
+    Buffers* b = keep.back().get();
+    const float* w = b->x + N * C * D * H * W;
+    cases.push_back({name, out, [=] { conv_rows_avx2_f32(s, b->x, w, w + OC * (C / G) * KD * K * K, b->y, false); }});
+  };
+  conv("conv S1 1x1x512x512", 1, 1, 1, 1, 1, 512, 512, 3, 1);
+  conv("conv S2 8x1x256x256->32", 8, 1, 32, 1, 1, 256, 256, 3, 1);
+  conv("conv S7 8x128x64x64 dw", 8, 128, 128, 128, 1, 64, 64, 3, 1);
+  conv("conv S8 1x1x64x128x128->16", 1, 1, 16, 1, 64, 128, 128, 3, 3);
+  conv("conv dw 1x16x64x64 (L2)", 1, 16, 16, 16, 1, 64, 64, 3, 1);
+  conv("conv dw 1x4x64x256 (L2)", 1, 4, 4, 4, 1, 64, 256, 3, 1);
+  auto softmax = [&](const char* name, int64_t rows, int64_t dim, bool log) {
+    keep.push_back(std::make_unique<Buffers>(rows * dim, rows * dim, 3.0f));
+    Buffers* b = keep.back().get();
+    cases.push_back({name, rows * dim, [=, &table] { table.f32.softmax(b->x, b->y, rows, dim, 1, log); }});
+  };
+  softmax("softmax 4096x1000", 4096, 1000, false);
+  softmax("log_softmax 4096x1000", 4096, 1000, true);
+  softmax("softmax 48x1000 (L2)", 48, 1000, false);
+  softmax("log_softmax 48x1000 (L2)", 48, 1000, true);
+  auto unary = [&](const char* name, UnaryOp op, int64_t n) {
+    keep.push_back(std::make_unique<Buffers>(n, n, 2.0f));
+    Buffers* b = keep.back().get();
+    cases.push_back({name, n, [=, &table] { table.f32.unary(op, b->x, b->y, n, 1.0f); }});
+  };
+  const int64_t big = int64_t{8} * 64 * 128 * 128, small = 1 << 15;
+  unary("relu 8x64x128x128", UnaryOp::relu, big);
+  unary("sigmoid 8x64x128x128", UnaryOp::sigmoid, big);
+  unary("tanh 8x64x128x128", UnaryOp::tanh, big);
+  unary("elu 8x64x128x128", UnaryOp::elu, big);
+  unary("sigmoid 32768 (L2)", UnaryOp::sigmoid, small);
+  unary("tanh 32768 (L2)", UnaryOp::tanh, small);
+  unary("elu 32768 (L2)", UnaryOp::elu, small);
+
+  const double ghz = probe_ghz();
+  for (const Case& c : cases) {
+    if (!std::strstr(c.name.c_str(), only)) continue;
+    c.run();
+    auto t0 = std::chrono::steady_clock::now();
+    int reps = 0;
+    while (seconds_since(t0) < 0.02) c.run(), ++reps;
+    double best = 1e30;
+    for (int sample = 0; sample < 7; ++sample) {
+      t0 = std::chrono::steady_clock::now();
+      for (int r = 0; r < reps; ++r) c.run();
+      best = std::min(best, seconds_since(t0) / reps);
+    }
+    const double ns = best * 1e9 / (c.outputs / 8.0);
+    std::printf("%-28s %9.4f ms %8.3f ns/vec %7.2f cycles/vec\n", c.name.c_str(), best * 1e3, ns, ns * ghz * threads);
+  }
+}
