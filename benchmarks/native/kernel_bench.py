@@ -29,7 +29,9 @@ def cmake_flags(cpp_dir):
     text = (cpp_dir.parent / "CMakeLists.txt").read_text()
     flags = {}
     m = re.search(r'set_source_files_properties\(\$\{MEDCONV_AVX2\} PROPERTIES COMPILE_OPTIONS "([^"]+)"\)', text)
-    avx2 = m.group(1).split(";") if m else ["-mavx2", "-mfma"]
+    if m is None:
+        sys.exit("CMakeLists.txt no longer sets COMPILE_OPTIONS on the AVX2 files")
+    avx2 = m.group(1).split(";")
     for name in SOURCES:
         if name.endswith("_avx2.cpp"):
             flags[name] = avx2
