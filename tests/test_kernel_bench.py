@@ -39,6 +39,7 @@ def test_it_builds_and_times_each_selected_case(tmp_path):
     tool.build(ROOT / "cpp", binary, os.environ.get("CXX", "g++"))
     rows = tool.run(binary, 1, "(L2)")
     assert set(rows) == {"conv dw 1x16x64x64 (L2)", "conv dw 1x4x64x256 (L2)", "softmax 48x1000 (L2)",
-                         "log_softmax 48x1000 (L2)", "sigmoid 32768 (L2)", "tanh 32768 (L2)", "elu 32768 (L2)"}
+                         "log_softmax 48x1000 (L2)", "sigmoid 32768 (L2)", "tanh 32768 (L2)", "elu 32768 (L2)",
+                         "gelu 32768 (L2)"}
     for name, (ms, cycles) in rows.items():
         assert ms > 0 and cycles > 0, name

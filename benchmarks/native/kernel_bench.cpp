@@ -114,9 +114,11 @@ int main(int argc, char** argv) {
   unary("sigmoid 8x64x128x128", UnaryOp::sigmoid, big);
   unary("tanh 8x64x128x128", UnaryOp::tanh, big);
   unary("elu 8x64x128x128", UnaryOp::elu, big);
+  unary("gelu 8x64x128x128", UnaryOp::gelu, big);
   unary("sigmoid 32768 (L2)", UnaryOp::sigmoid, small);
   unary("tanh 32768 (L2)", UnaryOp::tanh, small);
   unary("elu 32768 (L2)", UnaryOp::elu, small);
+  unary("gelu 32768 (L2)", UnaryOp::gelu, small);
 
   const double ghz = probe_ghz();
   for (const Case& c : cases) {
