@@ -211,7 +211,8 @@ def test_shifted_row_ends_give_the_bits_of_padded_rows(direct, maybe_torch, rng,
 
 
 @pytest.mark.parametrize("xs,ws", [((2, 1, 45, 77), (7, 1, 3, 3)), ((1, 1, 9, 30, 41), (5, 1, 3, 3, 3)),
-                                   ((1, 1, 260, 250), (70, 1, 3, 3))])
+                                   ((1, 1, 260, 250), (70, 1, 3, 3)),
+                                   ((2, 1, 70, 128), (1, 1, 3, 3))])  # a lone channel: shifted row ends
 def test_same_bits_for_any_thread_count(direct, rng, xs, ws):
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
