@@ -40,26 +40,23 @@ inline __m256 exp_diff(__m256 x, __m256 m) {
 // x is reduced on its own, so no subtraction x - m is rounded and no TwoSum is needed; a factor 2^-k
 // common to a row cancels in the softmax. Exact reduction needs |x| <= ~2^14, so rows with a max
 // over kScaledMaxAbs keep exp_diff. Results under 2^-126 flush to zero.
-// K vectors in lockstep, each step over all K before the next: one vector's chain of ~20 dependent
-// operations leaves the FP scheduler full of waiting ones (1.3x slower per vector than K = 4).
+// The polynomial runs over K vectors in lockstep, each step over all K before the next: one vector's
+// chain of dependent operations leaves the FP scheduler full of waiting ones (1.3x slower per vector
+// than K = 4).
 constexpr float kScaledMaxAbs = 1000.0f;
 // k_biased = k - 127: the exponent field of 2^(n - k) is max(n - k_biased, 0), which also flushes
 // 2^-127 and below to zero (a NaN n gives 0, p NaN).
 template <int K>
 inline void exp_scaled(__m256 (&v)[K], float lowest, __m256 k_biased) {
-  __m256 n[K], r[K], p[K];
-  for (int k = 0; k < K; ++k) {
-    v[k] = _mm256_max_ps(_mm256_set1_ps(lowest), v[k]);  // second operand wins for NaN: NaN kept
-    n[k] = avx2::round_log2e(v[k]);
-  }
-  for (int k = 0; k < K; ++k) r[k] = _mm256_fnmadd_ps(n[k], _mm256_set1_ps(avx2::kLn2Hi), v[k]);
-  for (int k = 0; k < K; ++k) r[k] = _mm256_fnmadd_ps(n[k], _mm256_set1_ps(avx2::kLn2Lo), r[k]);
+  avx2::Reduced q[K];
+  __m256 p[K];
+  for (int k = 0; k < K; ++k) q[k] = avx2::reduce_ln2(v[k], lowest);
   for (int k = 0; k < K; ++k) p[k] = _mm256_set1_ps(avx2::kExpm1Tail[0]);
   for (int c = 1; c < avx2::kExpm1TailTerms; ++c)
-    for (int k = 0; k < K; ++k) p[k] = _mm256_fmadd_ps(p[k], r[k], _mm256_set1_ps(avx2::kExpm1Tail[c]));
+    for (int k = 0; k < K; ++k) p[k] = _mm256_fmadd_ps(p[k], q[k].r, _mm256_set1_ps(avx2::kExpm1Tail[c]));
   for (int k = 0; k < K; ++k) {
-    p[k] = _mm256_fmadd_ps(_mm256_mul_ps(r[k], r[k]), p[k], r[k]);  // e^r - 1
-    const __m256 field = _mm256_max_ps(_mm256_sub_ps(n[k], k_biased), _mm256_setzero_ps());
+    p[k] = _mm256_fmadd_ps(_mm256_mul_ps(q[k].r, q[k].r), p[k], q[k].r);  // e^r - 1
+    const __m256 field = _mm256_max_ps(_mm256_sub_ps(q[k].n, k_biased), _mm256_setzero_ps());
     const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtps_epi32(field), 23));
     v[k] = _mm256_mul_ps(_mm256_add_ps(p[k], _mm256_set1_ps(1.0f)), scale);
   }
