@@ -49,6 +49,41 @@ struct Pass {
 // 1.4x faster than with masked ends).
 enum class Edge { inner, masked, left, right };
 
+// Where a row's blocks start: at column 0 (kPhase 0), or 4 columns earlier (kPhase 4) for output
+// rows that start 16 bytes past a 32-byte boundary (numpy's large arrays): then the blocks' 8
+// columns are aligned in y and streamed from the registers, the first and last blocks' outer halves
+// (columns -4..-1 and OW..OW+3) dropped, where otherwise the rows are staged and copied (S7 into a
+// numpy out=: 1.3x slower).
+
+// With kPhase 4, a row's last 4 outputs and the next row's first 4 share one aligned 32 bytes of y:
+// streamed together, in order of rows, and next to the other half of their 64-byte line, so that no
+// line is left partly written for long (16-byte halves streamed apart, or a seam streamed a row's
+// sweep after the rest of its line, ran 1.2-1.4x slower than staging the rows).
+class HalfSeams {
+ public:
+  void head(float* row, __m128 v) {
+    if (tail_at_ + 4 == row) {
+      _mm256_stream_ps(tail_at_, _mm256_set_m128(v, tail_));
+      tail_at_ = nullptr;
+      return;
+    }
+    flush();
+    _mm_stream_ps(row, v);
+  }
+  void tail(float* at, __m128 v) {
+    flush();
+    tail_at_ = at, tail_ = v;
+  }
+  void flush() {
+    if (tail_at_) _mm_stream_ps(tail_at_, tail_);
+    tail_at_ = nullptr;
+  }
+
+ private:
+  float* tail_at_ = nullptr;
+  __m128 tail_ = _mm_setzero_ps();
+};
+
 // v shifted by `by` lanes towards the high lanes (by > 0) or the low ones (by < 0), zeros shifted
 // in; `by` is a constant once the tap loops are unrolled.
 inline __m256 shift_lanes(__m256 v, int by) {
@@ -62,7 +97,7 @@ inline __m256 shift_lanes(__m256 v, int by) {
 // acc[r] += the pass's taps over the 8 outputs from ow of output row r. Per output the taps come in
 // (kh, kw) order, one FMA each (taps in the padding multiply zeros, as torch's), so the bits do not
 // depend on the blocking or the thread count.
-template <int KH, int KW, int RB, Edge kEdge>
+template <int KH, int KW, int RB, Edge kEdge, int kPhase>
 inline __attribute__((always_inline)) void accumulate(const Pass<KH, KW, RB>& p, int64_t ow, int64_t pw,
                                                       int64_t W, __m256 (&acc)[RB]) {
   constexpr int kSamePad = (KW - 1) / 2;
@@ -73,10 +108,10 @@ inline __attribute__((always_inline)) void accumulate(const Pass<KH, KW, RB>& p,
       __m256 v;
       if constexpr (kEdge == Edge::masked) {
         v = _mm256_maskload_ps(p.rows[i] + ow + kw, column_mask(ow - pw + kw, W));
-      } else if (kEdge == Edge::left && kw < kSamePad) {  // columns kw - pw .. kw - pw + 7 from 0 .. 7
-        v = shift_lanes(_mm256_loadu_ps(p.rows[i] + kSamePad), kSamePad - kw);
-      } else if (kEdge == Edge::right && kw > kSamePad) {  // columns W - 8 + kw - pw .. from W - 8 .. W - 1
-        v = shift_lanes(_mm256_loadu_ps(p.rows[i] + kSamePad + ow), kSamePad - kw);
+      } else if (kEdge == Edge::left && kw < kSamePad + kPhase) {  // columns ow + kw - pw .. from 0 .. 7
+        v = shift_lanes(_mm256_loadu_ps(p.rows[i] + kSamePad), kSamePad + kPhase - kw);
+      } else if (kEdge == Edge::right && kw > kSamePad - kPhase) {  // columns ow + kw - pw .. from W - 8 .. W - 1
+        v = shift_lanes(_mm256_loadu_ps(p.rows[i] + kSamePad + ow - kPhase), kSamePad - kPhase - kw);
       } else {
         v = _mm256_loadu_ps(p.rows[i] + ow + kw);
       }
@@ -100,6 +135,7 @@ struct Job {
   int64_t od, oh0;
   bool relu;
   bool stream;         // the last pass writes whole 8-float blocks with streaming stores (rows 32-byte aligned)
+  HalfSeams* seams;    // non-null: one pass, shifted edges, rows 16 bytes past a 32-byte boundary (blocks from column -4)
   const float* zeros;  // at least W zeros
   // Null, or the block's input rows copied between zeros, RB + KH - 1 rows of `padded_len` floats per
   // pass (ic, kd) in order, entry 0 of each at input column -pw: then no load needs a mask.
@@ -134,6 +170,9 @@ void rows_block(const Job<KH, KW, RB>& job) {
   const float* padded = job.padded;
   // the first and last blocks of each row shift the row's end vectors (W >= 16: they are two blocks)
   const bool shifted_edges = pw == (KW - 1) / 2 && OW == W && W % 8 == 0 && W >= 16;
+  const bool half_phase = job.seams && shifted_edges;
+  __m128 heads[RB], tails[RB];  // with half_phase, the rows' first and last 4 outputs
+  __m256 kept[RB];              // and their outputs 4..11, where those share a line with the seam
   for (int64_t ic = 0; ic < Cg; ++ic)
     for (int64_t kd = kd_lo; kd < kd_hi; ++kd) {
       if (!plane_exists(s, job.od, kd)) continue;  // a hole of a strided or dilated depth
@@ -150,19 +189,27 @@ void rows_block(const Job<KH, KW, RB>& job) {
       for (int t = 0; t < KH * KW; ++t) p.taps[t] = _mm256_broadcast_ss(taps + t);
       // 8 outputs from ow of each row, their columns read as `edge` says; kTail: outputs masked to
       // those below OW.
-      auto block = [&](int64_t ow, auto edge, auto tail) {
+      auto block = [&](int64_t ow, auto edge, auto tail, auto phase, bool keep = false) {
         constexpr Edge kEdge = decltype(edge)::value;
         constexpr bool kTail = kEdge == Edge::masked || decltype(tail)::value;
+        constexpr int kPhase = decltype(phase)::value;
         const __m256i store_mask = column_mask(ow, OW);
         __m256 acc[RB];
         for (int r = 0; r < RB; ++r) {
-          if (first) acc[r] = bias;
+          if (kPhase != 0 || first) acc[r] = bias;
           else if constexpr (kTail) acc[r] = _mm256_maskload_ps(job.out[r] + ow, store_mask);
           else acc[r] = _mm256_loadu_ps(job.out[r] + ow);
         }
-        accumulate<KH, KW, RB, kEdge>(p, ow, pw, W, acc);
+        accumulate<KH, KW, RB, kEdge, kPhase>(p, ow, pw, W, acc);
         for (int r = 0; r < RB; ++r) {
           if (last && job.relu) acc[r] = _mm256_max_ps(zero, acc[r]);  // NaN stays NaN
+          if constexpr (kPhase != 0) {  // one pass: first and last; the edge blocks' inner halves
+            if constexpr (kEdge == Edge::left) heads[r] = _mm256_extractf128_ps(acc[r], 1);
+            else if constexpr (kEdge == Edge::right) tails[r] = _mm256_castps256_ps128(acc[r]);
+            else if (keep) kept[r] = acc[r];
+            else _mm256_stream_ps(job.out[r] + ow, acc[r]);
+            continue;
+          }
           if (last && job.stream && ow + 8 <= OW) _mm256_stream_ps(job.out[r] + ow, acc[r]);
           else if constexpr (kTail) _mm256_maskstore_ps(job.out[r] + ow, store_mask, acc[r]);
           else _mm256_storeu_ps(job.out[r] + ow, acc[r]);
@@ -172,24 +219,42 @@ void rows_block(const Job<KH, KW, RB>& job) {
       using Yes = std::true_type;
       using Inner = std::integral_constant<Edge, Edge::inner>;
       using Masked = std::integral_constant<Edge, Edge::masked>;
+      using Left = std::integral_constant<Edge, Edge::left>;
+      using Right = std::integral_constant<Edge, Edge::right>;
+      using Phase0 = std::integral_constant<int, 0>;
+      using Phase4 = std::integral_constant<int, 4>;
       if (padded) {  // every load inside the padded rows
         int64_t ow = 0;
-        for (; ow + 8 <= OW; ow += 8) block(ow, Inner{}, No{});
-        if (ow < OW) block(ow, Inner{}, Yes{});
+        for (; ow + 8 <= OW; ow += 8) block(ow, Inner{}, No{}, Phase0{});
+        if (ow < OW) block(ow, Inner{}, Yes{}, Phase0{});
+        continue;
+      }
+      if (half_phase) {
+        // a seam at the start of its line is followed there by the outputs 4..11 of the row
+        const bool keep = (reinterpret_cast<uintptr_t>(job.out[0]) & 63) == 16;
+        block(-4, Left{}, No{}, Phase4{});
+        block(4, Inner{}, No{}, Phase4{}, keep);
+        for (int64_t ow = 12; ow < OW - 4; ow += 8) block(ow, Inner{}, No{}, Phase4{});
+        block(OW - 4, Right{}, No{}, Phase4{});
+        for (int r = 0; r < RB; ++r) {
+          job.seams->head(job.out[r], heads[r]);
+          if (keep) _mm256_stream_ps(job.out[r] + 4, kept[r]);
+          job.seams->tail(job.out[r] + OW - 4, tails[r]);
+        }
         continue;
       }
       if (shifted_edges) {
-        block(0, std::integral_constant<Edge, Edge::left>{}, No{});
-        for (int64_t ow = 8; ow < OW - 8; ow += 8) block(ow, Inner{}, No{});
-        block(OW - 8, std::integral_constant<Edge, Edge::right>{}, No{});
+        block(0, Left{}, No{}, Phase0{});
+        for (int64_t ow = 8; ow < OW - 8; ow += 8) block(ow, Inner{}, No{}, Phase0{});
+        block(OW - 8, Right{}, No{}, Phase0{});
         continue;
       }
       // Blocks whose columns ow - pw .. ow + 7 - pw + KW - 1 all lie inside [0, W) and inside OW.
       const int64_t inner_end = std::min(OW, W + pw - KW + 1) - 8;
       int64_t ow = 0;
-      for (; ow < pw && ow < OW; ow += 8) block(ow, Masked{}, Yes{});
-      for (; ow <= inner_end; ow += 8) block(ow, Inner{}, No{});
-      for (; ow < OW; ow += 8) block(ow, Masked{}, Yes{});
+      for (; ow < pw && ow < OW; ow += 8) block(ow, Masked{}, Yes{}, Phase0{});
+      for (; ow <= inner_end; ow += 8) block(ow, Inner{}, No{}, Phase0{});
+      for (; ow < OW; ow += 8) block(ow, Masked{}, Yes{}, Phase0{});
     }
 }
 
@@ -277,6 +342,10 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   // Rows that are not all 32-byte aligned are staged like a block of several passes (into a numpy
   // out=, 16 bytes past a page: S7 1.5-1.7x, S2 1.3x faster than plain stores or channel tiles).
   const bool rows_aligned = ((reinterpret_cast<uintptr_t>(y) | (s.OW * 4)) & 31) == 0;
+  // ... unless they are all 16 bytes off and one pass with shifted edges makes them: blocks from column -4
+  const bool rows_half_aligned = (reinterpret_cast<uintptr_t>(y) & 31) == 16 && (s.OW * 4) % 32 == 0 &&
+                                 s.pad[2] == (KW - 1) / 2 && s.OW == s.W && s.W % 8 == 0 && s.W >= 16 &&
+                                 !pad_rows && Cg == 1;
   const bool tiles = lay.tiles;
   // The channels in tiles of equal size (8 = 4 + 4, not 6 + 2): tile t holds [tile_oc(t), tile_oc(t + 1)).
   const int64_t K = Cg * s.KD * KH * KW, oc_tiles = (OCg + avx2::kTileOC - 1) / avx2::kTileOC;
@@ -292,6 +361,7 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   }
   parallel_for(units * chunks, 1, [&](int64_t begin, int64_t end) {
     const float* zeros = thread_zeros(s.W + 16);
+    HalfSeams seams;
     float* spare = thread_scratch<float>(RB * (s.OW + 8), 5);  // rows past OH, or a staged block
     float* padded = pad_rows ? thread_scratch<float>(padded_floats, 4) : nullptr;
     const float** brow = tiles ? thread_scratch<const float*>(RB * K, 3) : nullptr;  // each row's taps: input rows
@@ -302,7 +372,8 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
       const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
       int64_t passes = 0;
       for (int64_t kd = 0; kd < s.KD; ++kd) passes += plane_exists(s, od, kd) ? Cg : 0;
-      const bool staged = stream && (passes > 1 || !rows_aligned);
+      const bool half_phase = stream && passes == 1 && rows_half_aligned;
+      const bool staged = stream && (passes > 1 || !rows_aligned) && !half_phase;
       const int64_t rb_end = std::min(row_blocks, (chunk + 1) * per_task);
       // The taps of each row of a block in order, for the channel tiles: passes (ic, kd) whose plane
       // exists, then (kh, kw); the same for every block of this output plane.
@@ -351,16 +422,17 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
           const int64_t oc = g * OCg + o;
           float* out = y + (n * s.OC + oc) * plane_out + (od * s.OH + oh0) * s.OW;
           Job<KH, KW, RB> job{&s, xg, w + oc * Cg * s.KD * KH * KW, bias ? bias[oc] : 0.0f, {}, od, oh0, relu,
-                              stream && !staged, zeros, padded, padded_len};
-          for (int r = 0; r < RB; ++r) {
-            job.out[r] = r < rows && !staged ? out + r * s.OW : spare + r * s.OW;
-            job.stream &= (reinterpret_cast<uintptr_t>(job.out[r]) & 31) == 0;
+                              stream && !staged, half_phase ? &seams : nullptr, zeros, padded, padded_len};
+          for (int r = 0; r < RB; ++r) {  // rows past OH go to spare, with the alignment of y's rows
+            job.out[r] = r < rows && !staged ? out + r * s.OW : spare + r * s.OW + (half_phase ? 4 : 0);
+            job.stream &= (reinterpret_cast<uintptr_t>(job.out[r]) & 31) == (half_phase ? 16 : 0);
           }
           rows_block<KH, KW, RB>(job);
           if (staged) avx2::stream_copy(out, spare, rows * s.OW * 4);  // the block's rows are contiguous
         }
       }
     }
+    seams.flush();
     if (stream) _mm_sfence();  // the streamed stores are visible before the call returns
   });
 }

@@ -91,11 +91,51 @@ def test_streamed_outputs(direct, rng, xs, ws, kw):
     y = getattr(F, f"conv{nd}d")(x, w, b, activation="relu", **kw)
     assert y.nbytes >= 16 << 20
     assert_close(y, _expected(nd, x, w, b, kw, True), dtype=np.float32)
-    # into a caller's array that is not 32-byte aligned: the same bits
-    buf = np.empty(y.size + 1, np.float32)
-    out = buf[1:].reshape(y.shape)
-    getattr(F, f"conv{nd}d")(x, w, b, activation="relu", out=out, **kw)
-    np.testing.assert_array_equal(out, y)
+    # into a caller's array that is not 32-byte aligned (4 bytes off; 16 and 48 as numpy's own): the same bits
+    for offset in (4, 16, 48):
+        out = _out_at(y.shape, offset)
+        getattr(F, f"conv{nd}d")(x, w, b, activation="relu", out=out, **kw)
+        np.testing.assert_array_equal(out, y, err_msg=f"out= {offset} bytes past 64")
+
+
+def _out_at(shape, offset):
+    """An uninitialised float32 array whose data starts `offset` bytes past a 64-byte boundary."""
+    size = int(np.prod(shape))
+    raw = np.empty(size + 32, np.float32)
+    skip = ((64 - raw.ctypes.data % 64) % 64 + offset) // 4
+    out = raw[skip:skip + size].reshape(shape)
+    assert out.ctypes.data % 64 == offset
+    return out
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+def test_rows_16_bytes_off_give_the_bits_of_aligned_rows(direct, rng, k):
+    # A streamed output whose rows start 16 bytes past a 32-byte boundary (numpy's large arrays), one
+    # pass per output channel and "same" padding along W: the rows' blocks start 4 columns before
+    # them, so that they stream aligned from the registers, each row's last 4 outputs with the next
+    # row's first 4. Rows of 136 columns start alternately 16 and 48 bytes past 64, rows of 128 all
+    # at one of those; 254 rows leave a short last block of rows.
+    depthwise = (rng.standard_normal((2, 32, 254, 136)).astype(np.float32),
+                 rng.standard_normal((32, 1, k, k)).astype(np.float32), 32)
+    lone = (rng.standard_normal((140, 1, 126, 128)).astype(np.float32),
+            rng.standard_normal((1, 1, k, k)).astype(np.float32), 1)
+    before = mc.get_num_threads()
+    try:
+        for x, w, groups in (depthwise, lone):
+            b = rng.standard_normal(w.shape[0]).astype(np.float32)
+            kw = dict(padding=(int(rng.integers(0, k)), (k - 1) // 2), groups=groups)
+            relu = "relu" if rng.random() < 0.5 else None
+            y = F.conv2d(x, w, b, activation=relu, **kw)
+            assert y.nbytes >= 8 << 20 and y.ctypes.data % 32 == 0
+            assert_close(y[:1], _expected(2, x[:1], w, b, kw, relu is not None), dtype=np.float32)
+            for threads in (1, 3):
+                mc.set_num_threads(threads)
+                for offset in (16, 48):
+                    out = _out_at(y.shape, offset)
+                    F.conv2d(x, w, b, activation=relu, out=out, **kw)
+                    np.testing.assert_array_equal(out, y, err_msg=f"x{x.shape} {kw} {offset} bytes past 64, {threads}t")
+    finally:
+        mc.set_num_threads(before)
 
 
 def test_depthwise_and_single_channel(direct, rng):
