@@ -2,7 +2,7 @@
 // about 20 ms per sample, and the fastest sample is kept (this shared host's noise only ever adds
 // time). Prints one line per case: name, ms per call, ns and cycles per output vector of 8 floats
 // (the clock from an FMA probe: 2 independent 8-wide FMAs per cycle). kernel_bench.py builds it.
-// usage: kernel_bench THREADS [SUBSTRING]
+// usage: [KERNEL_BENCH_OFFSET=BYTES] kernel_bench THREADS [SUBSTRING]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +18,7 @@
 #include "kernels.h"
 #include "memory.h"
 #include "parallel.h"
+#include "winograd_avx2.h"
 
 using namespace medconv;
 
@@ -50,18 +51,25 @@ double probe_ghz() {
   return best;
 }
 
-struct Buffers {  // cached (huge-page) buffers, as medconv's own outputs are
+// Cached (huge-page) buffers, as medconv's own outputs are; x and y start `offset` bytes past the
+// allocation (KERNEL_BENCH_OFFSET, e.g. 16 as numpy's large arrays).
+struct Buffers {
+  void* x_alloc;
+  void* y_alloc;
   float* x;
   float* y;
   Buffers(int64_t nx, int64_t ny, float scale) {
-    x = static_cast<float*>(cached_alloc(nx * 4));
-    y = static_cast<float*>(cached_alloc(ny * 4));
+    const char* env = std::getenv("KERNEL_BENCH_OFFSET");
+    const int64_t offset = env ? std::atoi(env) : 0;
+    x_alloc = cached_alloc(nx * 4 + 64), y_alloc = cached_alloc(ny * 4 + 64);
+    x = reinterpret_cast<float*>(static_cast<char*>(x_alloc) + offset);
+    y = reinterpret_cast<float*>(static_cast<char*>(y_alloc) + offset);
     std::mt19937 g(1);
     std::normal_distribution<float> d(0.0f, scale);
     for (int64_t i = 0; i < nx; ++i) x[i] = d(g);
     for (int64_t i = 0; i < ny; ++i) y[i] = 0;
   }
-  ~Buffers() { cached_free(x), cached_free(y); }
+  ~Buffers() { cached_free(x_alloc), cached_free(y_alloc); }
 };
 
 struct Case {
@@ -95,6 +103,18 @@ int main(int argc, char** argv) {
   conv("conv S8 1x1x64x128x128->16", 1, 1, 16, 1, 64, 128, 128, 3, 3);
   conv("conv dw 1x16x64x64 (L2)", 1, 16, 16, 16, 1, 64, 64, 3, 1);
   conv("conv dw 1x4x64x256 (L2)", 1, 4, 4, 4, 1, 64, 256, 3, 1);
+  auto winograd = [&](const char* name, int64_t N, int64_t C, int64_t OC, int64_t D, int64_t H, int64_t W, int64_t KD,
+                      int64_t dil) {
+    ConvShape s{N, C, D, H, W, OC, KD, 3, 3, D, H, W, {1, 1, 1}, {KD / 2, dil, dil}, {1, dil, dil}, 1};
+    const int64_t out = N * OC * D * H * W, nw = OC * C * KD * 9;
+    keep.push_back(std::make_unique<Buffers>(N * C * D * H * W + nw + OC, out, 1.0f));
+    Buffers* b = keep.back().get();
+    const float* w = b->x + N * C * D * H * W;
+    cases.push_back({name, out, [=] { conv_winograd_f32(s, b->x, w, w + nw, b->y, false); }});
+  };
+  winograd("winograd S3 8x64x64x64->64", 8, 64, 64, 1, 64, 64, 1, 1);
+  winograd("winograd S9 2x32x32x64x64->32", 2, 32, 32, 32, 64, 64, 3, 1);
+  winograd("winograd S10 dilation 2", 8, 64, 64, 1, 64, 64, 1, 2);
   auto softmax = [&](const char* name, int64_t rows, int64_t dim, bool log) {
     keep.push_back(std::make_unique<Buffers>(rows * dim, rows * dim, 3.0f));
     Buffers* b = keep.back().get();

@@ -5,6 +5,7 @@ source trees can see 5-10% where the Python-level benchmarks, on this shared hos
     python benchmarks/native/kernel_bench.py                  # the working tree's cpp/
     python benchmarks/native/kernel_bench.py --base HEAD~1    # and a commit's, runs interleaved
     python benchmarks/native/kernel_bench.py --threads 2 --only softmax
+    python benchmarks/native/kernel_bench.py --offset 16 --only S7   # arrays 16 bytes off, as numpy's
 
 Each tree is compiled with the flags CMakeLists.txt gives its files (g++ on x86-64 with AVX2)."""
 import argparse
@@ -19,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SOURCES = ["conv_rows_avx2.cpp", "gemm_avx2.cpp", "softmax_avx2.cpp", "act_avx2.cpp", "parallel.cpp", "memory.cpp"]
+SOURCES = ["conv_rows_avx2.cpp", "winograd_avx2.cpp", "gemm_avx2.cpp", "softmax_avx2.cpp", "act_avx2.cpp", "parallel.cpp", "memory.cpp"]
 BASE_FLAGS = ["-std=c++17", "-O3", "-fno-math-errno"]
 
 
@@ -63,8 +64,9 @@ def build(cpp_dir, out, cxx):
         sys.exit(f"link failed:\n{r.stderr[-3000:]}")
 
 
-def run(binary, threads, only):
-    r = subprocess.run([str(binary), str(threads), only], capture_output=True, text=True, check=True)
+def run(binary, threads, only, offset=0):
+    env = dict(os.environ, KERNEL_BENCH_OFFSET=str(offset))
+    r = subprocess.run([str(binary), str(threads), only], capture_output=True, text=True, check=True, env=env)
     rows = {}
     for line in r.stdout.splitlines():
         m = re.match(r"(.+?)\s+([\d.]+) ms\s+([\d.]+) ns/vec\s+([\d.]+) cycles/vec", line)
@@ -79,6 +81,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--only", default="", help="cases whose name contains this")
+    ap.add_argument("--offset", type=int, default=0, choices=range(0, 64, 4), metavar="BYTES",
+                    help="inputs and outputs start this many bytes past 64 (numpy's large arrays: 16)")
     args = ap.parse_args()
     cxx = os.environ.get("CXX", "g++")
     if shutil.which(cxx) is None:
@@ -101,13 +105,13 @@ def main():
         for rnd in range(args.rounds):
             order = list(binaries.items()) if rnd % 2 == 0 else list(binaries.items())[::-1]
             for label, binary in order:
-                for name, (ms, cyc) in run(binary, args.threads, args.only).items():
+                for name, (ms, cyc) in run(binary, args.threads, args.only, args.offset).items():
                     prev = best.get((name, label))
                     best[(name, label)] = (ms, cyc) if prev is None or ms < prev[0] else prev
     names = list(dict.fromkeys(name for name, _ in best))
     labels = list(binaries)
     print(f"kernel_bench: {args.threads} thread(s), fastest of {args.rounds} runs x 7 samples"
-          + (f", base = {args.base}" if args.base else ""))
+          + (f", base = {args.base}" if args.base else "") + (f", arrays {args.offset} bytes off" if args.offset else ""))
     head = " | ".join(f"{lb} ms | {lb} cycles/vec" for lb in labels)
     print(f"| case | {head} |" + (" base/work |" if args.base else ""))
     print("|---" * (1 + 2 * len(labels) + (1 if args.base else 0)) + "|")
