@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 #include "avx2_kernels.h"
@@ -148,12 +149,28 @@ inline bool whole_2x2_windows(const PoolShape& s) {
          2 * s.OW <= s.W;
 }
 
+// Where every input row starts on a cache line (torch's tensors, medconv's own outputs), the 2x2 loops
+// prefetch each row 64 floats (4 lines, 4 blocks of 8 outputs) ahead: without it they ran 1.3-1.5x
+// slower (1t) and 1.7x (2t) than on rows 16 bytes off (numpy's), whose pair loads each reach into
+// the next line early; those gain nothing from it (0.93-1.09x).
+constexpr int64_t kPrefetchFloats = 64;
+
+inline bool rows_on_lines(const PoolShape& s, const float* x) {
+  return (reinterpret_cast<uintptr_t>(x) & 63) == 0 && s.W % 16 == 0;
+}
+
+// Fetches the line kPrefetchFloats past `row` (a hint: it may lie past the input, and never faults).
+inline void prefetch_ahead(const float* row) {
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(row) + kPrefetchFloats * 4), _MM_HINT_T0);
+}
+
 // x: [NC, D, H, W], y / indices: [NC, OD, OH, OW]
 template <int KD, bool kIndex>
 void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices) {
   const int64_t HW = s.H * s.W;
   const __m256i even_cols = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   const __m256i one = _mm256_set1_epi32(1);
+  const bool prefetch = rows_on_lines(s, x);
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
@@ -164,6 +181,8 @@ void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices
       for (int64_t ow = 0; ow < s.OW; ow += 8) {
         const int64_t ow0 = std::min(ow, s.OW - 8);  // the last block overlaps the one before: same values
         const int64_t at = first + 2 * ow0;
+        if (prefetch)
+          for (int t = 0; t < 2 * KD; ++t) prefetch_ahead(xp + at + (t / 2) * HW + (t % 2) * s.W);
         __m256 best, odd;
         load_tap_pair(xp + at, best, odd);
         __m256i best_i = kIndex ? _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(at)), even_cols) : even_cols;
@@ -187,6 +206,7 @@ template <int KD>
 void avg_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t divisor) {
   const int64_t HW = s.H * s.W;
   const __m256 div = _mm256_set1_ps(static_cast<float>(divisor > 0 ? divisor : 4 * KD));
+  const bool prefetch = rows_on_lines(s, x);
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
@@ -195,6 +215,8 @@ void avg_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t divisor)
       for (int64_t ow = 0; ow < s.OW; ow += 8) {
         const int64_t ow0 = std::min(ow, s.OW - 8);
         __m256 acc = _mm256_setzero_ps();
+        if (prefetch)
+          for (int t = 0; t < 2 * KD; ++t) prefetch_ahead(xr + (t / 2) * HW + (t % 2) * s.W + 2 * ow0);
         for (int t = 0; t < 2 * KD; ++t) {
           __m256 even, odd;
           load_tap_pair(xr + (t / 2) * HW + (t % 2) * s.W + 2 * ow0, even, odd);

@@ -65,14 +65,25 @@ def test_window_two_stride_two_rows(maybe_torch, rng, isa, nd):
                      dtype=np.float32)
 
 
+def _array_at(a, offset):
+    """A copy of a whose data starts `offset` bytes past a 64-byte boundary."""
+    raw = np.empty(a.size + 32, a.dtype)
+    skip = ((64 - raw.ctypes.data % 64) % 64 + offset) // a.itemsize
+    out = raw[skip:skip + a.size].reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 64 == offset
+    return out
+
+
 @pytest.mark.parametrize("nd", [2, 3])
 def test_whole_two_by_two_windows_are_the_portable_bits(rng, isa, nd):
     """2x2 (2x2x2) stride-2 windows inside the input (the U-Net pools) take a loop of their own on
     AVX2: values, indices and averages (divisor_override too) are the portable kernel's bits, for
-    rows of exactly 8 outputs, rows whose last block overlaps, odd input sizes and signed zeros."""
-    for w in (16, 17, 30, 45, 64):
+    rows of exactly 8 outputs, rows whose last block overlaps, odd input sizes and signed zeros;
+    inputs on a cache line (rows prefetched ahead when they all are) and 16 bytes past one."""
+    for w, offset in ((16, 0), (16, 16), (17, 0), (30, 16), (45, 0), (64, 0), (64, 16)):
         shape = (2, 3) + ((5,) if nd == 3 else ()) + (7, w)
-        x = np.round(rng.standard_normal(shape) * 2).astype(np.float32) / 2
+        x = _array_at(np.round(rng.standard_normal(shape) * 2).astype(np.float32) / 2, offset)
         flat = x.reshape(-1)
         pick = rng.choice(flat.size, size=flat.size // 10, replace=False)
         flat[pick] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], size=pick.size)

@@ -2,7 +2,7 @@
 // about 20 ms per sample, and the fastest sample is kept (this shared host's noise only ever adds
 // time). Prints one line per case: name, ms per call, ns and cycles per output vector of 8 floats
 // (the clock from an FMA probe: 2 independent 8-wide FMAs per cycle). kernel_bench.py builds it.
-// usage: [KERNEL_BENCH_OFFSET=BYTES] kernel_bench THREADS [SUBSTRING]
+// usage: [KERNEL_BENCH_OFFSET=BYTES] [KERNEL_BENCH_Y_OFFSET=BYTES] kernel_bench THREADS [SUBSTRING]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -63,9 +63,10 @@ struct Buffers {
   Buffers(int64_t nx, int64_t ny, float scale) {
     const char* env = std::getenv("KERNEL_BENCH_OFFSET");
     const int64_t offset = env ? std::atoi(env) : 0;
-    x_alloc = cached_alloc(nx * 4 + 64), y_alloc = cached_alloc(ny * 4 + 64);
+    x_alloc = cached_alloc(nx * 4 + 4096), y_alloc = cached_alloc(ny * 4 + 4096);
     x = reinterpret_cast<float*>(static_cast<char*>(x_alloc) + offset);
-    y = reinterpret_cast<float*>(static_cast<char*>(y_alloc) + offset);
+    const char* yenv = std::getenv("KERNEL_BENCH_Y_OFFSET");  // y elsewhere than x relative to a page
+    y = reinterpret_cast<float*>(static_cast<char*>(y_alloc) + (yenv ? std::atoi(yenv) : offset));
     std::mt19937 g(1);
     std::normal_distribution<float> d(0.0f, scale);
     for (int64_t i = 0; i < nx; ++i) x[i] = d(g);
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
   set_num_threads(threads);
   KernelTable table{};
   add_eltwise_avx2(table);
+  add_pool_avx2(table);
   std::vector<std::unique_ptr<Buffers>> keep;
   std::vector<Case> cases;
   auto conv = [&](const char* name, int64_t N, int64_t C, int64_t OC, int64_t G, int64_t D, int64_t H, int64_t W,
@@ -162,6 +164,17 @@ int main(int argc, char** argv) {
     Buffers* b = keep.back().get();
     cases.push_back({name, n, [=, &table] { table.f32.unary(op, b->x, b->y, n, 1.0f); }});
   };
+  auto pool = [&](const char* name, bool max, int64_t kd, int64_t NC, int64_t D, int64_t H, int64_t W) {
+    PoolShape s{NC, D, H, W, D / kd, H / 2, W / 2, {kd, 2, 2}, {kd, 2, 2}, {0, 0, 0}, {1, 1, 1}};
+    const int64_t out = NC * s.OD * s.OH * s.OW;
+    keep.push_back(std::make_unique<Buffers>(NC * D * H * W, out, 1.0f));
+    Buffers* b = keep.back().get();
+    if (max) cases.push_back({name, out, [=, &table] { table.f32.max_pool(s, b->x, b->y, nullptr); }});
+    else cases.push_back({name, out, [=, &table] { table.f32.avg_pool(s, b->x, b->y, true, 0); }});
+  };
+  pool("max_pool2d 2x2 8x64x128x128", true, 1, 8 * 64, 1, 128, 128);
+  pool("avg_pool2d 2x2 8x64x128x128", false, 1, 8 * 64, 1, 128, 128);
+  pool("max_pool3d 2 1x16x64x128x128", true, 2, 16, 64, 128, 128);
   const int64_t big = int64_t{8} * 64 * 128 * 128, small = 1 << 15;
   unary("relu 8x64x128x128", UnaryOp::relu, big);
   unary("sigmoid 8x64x128x128", UnaryOp::sigmoid, big);
