@@ -114,14 +114,17 @@ def test_rows_16_bytes_off_give_the_bits_of_aligned_rows(direct, rng, k):
     # pass per output channel and "same" padding along W: the rows' blocks start 4 columns before
     # them, so that they stream aligned from the registers, each row's last 4 outputs with the next
     # row's first 4. Rows of 136 columns start alternately 16 and 48 bytes past 64, rows of 128 all
-    # at one of those; 254 rows leave a short last block of rows.
+    # at one of those; 254 rows leave a short last block of rows. Groups of several output channels
+    # (padded rows) stage their rows and copy them out, with the same bits.
     depthwise = (rng.standard_normal((2, 32, 254, 136)).astype(np.float32),
                  rng.standard_normal((32, 1, k, k)).astype(np.float32), 32)
     lone = (rng.standard_normal((140, 1, 126, 128)).astype(np.float32),
             rng.standard_normal((1, 1, k, k)).astype(np.float32), 1)
+    first_layer = (rng.standard_normal((6, 2, 70, 136)).astype(np.float32),  # 24 channels per group
+                   rng.standard_normal((48, 1, k, k)).astype(np.float32), 2)
     before = mc.get_num_threads()
     try:
-        for x, w, groups in (depthwise, lone):
+        for x, w, groups in (depthwise, lone, first_layer):
             b = rng.standard_normal(w.shape[0]).astype(np.float32)
             kw = dict(padding=(int(rng.integers(0, k)), (k - 1) // 2), groups=groups)
             relu = "relu" if rng.random() < 0.5 else None
