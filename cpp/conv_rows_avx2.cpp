@@ -49,6 +49,12 @@ struct Pass {
 // 1.4x faster than with masked ends).
 enum class Edge { inner, masked, left, right };
 
+// Whether a row's first and last blocks can shift its end vectors (left, right): "same" padding along W,
+// OW = W, W a multiple of 8 and at least 16 (so that they are two blocks).
+inline bool shifted_edges_apply(const ConvShape& s) {
+  return s.pad[2] == (s.KW - 1) / 2 && s.OW == s.W && s.W % 8 == 0 && s.W >= 16;
+}
+
 // Where a row's blocks start: at column 0 (kPhase 0), or 4 columns earlier (kPhase 4) for output
 // rows that start 16 bytes past a 32-byte boundary (numpy's large arrays): then the blocks' 8
 // columns are aligned in y and streamed from the registers, the first and last blocks' outer halves
@@ -168,8 +174,7 @@ void rows_block(const Job<KH, KW, RB>& job) {
   }
   const __m256 bias = _mm256_set1_ps(job.bias);
   const float* padded = job.padded;
-  // the first and last blocks of each row shift the row's end vectors (W >= 16: they are two blocks)
-  const bool shifted_edges = pw == (KW - 1) / 2 && OW == W && W % 8 == 0 && W >= 16;
+  const bool shifted_edges = shifted_edges_apply(s);
   const bool half_phase = job.seams && shifted_edges;
   __m128 heads[RB], tails[RB];  // with half_phase, the rows' first and last 4 outputs
   __m256 kept[RB];              // and their outputs 4..11, where those share a line with the seam
@@ -344,8 +349,7 @@ void run_rows(const ConvShape& s, const float* x, const float* w, const float* b
   const bool rows_aligned = ((reinterpret_cast<uintptr_t>(y) | (s.OW * 4)) & 31) == 0;
   // ... unless they are all 16 bytes off and one pass with shifted edges makes them: blocks from column -4
   const bool rows_half_aligned = (reinterpret_cast<uintptr_t>(y) & 31) == 16 && (s.OW * 4) % 32 == 0 &&
-                                 s.pad[2] == (KW - 1) / 2 && s.OW == s.W && s.W % 8 == 0 && s.W >= 16 &&
-                                 !pad_rows && Cg == 1;
+                                 shifted_edges_apply(s) && !pad_rows && Cg == 1;
   const bool tiles = lay.tiles;
   // The channels in tiles of equal size (8 = 4 + 4, not 6 + 2): tile t holds [tile_oc(t), tile_oc(t + 1)).
   const int64_t K = Cg * s.KD * KH * KW, oc_tiles = (OCg + avx2::kTileOC - 1) / avx2::kTileOC;

@@ -159,9 +159,14 @@ inline bool rows_on_lines(const PoolShape& s, const float* x) {
   return (reinterpret_cast<uintptr_t>(x) & 63) == 0 && s.W % 16 == 0;
 }
 
-// Fetches the line kPrefetchFloats past `row` (a hint: it may lie past the input, and never faults).
-inline void prefetch_ahead(const float* row) {
-  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(row) + kPrefetchFloats * 4), _MM_HINT_T0);
+// Fetches, for each of a window's 2 KD input rows (first: its first tap), the line kPrefetchFloats
+// further along (a hint: it may lie past the input, and never faults).
+template <int KD>
+inline void prefetch_window_rows(const float* first, int64_t HW, int64_t W) {
+  for (int t = 0; t < 2 * KD; ++t) {
+    const float* row = first + (t / 2) * HW + (t % 2) * W;
+    _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(row) + kPrefetchFloats * 4), _MM_HINT_T0);
+  }
 }
 
 // x: [NC, D, H, W], y / indices: [NC, OD, OH, OW]
@@ -181,8 +186,7 @@ void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices
       for (int64_t ow = 0; ow < s.OW; ow += 8) {
         const int64_t ow0 = std::min(ow, s.OW - 8);  // the last block overlaps the one before: same values
         const int64_t at = first + 2 * ow0;
-        if (prefetch)
-          for (int t = 0; t < 2 * KD; ++t) prefetch_ahead(xp + at + (t / 2) * HW + (t % 2) * s.W);
+        if (prefetch) prefetch_window_rows<KD>(xp + at, HW, s.W);
         __m256 best, odd;
         load_tap_pair(xp + at, best, odd);
         __m256i best_i = kIndex ? _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(at)), even_cols) : even_cols;
@@ -215,8 +219,7 @@ void avg_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t divisor)
       for (int64_t ow = 0; ow < s.OW; ow += 8) {
         const int64_t ow0 = std::min(ow, s.OW - 8);
         __m256 acc = _mm256_setzero_ps();
-        if (prefetch)
-          for (int t = 0; t < 2 * KD; ++t) prefetch_ahead(xr + (t / 2) * HW + (t % 2) * s.W + 2 * ow0);
+        if (prefetch) prefetch_window_rows<KD>(xr + 2 * ow0, HW, s.W);
         for (int t = 0; t < 2 * KD; ++t) {
           __m256 even, odd;
           load_tap_pair(xr + (t / 2) * HW + (t % 2) * s.W + 2 * ow0, even, odd);

@@ -20,21 +20,15 @@ namespace avx2 {
 inline void stream_copy(void* dst, const void* src, int64_t bytes) {
   auto* d = static_cast<char*>(dst);
   const auto* s = static_cast<const char*>(src);
-  int64_t i = 0;
-  const int64_t head = std::min<int64_t>(bytes, (32 - (reinterpret_cast<uintptr_t>(d) & 31)) & 31);
-  if (head == 16) {
-    _mm_stream_ps(reinterpret_cast<float*>(d), _mm_loadu_ps(reinterpret_cast<const float*>(s)));
-    i = 16;
-  } else {
-    std::memcpy(d, s, static_cast<size_t>(head));
-    i = head;
-  }
+  auto stream16 = [&](int64_t at) {
+    _mm_stream_ps(reinterpret_cast<float*>(d + at), _mm_loadu_ps(reinterpret_cast<const float*>(s + at)));
+  };
+  int64_t i = std::min<int64_t>(bytes, (32 - (reinterpret_cast<uintptr_t>(d) & 31)) & 31);
+  if (i == 16) stream16(0);
+  else std::memcpy(d, s, static_cast<size_t>(i));
   for (; i + 32 <= bytes; i += 32)
     _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
-  if (i + 16 <= bytes && (reinterpret_cast<uintptr_t>(d + i) & 15) == 0) {
-    _mm_stream_ps(reinterpret_cast<float*>(d + i), _mm_loadu_ps(reinterpret_cast<const float*>(s + i)));
-    i += 16;
-  }
+  if (i + 16 <= bytes && (reinterpret_cast<uintptr_t>(d + i) & 15) == 0) stream16(i), i += 16;
   std::memcpy(d + i, s + i, static_cast<size_t>(bytes - i));
 }
 

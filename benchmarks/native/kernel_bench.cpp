@@ -13,9 +13,9 @@
 
 #include <immintrin.h>
 
-#include "aligned.h"
 #include "avx2_kernels.h"
 #include "conv_direct_avx2.h"
+#include "conv_gemm.h"
 #include "gemm_avx2.h"
 #include "kernels.h"
 #include "memory.h"
@@ -119,37 +119,16 @@ int main(int argc, char** argv) {
   winograd("winograd S3 8x64x64x64->64", 8, 64, 64, 1, 64, 64, 1, 1);
   winograd("winograd S9 2x32x32x64x64->32", 2, 32, 32, 32, 64, 64, 3, 1);
   winograd("winograd S10 dilation 2", 8, 64, 64, 1, 64, 64, 1, 2);
-  // A 1x1 conv as medconv's GEMM runs it: C[OC, HW] = A[OC, C] B[C, HW] per image, bias on the rows,
-  // the images' column tiles split among the threads, B packed from the image's rows.
-  auto gemm_1x1 = [&](const char* name, int64_t N, int64_t C, int64_t OC, int64_t HW) {
-    keep.push_back(std::make_unique<Buffers>(N * C * HW + OC * C + OC, N * OC * HW, 1.0f));
+  // A 1x1 conv through conv_gemm.h's implicit-GEMM driver (the AVX2 conv's, with the header's plain
+  // column packer): weights packed per call, the images' column tiles split among the threads.
+  auto gemm_1x1 = [&](const char* name, int64_t N, int64_t C, int64_t OC, int64_t H, int64_t W) {
+    ConvShape s{N, C, 1, H, W, OC, 1, 1, 1, 1, H, W, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 1};
+    keep.push_back(std::make_unique<Buffers>(N * C * H * W + OC * C + OC, N * OC * H * W, 1.0f));
     Buffers* b = keep.back().get();
-    auto ap = std::shared_ptr<float>(aligned_floats(gemm::packed_a_size(OC, C)).release(), FreeDeleter());
-    gemm::pack_a(b->x + N * C * HW, C, 1, OC, C, ap.get());
-    cases.push_back({name, N * OC * HW, [=] {
-      const int64_t tiles = (HW + gemm::NC - 1) / gemm::NC;
-      parallel_for(N * tiles, 1, [&](int64_t begin, int64_t end) {
-        float* work = thread_scratch<float>(gemm::KC * gemm::NC, 1);
-        for (int64_t t = begin; t < end; ++t) {
-          const int64_t n = t / tiles, j0 = (t % tiles) * gemm::NC, j1 = std::min(HW, j0 + gemm::NC);
-          const float* xn = b->x + n * C * HW;
-          auto pack = [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
-            for (int64_t p = 0; p < nc; p += gemm::NR)  // HW a multiple of 16 here
-              for (int64_t k = 0; k < kc; ++k) {
-                const float* src = xn + (pc + k) * HW + jc + p;
-                float* dst = Bp + (p / gemm::NR) * kc * gemm::NR + k * gemm::NR;
-                _mm256_store_ps(dst, _mm256_loadu_ps(src));
-                _mm256_store_ps(dst + 8, _mm256_loadu_ps(src + 8));
-              }
-          };
-          gemm::Epilogue ep;
-          ep.row_bias = b->x + N * C * HW + OC * C;
-          gemm::gemm_columns(OC, C, ap.get(), pack, j0, j1, b->y + n * OC * HW, HW, ep, work);
-        }
-      });
-    }});
+    const float* w = b->x + N * C * H * W;
+    cases.push_back({name, N * OC * H * W, [=] { conv_gemm::conv_gemm_f32<gemm::Gemm>(s, b->x, w, w + OC * C, b->y, false); }});
   };
-  gemm_1x1("gemm S6 1x1 8x128x32x32->256", 8, 128, 256, 1024);
+  gemm_1x1("gemm S6 1x1 8x128x32x32->256", 8, 128, 256, 32, 32);
   auto softmax = [&](const char* name, int64_t rows, int64_t dim, bool log) {
     keep.push_back(std::make_unique<Buffers>(rows * dim, rows * dim, 3.0f));
     Buffers* b = keep.back().get();
