@@ -12,10 +12,12 @@
 #include "conv_gemm.h"
 #include "conv_direct_avx2.h"
 #include "conv_plan.h"
+#include "conv_unpatch.h"
 #include "gemm_avx2.h"
 #include "parallel.h"
 #include "range.h"
 #include "ref_kernels.h"
+#include "stream_avx2.h"
 #include "winograd_avx2.h"
 #include "winograd_s2_avx2.h"
 
@@ -47,6 +49,26 @@ struct Avx2Rows {
     _mm256_store_ps(d, _mm256_maskload_ps(row + iw0, m0));  // masked lanes never fault
     _mm256_store_ps(d + 8, _mm256_maskload_ps(row + iw0 + 8, m1));
   }
+};
+
+// conv_unpatch.h's rows of gx: stride 2 along W interleaves two rows of Z with unpacks, streamed
+// where gx is large (stream_avx2.h); other strides as the plain loops.
+struct Avx2Spread {
+  static void row(const float* z, int64_t ldz, int64_t n, int64_t sw, float* dst, int64_t tail, float value,
+                  bool stream) {
+    if (sw != 2 || !stream) return conv_unpatch::PlainSpread::row(z, ldz, n, sw, dst, tail, value, stream);
+    avx2::VectorStream run(dst);
+    int64_t ow = 0;
+    for (; ow + 8 <= n; ow += 8) {
+      const __m256 a = _mm256_loadu_ps(z + ow), b = _mm256_loadu_ps(z + ldz + ow);
+      const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);  // a0 b0 a1 b1 | a4 b4 a5 b5, ...
+      run.put(_mm256_permute2f128_ps(lo, hi, 0x20));
+      run.put(_mm256_permute2f128_ps(lo, hi, 0x31));
+    }
+    run.finish();
+    conv_unpatch::PlainSpread::row(z + ow, ldz, n - ow, sw, dst + 2 * ow, tail, value, false);
+  }
+  static void fence() { _mm_sfence(); }
 };
 
 // The implicit GEMM (conv_gemm.h's driver) with this file's packer.
@@ -94,6 +116,9 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
   }
 }
 
-void add_conv_avx2(KernelTable& t) { t.f32.conv_forward = conv_forward_avx2; }
+void add_conv_avx2(KernelTable& t) {
+  t.f32.conv_forward = conv_forward_avx2;
+  t.f32.conv_unpatch = conv_unpatch::unpatch_f32<gemm::Gemm, Avx2Spread>;
+}
 
 }  // namespace medconv

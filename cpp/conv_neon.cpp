@@ -1,4 +1,5 @@
-// Convolution, AArch64 NEON, float32: the implicit GEMM of conv_gemm.h on the 8x12 SGEMM, also for
+// Convolution, AArch64 NEON, float32: the implicit GEMM of conv_gemm.h (and conv_unpatch.h's
+// up-convs) on the 8x12 SGEMM, also for
 // the 3x3 shapes that x86 gives to Winograd. Few input channels per group (where a GEMM would
 // spend its time packing) run the base table's direct reference loops, which the compiler
 // vectorises for NEON; float64 stays on the base table too.
@@ -6,6 +7,7 @@
 #include <cstring>
 
 #include "conv_gemm.h"
+#include "conv_unpatch.h"
 #include "gemm_neon.h"
 #include "neon_kernels.h"
 
@@ -42,6 +44,7 @@ void conv_forward_neon(const ConvShape& s, const float* x, const float* w, const
 void add_conv_neon(KernelTable& t) {
   g_base_conv = t.f32.conv_forward;
   t.f32.conv_forward = conv_forward_neon;
+  t.f32.conv_unpatch = conv_unpatch::unpatch_f32<gemm_neon::Gemm>;
 }
 
 }  // namespace medconv

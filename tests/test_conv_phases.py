@@ -147,3 +147,81 @@ def test_phases_no_tap_reaches(isa, rng, nd):
         y = getattr(E, f"conv_transpose{nd}d")(x, w, b, stride=2, padding=1)
         assert_close(y, R.conv_transpose(x, w, b, stride=2, padding=1), what=f"size {size}")
         assert_close(y[(slice(None), slice(None)) + (0,) * nd], np.broadcast_to(b, (2, 3)))
+
+
+def _tiling_case(rng, nd):
+    """An up-conv whose windows tile its output (kernel == stride, no padding: cpp/conv_unpatch.h):
+    channel counts past one 96-row block of the GEMM, rows longer than one column tile (1d), output
+    paddings (elements past the last window), groups, kernels 1-4 per axis with at least one above 1."""
+    groups = int(rng.choice([1, 1, 2]))
+    cin = groups * int(rng.integers(1, 12))
+    cout = groups * int(rng.choice([int(rng.integers(1, 6)), int(rng.integers(20, 41))]))
+    k = [int(a) for a in rng.integers(1, 5, nd)]
+    if max(k) == 1:
+        k[-1] = 2
+    size = tuple(int(a) for a in rng.integers(1, {1: 500, 2: 14, 3: 5}[nd], nd))
+    output_padding = tuple(int(rng.integers(0, kk)) for kk in k)
+    return cin, cout, tuple(k), size, dict(stride=tuple(k), output_padding=output_padding, groups=groups)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_windows_that_tile_the_output(isa, maybe_torch, rng, nd):
+    before = medconv.get_num_threads()
+    try:
+        for i in range(9):
+            medconv.set_num_threads(1 + i % 3)
+            cin, cout, k, size, kw = _tiling_case(rng, nd)
+            x = rng.standard_normal((int(rng.integers(1, 3)), cin) + size).astype(np.float32)
+            w = rng.standard_normal((cin, cout // kw["groups"]) + k).astype(np.float32)
+            b = rng.standard_normal(cout).astype(np.float32) if i % 3 else None
+            y = getattr(E, f"conv_transpose{nd}d")(x, w, b, **kw)
+            what = f"x{x.shape} w{w.shape} {kw}, {1 + i % 3} threads"
+            assert_close(y, R.conv_transpose(x, w, b, **kw), dtype=np.float32, scale=4, what=what)
+            if maybe_torch is not None:
+                tf = getattr(maybe_torch.nn.functional, f"conv_transpose{nd}d")
+                t = tf(*(None if a is None else maybe_torch.from_numpy(a) for a in (x, w, b)), **kw).numpy()
+                assert_close(y, t, dtype=np.float32, scale=4, what="torch " + what)
+    finally:
+        medconv.set_num_threads(before)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_input_gradient_of_a_patch_conv(isa, maybe_torch, rng, nd):
+    """The input gradient of a conv with kernel == stride: x's elements that no window covers (its
+    size not a multiple of the stride) get zero."""
+    for _ in range(4):
+        cin, cout, k, _, kw = _tiling_case(rng, nd)
+        kw.pop("output_padding")
+        size = tuple(int(kk * rng.integers(1, 6) + rng.integers(0, kk)) for kk in k)
+        x = rng.standard_normal((2, cout) + size).astype(np.float32)
+        w = rng.standard_normal((cin, cout // kw["groups"]) + k).astype(np.float32)
+        gy = rng.standard_normal(getattr(F, f"conv{nd}d")(x, w, **kw).shape).astype(np.float32)
+        gx, _, _ = getattr(B, f"conv{nd}d_backward")(gy, x, w, output_mask=(True, False, False), **kw)
+        out_pad = tuple(size[i] - gy.shape[2 + i] * k[i] for i in range(nd))
+        what = f"x{x.shape} w{w.shape} {kw}"
+        assert_close(gx, R.conv_transpose(gy, w, None, output_padding=out_pad, **kw), dtype=np.float32, scale=4,
+                     what=what)
+        if maybe_torch is not None:
+            t = getattr(maybe_torch.nn.grad, f"conv{nd}d_input")(x.shape, maybe_torch.from_numpy(w),
+                                                                 maybe_torch.from_numpy(gy), **kw).numpy()
+            assert_close(gx, t, dtype=np.float32, scale=4, what="torch " + what)
+
+
+@pytest.mark.parametrize("shape, k", [((2, 64, 20, 30), (2, 2)), ((1, 32, 6, 10, 12), (2, 2, 2))])
+def test_unet_up_convs_give_the_same_bits_for_any_thread_count(maybe_torch, rng, shape, k):
+    """U-Net decoders' 2x2 and 2x2x2 stride-2 up-convs (several channel blocks and column tiles)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((shape[1], shape[1] // 2) + k).astype(np.float32) / 8
+    b = rng.standard_normal(shape[1] // 2).astype(np.float32)
+    f = E.conv_transpose2d if len(k) == 2 else E.conv_transpose3d
+    before = medconv.get_num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            medconv.set_num_threads(n)
+            results.append(f(x, w, b, stride=2))
+    finally:
+        medconv.set_num_threads(before)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    assert_close(results[0], R.conv_transpose(x, w, b, stride=2), dtype=np.float32, scale=4)

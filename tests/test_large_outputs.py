@@ -102,3 +102,28 @@ def test_streamed_outputs_at_every_alignment(rng, isa, threads, op):
             out = _out_at(first.shape, first.dtype, offset)
             f(out)
             np.testing.assert_array_equal(out, first, err_msg=f"{op}, out= at {offset} bytes past 64, {t} threads")
+
+
+@pytest.mark.parametrize("output_padding", [0, (0, 1)])
+def test_up_conv_whose_windows_tile_the_output(rng, isa, threads, output_padding):
+    """A U-Net decoder's 2x2 stride-2 up-conv (cpp/conv_unpatch.h) into 9 MB: its rows interleaved
+    and streamed, rows of 132 inputs (not a multiple of 8) and a column past the last window; against
+    a plain einsum, then the same bits at every alignment of out= and on 1 and 3 threads."""
+    x = rng.standard_normal((2, 24, 128, 132)).astype(np.float32)
+    w = rng.standard_normal((24, 16, 2, 2)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    tiles = np.einsum("nkhw,kcab->nchawb", x.astype(np.float64), w.astype(np.float64)).reshape(2, 16, 256, 264)
+    extra = (0, 0) if output_padding == 0 else output_padding
+    expected = np.zeros((2, 16, 256 + extra[0], 264 + extra[1]))
+    expected[:, :, :256, :264] = tiles
+    expected += b[None, :, None, None]
+    f = lambda out: F.conv_transpose2d(x, w, b, stride=2, output_padding=output_padding, out=out)  # noqa: E731
+    first = f(None)
+    assert first.nbytes >= 8 << 20
+    assert_close(first, expected, dtype=np.float32, scale=4)
+    for t in (1, 3):
+        mc.set_num_threads(t)
+        for offset in (0, 16, 32, 4):
+            out = _out_at(first.shape, first.dtype, offset)
+            f(out)
+            np.testing.assert_array_equal(out, first, err_msg=f"out= at {offset} bytes past 64, {t} threads")
