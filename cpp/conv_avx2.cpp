@@ -12,7 +12,7 @@
 #include "conv_gemm.h"
 #include "conv_direct_avx2.h"
 #include "conv_plan.h"
-#include "conv_unpatch.h"
+#include "conv_subpixel.h"
 #include "gemm_avx2.h"
 #include "parallel.h"
 #include "range.h"
@@ -51,12 +51,11 @@ struct Avx2Rows {
   }
 };
 
-// conv_unpatch.h's rows of gx: stride 2 along W interleaves two rows of Z with unpacks, streamed
+// conv_subpixel.h's rows of gx: stride 2 along W interleaves two rows of Z with unpacks, streamed
 // where gx is large (stream_avx2.h); other strides as the plain loops.
 struct Avx2Spread {
-  static void row(const float* z, int64_t ldz, int64_t n, int64_t sw, float* dst, int64_t tail, float value,
-                  bool stream) {
-    if (sw != 2 || !stream) return conv_unpatch::PlainSpread::row(z, ldz, n, sw, dst, tail, value, stream);
+  static void row(const float* z, int64_t ldz, int64_t n, int64_t sw, float* dst, bool stream) {
+    if (sw != 2 || !stream) return conv_subpixel::PlainSpread::row(z, ldz, n, sw, dst, stream);
     avx2::VectorStream run(dst);
     int64_t ow = 0;
     for (; ow + 8 <= n; ow += 8) {
@@ -66,7 +65,7 @@ struct Avx2Spread {
       run.put(_mm256_permute2f128_ps(lo, hi, 0x31));
     }
     run.finish();
-    conv_unpatch::PlainSpread::row(z + ow, ldz, n - ow, sw, dst + 2 * ow, tail, value, false);
+    conv_subpixel::PlainSpread::row(z + ow, ldz, n - ow, sw, dst + 2 * ow, false);
   }
   static void fence() { _mm_sfence(); }
 };
@@ -118,7 +117,9 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
 
 void add_conv_avx2(KernelTable& t) {
   t.f32.conv_forward = conv_forward_avx2;
-  t.f32.conv_unpatch = conv_unpatch::unpatch_f32<gemm::Gemm, Avx2Spread>;
+  t.f32.conv_subpixel = [](const ConvShape& s, const float* gy, const float* w, const float* bias, float* gx) {
+    conv_subpixel::subpixel_f32<gemm::Gemm, Avx2Spread>(s, gy, w, bias, gx, conv_gemm::pack_conv_columns<NR, Avx2Rows>);
+  };
 }
 
 }  // namespace medconv

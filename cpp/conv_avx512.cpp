@@ -1,10 +1,10 @@
 // Convolution, AVX-512F, float32: the AVX2 plan (conv_avx2.cpp) with the implicit GEMM of
-// conv_gemm.h on the 8x32 SGEMM in place of AVX2's (and conv_unpatch.h's up-convs on it); Winograd and the direct kernel stay AVX2's, and
+// conv_gemm.h on the 8x32 SGEMM in place of AVX2's (and conv_subpixel.h's up-convs on it); Winograd and the direct kernel stay AVX2's, and
 // float64 stays on the base table. Plans are cached under this ISA's own key.
 #include "avx2_kernels.h"
 #include "avx512_kernels.h"
 #include "conv_gemm.h"
-#include "conv_unpatch.h"
+#include "conv_subpixel.h"
 #include "gemm_avx512.h"
 
 namespace medconv {
@@ -25,7 +25,7 @@ void conv_forward_avx512(const ConvShape& s, const float* x, const float* w, con
 
 void add_conv_avx512(KernelTable& t) {
   t.f32.conv_forward = conv_forward_avx512;
-  t.f32.conv_unpatch = conv_unpatch::unpatch_f32<gemm_avx512::Gemm>;
+  t.f32.conv_subpixel = conv_subpixel::subpixel_f32<gemm_avx512::Gemm>;
 }
 
 }  // namespace medconv

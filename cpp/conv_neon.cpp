@@ -1,4 +1,4 @@
-// Convolution, AArch64 NEON, float32: the implicit GEMM of conv_gemm.h (and conv_unpatch.h's
+// Convolution, AArch64 NEON, float32: the implicit GEMM of conv_gemm.h (and conv_subpixel.h's
 // up-convs) on the 8x12 SGEMM, also for
 // the 3x3 shapes that x86 gives to Winograd. Few input channels per group (where a GEMM would
 // spend its time packing) run the base table's direct reference loops, which the compiler
@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "conv_gemm.h"
-#include "conv_unpatch.h"
+#include "conv_subpixel.h"
 #include "gemm_neon.h"
 #include "neon_kernels.h"
 
@@ -44,7 +44,7 @@ void conv_forward_neon(const ConvShape& s, const float* x, const float* w, const
 void add_conv_neon(KernelTable& t) {
   g_base_conv = t.f32.conv_forward;
   t.f32.conv_forward = conv_forward_neon;
-  t.f32.conv_unpatch = conv_unpatch::unpatch_f32<gemm_neon::Gemm>;
+  t.f32.conv_subpixel = conv_subpixel::subpixel_f32<gemm_neon::Gemm>;
 }
 
 }  // namespace medconv

@@ -9,14 +9,15 @@
 // d / gcd(d, s) and leading padding -min e_k. So gx is s_d * s_h * s_w stride-1 forward convs, one
 // per phase, whose outputs interleave; with stride 1 there is one, written straight into gx. A phase
 // that no tap reaches gets the bias alone (or zero). A negative padding (a conv padded by more than
-// its dilated kernel) takes the portable gather, conv_backward_input_ref. Where the windows tile x
-// (kernel == stride, no padding), an ISA's conv_unpatch (conv_unpatch.h) runs one GEMM instead.
+// its dilated kernel) takes the portable gather, conv_backward_input_ref. Where the phases' taps fill
+// one window (kernel == stride, e.g. 2x2 stride 2), an ISA's conv_subpixel (conv_subpixel.h) runs
+// them as one conv instead.
 #include <algorithm>
 #include <memory>
 #include <numeric>
 #include <vector>
 
-#include "conv_unpatch.h"
+#include "conv_subpixel.h"
 #include "dispatch.h"
 #include "memory.h"
 #include "nn_kernels.h"
@@ -98,8 +99,8 @@ void interleave(const PhaseOutputs<T>& po, int64_t n0, int64_t nb, T* gx) {
 template <class T>
 void input_gradient(const ConvShape& s, const T* gy, const T* w, const T* bias, T* gx) {
   if (s.N * s.C * s.D * s.H * s.W == 0) return;
-  if (s.OC > 0 && s.OD * s.OH * s.OW > 0 && conv_unpatch::applicable(s) && kernels_for<T>().conv_unpatch) {
-    kernels_for<T>().conv_unpatch(s, gy, w, bias, gx);
+  if (s.OC > 0 && s.OD * s.OH * s.OW > 0 && kernels_for<T>().conv_subpixel && conv_subpixel::applicable(s)) {
+    kernels_for<T>().conv_subpixel(s, gy, w, bias, gx);
     return;
   }
   const int64_t K[3] = {s.KD, s.KH, s.KW}, n_in[3] = {s.D, s.H, s.W};

@@ -29,7 +29,7 @@ Kernels<T> reference_kernels() {
   k.batch_norm_backward = batch_norm_backward_ref<T>;
   k.interpolate = interpolate_ref<T>;
   k.interpolate_backward = interpolate_backward_ref<T>;
-  k.conv_unpatch = nullptr;
+  k.conv_subpixel = nullptr;
   return k;
 }
 template Kernels<float> reference_kernels<float>();

@@ -85,9 +85,9 @@ struct Kernels {
                               const T* invstd, const T* gamma, bool training, T* gx, T* ggamma, T* gbeta);
   void (*interpolate)(const InterpShape& s, const T* x, T* y);  // nn_kernels.h's interpolate_ref
   void (*interpolate_backward)(const InterpShape& s, const T* gy, T* gx);
-  // gx = the input gradient of conv s (+ bias[c]) where its windows tile x (kernel == stride, no
-  // padding: conv_unpatch.h); null where an ISA has none (conv_phases.cpp's phase convs then)
-  void (*conv_unpatch)(const ConvShape& s, const T* gy, const T* w, const T* bias, T* gx);
+  // gx = the input gradient of conv s (+ bias[c]) as one sub-pixel conv, where conv_subpixel.h's
+  // applicable(s); null where an ISA has none (conv_phases.cpp's phase convs then)
+  void (*conv_subpixel)(const ConvShape& s, const T* gy, const T* w, const T* bias, T* gx);
 };
 
 // Each ISA's file defines its table; entries it does not specialise come from the reference.

@@ -149,28 +149,33 @@ def test_phases_no_tap_reaches(isa, rng, nd):
         assert_close(y[(slice(None), slice(None)) + (0,) * nd], np.broadcast_to(b, (2, 3)))
 
 
-def _tiling_case(rng, nd):
-    """An up-conv whose windows tile its output (kernel == stride, no padding: cpp/conv_unpatch.h):
-    channel counts past one 96-row block of the GEMM, rows longer than one column tile (1d), output
-    paddings (elements past the last window), groups, kernels 1-4 per axis with at least one above 1."""
+def _subpixel_case(rng, nd):
+    """An up-conv whose phases' taps fill one window, which cpp/conv_subpixel.h runs as one conv: per
+    axis kernel == stride (the windows tile the output), kernel 2 x stride without padding, or stride
+    1 with any kernel and padding up to half of it, at least one axis strided; channel counts past
+    one block of the GEMM's rows, rows longer than one column tile (1d), output paddings, groups."""
     groups = int(rng.choice([1, 1, 2]))
     cin = groups * int(rng.integers(1, 12))
     cout = groups * int(rng.choice([int(rng.integers(1, 6)), int(rng.integers(20, 41))]))
-    k = [int(a) for a in rng.integers(1, 5, nd)]
-    if max(k) == 1:
-        k[-1] = 2
-    size = tuple(int(a) for a in rng.integers(1, {1: 500, 2: 14, 3: 5}[nd], nd))
-    output_padding = tuple(int(rng.integers(0, kk)) for kk in k)
-    return cin, cout, tuple(k), size, dict(stride=tuple(k), output_padding=output_padding, groups=groups)
+    k, stride, padding = [], [], []
+    for axis in range(nd):
+        mode = int(rng.integers(0, 3)) if axis < nd - 1 else int(rng.integers(0, 2))  # the last axis strided
+        s = int(rng.integers(2, 4)) if mode < 2 else 1
+        kk = s * (mode + 1) if mode < 2 else int(rng.integers(1, 4))
+        k.append(kk), stride.append(s), padding.append(0 if mode < 2 else int(rng.integers(0, (kk + 1) // 2)))
+    size = tuple(int(a) for a in rng.integers(1, {1: 500, 2: 12, 3: 5}[nd], nd))
+    output_padding = tuple(int(rng.integers(0, s)) for s in stride)
+    return cin, cout, tuple(k), size, dict(stride=tuple(stride), padding=tuple(padding),
+                                           output_padding=output_padding, groups=groups)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])
-def test_windows_that_tile_the_output(isa, maybe_torch, rng, nd):
+def test_subpixel_up_convs(isa, maybe_torch, rng, nd):
     before = medconv.get_num_threads()
     try:
         for i in range(9):
             medconv.set_num_threads(1 + i % 3)
-            cin, cout, k, size, kw = _tiling_case(rng, nd)
+            cin, cout, k, size, kw = _subpixel_case(rng, nd)
             x = rng.standard_normal((int(rng.integers(1, 3)), cin) + size).astype(np.float32)
             w = rng.standard_normal((cin, cout // kw["groups"]) + k).astype(np.float32)
             b = rng.standard_normal(cout).astype(np.float32) if i % 3 else None
@@ -187,17 +192,18 @@ def test_windows_that_tile_the_output(isa, maybe_torch, rng, nd):
 
 @pytest.mark.parametrize("nd", [2, 3])
 def test_input_gradient_of_a_patch_conv(isa, maybe_torch, rng, nd):
-    """The input gradient of a conv with kernel == stride: x's elements that no window covers (its
-    size not a multiple of the stride) get zero."""
+    """The input gradient of a conv with kernel == stride (or the other shapes of _subpixel_case):
+    x's elements that no window covers (its size not a multiple of the stride) get zero."""
     for _ in range(4):
-        cin, cout, k, _, kw = _tiling_case(rng, nd)
+        cin, cout, k, _, kw = _subpixel_case(rng, nd)
         kw.pop("output_padding")
-        size = tuple(int(kk * rng.integers(1, 6) + rng.integers(0, kk)) for kk in k)
+        size = tuple(int(kk + rng.integers(0, 3 * kk + 1)) for kk in k)
         x = rng.standard_normal((2, cout) + size).astype(np.float32)
         w = rng.standard_normal((cin, cout // kw["groups"]) + k).astype(np.float32)
         gy = rng.standard_normal(getattr(F, f"conv{nd}d")(x, w, **kw).shape).astype(np.float32)
         gx, _, _ = getattr(B, f"conv{nd}d_backward")(gy, x, w, output_mask=(True, False, False), **kw)
-        out_pad = tuple(size[i] - gy.shape[2 + i] * k[i] for i in range(nd))
+        out_pad = tuple(size[i] - ((gy.shape[2 + i] - 1) * kw["stride"][i] - 2 * kw["padding"][i] + k[i])
+                        for i in range(nd))
         what = f"x{x.shape} w{w.shape} {kw}"
         assert_close(gx, R.conv_transpose(gy, w, None, output_padding=out_pad, **kw), dtype=np.float32, scale=4,
                      what=what)

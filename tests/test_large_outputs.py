@@ -106,7 +106,7 @@ def test_streamed_outputs_at_every_alignment(rng, isa, threads, op):
 
 @pytest.mark.parametrize("output_padding", [0, (0, 1)])
 def test_up_conv_whose_windows_tile_the_output(rng, isa, threads, output_padding):
-    """A U-Net decoder's 2x2 stride-2 up-conv (cpp/conv_unpatch.h) into 9 MB: its rows interleaved
+    """A U-Net decoder's 2x2 stride-2 up-conv (cpp/conv_subpixel.h) into 9 MB: its rows interleaved
     and streamed, rows of 132 inputs (not a multiple of 8) and a column past the last window; against
     a plain einsum, then the same bits at every alignment of out= and on 1 and 3 threads."""
     x = rng.standard_normal((2, 24, 128, 132)).astype(np.float32)

@@ -3,7 +3,7 @@
 //   - AArch64 (-DMEDCONV_ARM64=1, with dispatch.cpp and the NEON files), run under qemu-aarch64;
 //   - x86-64 with the AVX-512 files compiled against SIMDe's portable AVX-512 intrinsics
 //     (-include avx512_on_avx2.h, -DISA_CHECK_AVX512), run natively on an AVX2 machine.
-// Random conv (1d/2d/3d, groups, stride, padding, dilation, bias, relu), up-conv (conv_unpatch) and
+// Random conv (1d/2d/3d, groups, stride, padding, dilation, bias, relu), up-conv (conv_subpixel) and
 // linear shapes, each at 1-3 threads, with MEDCONV_CONV_ALGO unset (the plan's choice) and =gemm
 // (every shape through the ISA's implicit GEMM). Prints the max relative error, |y - ref| / max(1, max |ref|), per
 // family; exits 1 past the tolerance (argv[1], default 1e-5) or on a plan/dispatch mismatch.
@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "conv_subpixel.h"
 #include "dispatch.h"
 #include "parallel.h"
 #include "ref_kernels.h"
@@ -162,33 +163,36 @@ void conv_fixed_cases(const Kernels<float>& k, Stats& st) {
   }
 }
 
-// One random up-conv whose windows tile its output (kernel == stride, no padding: conv_unpatch.h),
-// against the reference gather plus the bias; blocks of many channels, rows past the last window.
-void unpatch_case(const Kernels<float>& k, int dims, Stats& st) {
+// One random input gradient / up-conv that conv_subpixel.h takes (strides 1-3, kernels 1-4,
+// paddings, 1-3 dims, groups, channel counts past one block of rows), against a plain scatter plus
+// the bias. Returns false (no case) where the random shape is not one it takes.
+bool subpixel_case(const Kernels<float>& k, int dims, Stats& st) {
   ConvShape s{};
   s.groups = pick(0, 3) == 0 ? 2 : 1;
   s.N = pick(1, 2);
   s.C = s.groups * (pick(0, 2) == 0 ? pick(20, 40) : pick(1, 6));  // gx's channels
   s.OC = s.groups * pick(1, 20);
-  int64_t ker[3] = {1, 1, 1}, out[3] = {1, 1, 1}, extra[3] = {0, 0, 0};
+  int64_t ker[3] = {1, 1, 1}, in[3] = {1, 1, 1}, out[3] = {1, 1, 1};
+  for (int a = 0; a < 3; ++a) s.stride[a] = s.dilation[a] = 1, s.pad[a] = 0;
   for (int a = 3 - dims; a < 3; ++a) {
     ker[a] = pick(1, 4);
-    out[a] = dims == 3 ? pick(1, 5) : dims == 2 ? pick(1, 12) : pick(1, 500);
-    extra[a] = pick(0, ker[a] - 1);
+    s.stride[a] = pick(1, 3);
+    s.pad[a] = pick(0, ker[a] - 1);
+    in[a] = dims == 3 ? pick(1, 10) : dims == 2 ? pick(1, 24) : pick(1, 900);
+    out[a] = (in[a] + 2 * s.pad[a] - ker[a]) / s.stride[a] + 1;
+    if (in[a] + 2 * s.pad[a] < ker[a] || out[a] < 1) return false;
   }
-  if (ker[0] * ker[1] * ker[2] == 1) ker[2] = 2;
   s.KD = ker[0], s.KH = ker[1], s.KW = ker[2];
+  s.D = in[0], s.H = in[1], s.W = in[2];
   s.OD = out[0], s.OH = out[1], s.OW = out[2];
-  s.D = out[0] * ker[0] + extra[0], s.H = out[1] * ker[1] + extra[1], s.W = out[2] * ker[2] + extra[2];
-  for (int a = 0; a < 3; ++a) s.stride[a] = ker[a], s.dilation[a] = 1, s.pad[a] = 0;
-  const int64_t kvol = s.KD * s.KH * s.KW, plane = s.D * s.H * s.W;
-  auto gy = randn(s.N * s.OC * s.OD * s.OH * s.OW), w = randn(s.OC * (s.C / s.groups) * kvol), b = randn(s.C);
+  if (!conv_subpixel::applicable(s)) return false;
+  const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups, kvol = s.KD * s.KH * s.KW;
+  auto gy = randn(s.N * s.OC * s.OD * s.OH * s.OW), w = randn(s.OC * Cg * kvol), b = randn(s.C);
   const bool has_bias = pick(0, 2) != 0;
-  const int64_t nx = s.N * s.C * plane;
+  const int64_t nx = s.N * s.C * s.D * s.H * s.W;
   std::vector<float> gx(static_cast<size_t>(nx), -777.0f), ref(static_cast<size_t>(nx));
-  // ref[n, c, od*KD + a, oh*KH + bh, ow*KW + e] = bias + sum_oc w[oc, c, a, bh, e] gy[n, oc, od, oh, ow]
-  for (int64_t i = 0; i < nx; ++i) ref[i] = has_bias ? b[i / plane % s.C] : 0.0f;
-  const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
+  // ref[n, c, od*sd - pd + kd, ...] += w[oc, c, kd, kh, kw] gy[n, oc, od, oh, ow], from the bias or 0
+  for (int64_t i = 0; i < nx; ++i) ref[i] = has_bias ? b[i / (s.D * s.H * s.W) % s.C] : 0.0f;
   for (int64_t n = 0; n < s.N; ++n)
     for (int64_t oc = 0; oc < s.OC; ++oc)
       for (int64_t od = 0; od < s.OD; ++od)
@@ -196,19 +200,23 @@ void unpatch_case(const Kernels<float>& k, int dims, Stats& st) {
           for (int64_t ow = 0; ow < s.OW; ++ow)
             for (int64_t cl = 0; cl < Cg; ++cl)
               for (int64_t t = 0; t < kvol; ++t) {
-                const int64_t a = t / (s.KH * s.KW), bh = t / s.KW % s.KH, e = t % s.KW;
+                const int64_t d = od * s.stride[0] - s.pad[0] + t / (s.KH * s.KW);
+                const int64_t h = oh * s.stride[1] - s.pad[1] + t / s.KW % s.KH;
+                const int64_t x = ow * s.stride[2] - s.pad[2] + t % s.KW;
+                if (d < 0 || d >= s.D || h < 0 || h >= s.H || x < 0 || x >= s.W) continue;
                 const int64_t c = oc / OCg * Cg + cl;
-                ref[(n * s.C + c) * plane + ((od * s.KD + a) * s.H + oh * s.KH + bh) * s.W + ow * s.KW + e] +=
+                ref[(((n * s.C + c) * s.D + d) * s.H + h) * s.W + x] +=
                     w[(oc * Cg + cl) * kvol + t] * gy[(((n * s.OC + oc) * s.OD + od) * s.OH + oh) * s.OW + ow];
               }
-  k.conv_unpatch(s, gy.data(), w.data(), has_bias ? b.data() : nullptr, gx.data());
+  k.conv_subpixel(s, gy.data(), w.data(), has_bias ? b.data() : nullptr, gx.data());
   const double e = rel_error(gx, ref, &st.nan_mismatch);
   st.max_err = std::max(st.max_err, e);
   ++st.cases;
   if (e > 1e-4)
-    std::printf("  bad unpatch: N=%lld C=%lld OC=%lld G=%lld out=%lldx%lldx%lld k=%lldx%lldx%lld err=%.3g\n",
-                (long long)s.N, (long long)s.C, (long long)s.OC, (long long)s.groups, (long long)s.OD,
-                (long long)s.OH, (long long)s.OW, (long long)s.KD, (long long)s.KH, (long long)s.KW, e);
+    std::printf("  bad subpixel: N=%lld C=%lld OC=%lld G=%lld in=%lldx%lldx%lld k=%lldx%lldx%lld err=%.3g\n",
+                (long long)s.N, (long long)s.C, (long long)s.OC, (long long)s.groups, (long long)s.D,
+                (long long)s.H, (long long)s.W, (long long)s.KD, (long long)s.KH, (long long)s.KW, e);
+  return true;
 }
 
 void linear_case(const Kernels<float>& k, int64_t M, int64_t N, int64_t K, bool has_bias, Stats& st) {
@@ -256,7 +264,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("isa: %s\n", isa.c_str());
-  Stats conv, linear, unpatch;
+  Stats conv, linear, subpixel;
   for (const char* algo : {"", "gemm"}) {
     if (*algo) setenv("MEDCONV_CONV_ALGO", algo, 1);
     else unsetenv("MEDCONV_CONV_ALGO");
@@ -268,14 +276,14 @@ int main(int argc, char** argv) {
     }
   }
   unsetenv("MEDCONV_CONV_ALGO");
-  if (!k->conv_unpatch) {
-    std::printf("unpatch: the table has no conv_unpatch\n");
+  if (!k->conv_subpixel) {
+    std::printf("subpixel: the table has no conv_subpixel\n");
     return 1;
   }
   for (int threads = 1; threads <= 3; ++threads) {
     set_num_threads(threads);
     for (int dims = 1; dims <= 3; ++dims)
-      for (int i = 0; i < 8; ++i) unpatch_case(*k, dims, unpatch);
+      for (int i = 0; i < 8;) i += subpixel_case(*k, dims, subpixel);
     for (int i = 0; i < 16; ++i) linear_case(*k, pick(1, 40), pick(1, 80), pick(1, 300), pick(0, 1), linear);
     linear_case(*k, 100, 300, 520, true, linear);  // M past a 96-row task, N past NC, K past KC
     linear_case(*k, 1, 1, 1, false, linear);
@@ -291,9 +299,9 @@ int main(int argc, char** argv) {
               conv.nan_mismatch ? ", NaN mismatch" : "");
   std::printf("linear: %d cases, max rel error %.3g%s\n", linear.cases, linear.max_err,
               linear.nan_mismatch ? ", NaN mismatch" : "");
-  std::printf("unpatch: %d cases, max rel error %.3g\n", unpatch.cases, unpatch.max_err);
-  const bool ok = unary_bad == 0 && conv.max_err <= tol && linear.max_err <= tol && unpatch.max_err <= tol &&
-                  !conv.nan_mismatch && !linear.nan_mismatch && !unpatch.nan_mismatch;
+  std::printf("subpixel: %d cases, max rel error %.3g\n", subpixel.cases, subpixel.max_err);
+  const bool ok = unary_bad == 0 && conv.max_err <= tol && linear.max_err <= tol && subpixel.max_err <= tol &&
+                  !conv.nan_mismatch && !linear.nan_mismatch && !subpixel.nan_mismatch;
   std::printf("%s\n", ok ? "OK" : "FAILED");
   return ok ? 0 : 1;
 }
