@@ -149,33 +149,45 @@ def test_phases_no_tap_reaches(isa, rng, nd):
         assert_close(y[(slice(None), slice(None)) + (0,) * nd], np.broadcast_to(b, (2, 3)))
 
 
-def _subpixel_case(rng, nd):
-    """An up-conv whose phases' taps fill one window, which cpp/conv_subpixel.h runs as one conv: per
-    axis kernel == stride (the windows tile the output), kernel 2 x stride without padding, or stride
-    1 with any kernel and padding up to half of it, at least one axis strided; channel counts past
-    one block of the GEMM's rows, rows longer than one column tile (1d), output paddings, groups."""
+def _subpixel_case(rng, nd, split=False):
+    """An up-conv that cpp/conv_subpixel.h runs. Merged (one GEMM): per axis kernel == stride (the
+    windows tile the output), kernel 2 x stride without padding, or stride 1 with any kernel and
+    padding up to half of it, at least one axis strided; channel counts past one block of the GEMM's
+    rows, rows longer than one column tile (1d). Split (split=True, a GEMM per phase): strides 2-3,
+    kernels up to 2 x stride, any padding below the kernel (phases whose window starts past offset
+    0, phases no tap reaches), 8-16 channels each side. Output paddings and groups either way."""
     groups = int(rng.choice([1, 1, 2]))
-    cin = groups * int(rng.integers(1, 12))
-    cout = groups * int(rng.choice([int(rng.integers(1, 6)), int(rng.integers(20, 41))]))
+    if split:
+        cin, cout = groups * int(rng.integers(8, 17)), groups * int(rng.integers(8, 17))
+    else:
+        cin = groups * int(rng.integers(1, 12))
+        cout = groups * int(rng.choice([int(rng.integers(1, 6)), int(rng.integers(20, 41))]))
     k, stride, padding = [], [], []
     for axis in range(nd):
+        if split:
+            s = int(rng.integers(2, 4)) if axis == nd - 1 or rng.integers(0, 2) else 1
+            kk = int(rng.integers(1, 2 * s + 1))
+            k.append(kk), stride.append(s), padding.append(int(rng.integers(0, kk)))
+            continue
         mode = int(rng.integers(0, 3)) if axis < nd - 1 else int(rng.integers(0, 2))  # the last axis strided
         s = int(rng.integers(2, 4)) if mode < 2 else 1
         kk = s * (mode + 1) if mode < 2 else int(rng.integers(1, 4))
         k.append(kk), stride.append(s), padding.append(0 if mode < 2 else int(rng.integers(0, (kk + 1) // 2)))
-    size = tuple(int(a) for a in rng.integers(1, {1: 500, 2: 12, 3: 5}[nd], nd))
+    low = 4 if split else 1  # split's paddings need a few inputs for a positive output size
+    size = tuple(int(a) for a in rng.integers(low, {1: 500, 2: 12, 3: 6}[nd], nd))
     output_padding = tuple(int(rng.integers(0, s)) for s in stride)
     return cin, cout, tuple(k), size, dict(stride=tuple(stride), padding=tuple(padding),
                                            output_padding=output_padding, groups=groups)
 
 
+@pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("nd", [1, 2, 3])
-def test_subpixel_up_convs(isa, maybe_torch, rng, nd):
+def test_subpixel_up_convs(isa, maybe_torch, rng, nd, split):
     before = medconv.get_num_threads()
     try:
         for i in range(9):
             medconv.set_num_threads(1 + i % 3)
-            cin, cout, k, size, kw = _subpixel_case(rng, nd)
+            cin, cout, k, size, kw = _subpixel_case(rng, nd, split)
             x = rng.standard_normal((int(rng.integers(1, 3)), cin) + size).astype(np.float32)
             w = rng.standard_normal((cin, cout // kw["groups"]) + k).astype(np.float32)
             b = rng.standard_normal(cout).astype(np.float32) if i % 3 else None
@@ -190,12 +202,13 @@ def test_subpixel_up_convs(isa, maybe_torch, rng, nd):
         medconv.set_num_threads(before)
 
 
+@pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("nd", [2, 3])
-def test_input_gradient_of_a_patch_conv(isa, maybe_torch, rng, nd):
+def test_input_gradient_of_a_patch_conv(isa, maybe_torch, rng, nd, split):
     """The input gradient of a conv with kernel == stride (or the other shapes of _subpixel_case):
     x's elements that no window covers (its size not a multiple of the stride) get zero."""
     for _ in range(4):
-        cin, cout, k, _, kw = _subpixel_case(rng, nd)
+        cin, cout, k, _, kw = _subpixel_case(rng, nd, split)
         kw.pop("output_padding")
         size = tuple(int(kk + rng.integers(0, 3 * kk + 1)) for kk in k)
         x = rng.standard_normal((2, cout) + size).astype(np.float32)
