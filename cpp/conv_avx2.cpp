@@ -1,6 +1,7 @@
 // Convolution, AVX2+FMA, float32: the plan, and the implicit GEMM (im2col columns packed straight
 // from the input) for channel-rich convs; the direct kernel (conv_direct_avx2.cpp) for few channels
-// (single-channel images, first layers, depthwise, 3D CT). float64 stays on the reference.
+// (single-channel images, first layers, depthwise, 3D CT). float64: the implicit GEMM on the DGEMM
+// for channel-rich convs, the reference loops for the others.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "conv_direct_avx2.h"
 #include "conv_plan.h"
 #include "conv_subpixel.h"
+#include "dgemm_avx2.h"
 #include "gemm_avx2.h"
 #include "parallel.h"
 #include "range.h"
@@ -72,12 +74,27 @@ struct Avx2Spread {
 
 // The implicit GEMM (conv_gemm.h's driver) with this file's packer.
 void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
-  conv_gemm::conv_gemm_f32<gemm::Gemm>(s, x, w, bias, y, relu, conv_gemm::pack_conv_columns<NR, Avx2Rows>);
+  conv_gemm::conv_gemm<gemm::Gemm>(s, x, w, bias, y, relu, conv_gemm::pack_conv_columns<NR, Avx2Rows>);
 }
 
 void conv_forward_avx2(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                        Activation act) {
   conv_forward_planned_f32(Isa::avx2, conv_gemm_f32, s, x, w, bias, y, act == Activation::relu);
+}
+
+using ConvF64 = decltype(Kernels<double>::conv_forward);
+ConvF64 g_base_conv_f64 = nullptr;  // the base table's float64 conv, set once when this table is built
+
+// float64: the implicit GEMM on the DGEMM (dgemm_avx2.h) where each output sums at least kMinTaps
+// products and a group has at least kMinOutputs channels; the base table's direct loops elsewhere
+// (single-channel filters, depthwise, first layers).
+void conv_forward_f64_avx2(const ConvShape& s, const double* x, const double* w, const double* bias, double* y,
+                           Activation act) {
+  constexpr int64_t kMinTaps = 16, kMinOutputs = 4;
+  const bool empty = s.N == 0 || s.OC == 0 || s.C == 0 || s.OD * s.OH * s.OW == 0;
+  const int64_t taps = s.C / s.groups * s.KD * s.KH * s.KW;
+  if (empty || taps < kMinTaps || s.OC / s.groups < kMinOutputs) return g_base_conv_f64(s, x, w, bias, y, act);
+  conv_gemm::conv_gemm<dgemm::Gemm>(s, x, w, bias, y, act == Activation::relu);
 }
 
 }  // namespace
@@ -116,6 +133,8 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
 }
 
 void add_conv_avx2(KernelTable& t) {
+  if (!g_base_conv_f64) g_base_conv_f64 = t.f64.conv_forward;
+  t.f64.conv_forward = conv_forward_f64_avx2;
   t.f32.conv_forward = conv_forward_avx2;
   t.f32.conv_subpixel = [](const ConvShape& s, const float* gy, const float* w, const float* bias, float* gx) {
     conv_subpixel::subpixel_f32<gemm::Gemm, Avx2Spread>(s, gy, w, bias, gx, conv_gemm::pack_conv_columns<NR, Avx2Rows>);

@@ -12,7 +12,7 @@ namespace {
 
 void conv_gemm_avx512_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                           bool relu) {
-  conv_gemm::conv_gemm_f32<gemm_avx512::Gemm>(s, x, w, bias, y, relu);
+  conv_gemm::conv_gemm<gemm_avx512::Gemm>(s, x, w, bias, y, relu);
 }
 
 // x: [N, C, D, H, W], w: [OC, C/G, KD, KH, KW], bias: [OC] or null, y: [N, OC, OD, OH, OW]

@@ -1,10 +1,11 @@
-// Implicit-GEMM convolution and linear over any ISA's packed SGEMM: the im2col columns are packed
+// Implicit-GEMM convolution and linear over any ISA's packed GEMM (the SGEMMs, and AVX2's DGEMM for
+// float64: T is the GEMM's Scalar): the im2col columns are packed
 // straight from the input into the GEMM's B panels, never materialised. ISA-independent plain
 // loops (the per-file flags vectorise them); each conv_<isa>.cpp / linear_<isa>.cpp instantiates
 // them with its GEMM. Internal linkage throughout (see gemm_common.h).
 //
-// A GEMM is a struct with MR, NR, KC, NC, packed_a_size(M, K), pack_a(a, lda, ska, M, K, Ap) and
-// gemm_columns(M, K, Ap, pack_b, j0, j1, C, ldc, epilogue, work), as gemm_avx512.h declares.
+// A GEMM is a struct with Scalar, MR, NR, KC, NC, packed_a_size(M, K), pack_a(a, lda, ska, M, K, Ap)
+// and gemm_columns(M, K, Ap, pack_b, j0, j1, C, ldc, epilogue, work): gemm_common.h's GemmApi.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -24,24 +25,24 @@ namespace {
 
 // How pack_conv_columns fills one NR-wide row of a panel; an ISA may bring vector versions.
 // d: [NR] (64-byte aligned), src/row: input row pointers
-template <int NR>
+template <int NR, class T = float>
 struct PlainRows {
   static constexpr int64_t kStride2Overread = 0;  // elements copy_stride2 reads past src[2*(NR-1)]
-  static void copy(float* d, const float* src) {  // d[t] = src[t]
+  static void copy(T* d, const T* src) {  // d[t] = src[t]
     for (int t = 0; t < NR; ++t) d[t] = src[t];
   }
-  static void copy_stride2(float* d, const float* src) {  // d[t] = src[2t]
+  static void copy_stride2(T* d, const T* src) {  // d[t] = src[2t]
     for (int t = 0; t < NR; ++t) d[t] = src[2 * t];
   }
-  static void edge(float* d, const float* row, int64_t iw0, int64_t W) {  // d[t] = row[iw0 + t] inside [0, W), else 0
-    for (int t = 0; t < NR; ++t) d[t] = iw0 + t >= 0 && iw0 + t < W ? row[iw0 + t] : 0.0f;
+  static void edge(T* d, const T* row, int64_t iw0, int64_t W) {  // d[t] = row[iw0 + t] inside [0, W), else 0
+    for (int t = 0; t < NR; ++t) d[t] = iw0 + t >= 0 && iw0 + t < W ? row[iw0 + t] : T(0);
   }
 };
 
 // d[t] = x row `row` at iw0 + t*sw for t < NR, zero outside [0, W): one row of a panel whose NR
 // columns lie in one output row.
-template <int NR, class Rows>
-inline void fill_row_panel(float* d, const float* row, int64_t iw0, int64_t sw, int64_t W) {
+template <int NR, class Rows, class T>
+inline void fill_row_panel(T* d, const T* row, int64_t iw0, int64_t sw, int64_t W) {
   const int64_t iw_last = iw0 + (NR - 1) * sw;
   if (sw == 1 && iw0 >= 0 && iw_last < W) {
     Rows::copy(d, row + iw0);
@@ -52,7 +53,7 @@ inline void fill_row_panel(float* d, const float* row, int64_t iw0, int64_t sw, 
   } else {
     for (int t = 0; t < NR; ++t) {
       const int64_t iw = iw0 + t * sw;
-      d[t] = iw >= 0 && iw < W ? row[iw] : 0.0f;
+      d[t] = iw >= 0 && iw < W ? row[iw] : T(0);
     }
   }
 }
@@ -64,9 +65,8 @@ inline void fill_row_panel(float* d, const float* row, int64_t iw0, int64_t sw, 
 // row are filled kChunk k rows at a time across all of them, instead of jumping between channel
 // planes for each panel in turn (S5: 10% faster).
 // xg: [Cg, D, H, W] (one image, one group)
-template <int NR, class Rows = PlainRows<NR>>
-void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
-                       float* Bp) {
+template <int NR, class Rows = PlainRows<NR>, class T = float>
+void pack_conv_columns(const ConvShape& s, const T* xg, int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* Bp) {
   constexpr int64_t kMaxPanels = 64, kChunk = 16, kRowOrderBytes = int64_t{1} << 20;
   const int64_t plane = s.D * s.H * s.W;
   const int64_t panels = (nc + NR - 1) / NR;
@@ -74,25 +74,25 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
                          s.pad[0] == 0 && s.pad[1] == 0 && s.pad[2] == 0 && s.OD == s.D && s.OH == s.H && s.OW == s.W;
   if (pointwise) {  // B[k, j] = x[pc + k, j]: rows of x copied as they are, along x's rows
     for (int64_t k = 0; k < kc; ++k) {
-      const float* src = xg + (pc + k) * plane + jc;
+      const T* src = xg + (pc + k) * plane + jc;
       for (int64_t p = 0; p < panels; ++p) {
-        float* d = Bp + (p * kc + k) * NR;
+        T* d = Bp + (p * kc + k) * NR;
         const int64_t cols = std::min<int64_t>(NR, nc - p * NR);
         if (cols == NR) {
           Rows::copy(d, src + p * NR);
         } else {
-          for (int t = 0; t < NR; ++t) d[t] = t < cols ? src[p * NR + t] : 0.0f;
+          for (int t = 0; t < NR; ++t) d[t] = t < cols ? src[p * NR + t] : T(0);
         }
       }
     }
     return;
   }
-  const bool row_order = (s.C / s.groups) * plane * static_cast<int64_t>(sizeof(float)) > kRowOrderBytes;
+  const bool row_order = (s.C / s.groups) * plane * static_cast<int64_t>(sizeof(T)) > kRowOrderBytes;
   int64_t one_row[kMaxPanels], rid[kMaxPanels], rih[kMaxPanels], riw[kMaxPanels];  // deferred one-row panels
   int64_t deferred = 0;
   int64_t cid[NR], cih[NR], ciw[NR];  // the top-left tap of each column of a panel
   for (int64_t p = 0; p < panels; ++p) {
-    float* dst = Bp + p * kc * NR;
+    T* dst = Bp + p * kc * NR;
     const int64_t cols = std::min<int64_t>(NR, nc - p * NR);
     const int64_t j0 = jc + p * NR;
     for (int t = 0; t < NR; ++t) {
@@ -111,13 +111,13 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
     }
     ConvTap tap(s, pc);
     for (int64_t kk = 0; kk < kc; ++kk, tap.next(s)) {
-      float* d = dst + kk * NR;
-      const float* xc = xg + tap.ic * plane;
+      T* d = dst + kk * NR;
+      const T* xc = xg + tap.ic * plane;
       const int64_t dd = tap.kd * s.dilation[0], dh = tap.kh * s.dilation[1], dw = tap.kw * s.dilation[2];
       if (in_one_row) {
         const int64_t id = cid[0] + dd, ih = cih[0] + dh;
         if (id < 0 || id >= s.D || ih < 0 || ih >= s.H) {
-          for (int t = 0; t < NR; ++t) d[t] = 0.0f;
+          for (int t = 0; t < NR; ++t) d[t] = T(0);
         } else {
           fill_row_panel<NR, Rows>(d, xc + (id * s.H + ih) * s.W, ciw[0] + dw, s.stride[2], s.W);
         }
@@ -126,7 +126,7 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
           const int64_t id = cid[t] + dd, ih = cih[t] + dh, iw = ciw[t] + dw;
           d[t] = t < cols && id >= 0 && id < s.D && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W
                      ? xc[(id * s.H + ih) * s.W + iw]
-                     : 0.0f;
+                     : T(0);
         }
       }
     }
@@ -137,10 +137,10 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
     for (int64_t r = 0; r < deferred; ++r) {
       ConvTap tap = first;
       for (int64_t kk = k0; kk < k1; ++kk, tap.next(s)) {
-        float* d = Bp + (one_row[r] * kc + kk) * NR;
+        T* d = Bp + (one_row[r] * kc + kk) * NR;
         const int64_t id = rid[r] + tap.kd * s.dilation[0], ih = rih[r] + tap.kh * s.dilation[1];
         if (id < 0 || id >= s.D || ih < 0 || ih >= s.H) {
-          for (int t = 0; t < NR; ++t) d[t] = 0.0f;
+          for (int t = 0; t < NR; ++t) d[t] = T(0);
         } else {
           fill_row_panel<NR, Rows>(d, xg + ((tap.ic * s.D + id) * s.H + ih) * s.W, riw[r] + tap.kw * s.dilation[2],
                                    s.stride[2], s.W);
@@ -156,28 +156,27 @@ void pack_conv_columns(const ConvShape& s, const float* xg, int64_t pc, int64_t 
 // x: [N, C, D, H, W], w: [OC, C/G, KD, KH, KW], bias: [OC] or null, y: [N, OC, OD, OH, OW]
 // pack(s, xg, pc, kc, jc, nc, Bp) fills a block of B as pack_conv_columns<Gemm::NR> does (an ISA may
 // bring a faster packer).
-template <class Gemm, class Pack>
-void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
-                   const Pack& pack) {
+template <class Gemm, class Pack, class T = typename Gemm::Scalar>
+void conv_gemm(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, bool relu, const Pack& pack) {
   const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
   const int64_t K = Cg * s.KD * s.KH * s.KW;
   const int64_t Nsp = s.OD * s.OH * s.OW;
   const int64_t a_size = Gemm::packed_a_size(OCg, K);
-  auto Ap = aligned_floats(a_size * G);
+  const auto Ap = call_buffer<T>(a_size * G);
   for (int64_t g = 0; g < G; ++g) Gemm::pack_a(w + g * OCg * K, K, 1, OCg, K, Ap.get() + g * a_size);
   const int64_t tiles = (Nsp + Gemm::NC - 1) / Gemm::NC;
   parallel_for(s.N * G * tiles, 1, [&](int64_t begin, int64_t end) {
-    float* work = thread_scratch<float>(Gemm::KC * Gemm::NC);
+    T* work = thread_scratch<T>(Gemm::KC * Gemm::NC);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t tile = t % tiles, g = (t / tiles) % G, n = t / (tiles * G);
-      const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
-      float* yg = y + (n * s.OC + g * OCg) * Nsp;
-      gemm_common::Epilogue ep;
+      const T* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
+      T* yg = y + (n * s.OC + g * OCg) * Nsp;
+      gemm_common::EpilogueOf<T> ep;
       ep.row_bias = bias ? bias + g * OCg : nullptr;
       ep.relu = relu;
       const int64_t j0 = tile * Gemm::NC, j1 = std::min(Nsp, j0 + Gemm::NC);
       Gemm::gemm_columns(OCg, K, Ap.get() + g * a_size,
-                         [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+                         [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* Bp) {
                            pack(s, xg, pc, kc, jc, nc, Bp);
                          },
                          j0, j1, yg, Nsp, ep, work);
@@ -185,9 +184,9 @@ void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const flo
   });
 }
 
-template <class Gemm>
-void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
-  conv_gemm_f32<Gemm>(s, x, w, bias, y, relu, pack_conv_columns<Gemm::NR>);
+template <class Gemm, class T = typename Gemm::Scalar>
+void conv_gemm(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, bool relu) {
+  conv_gemm<Gemm>(s, x, w, bias, y, relu, pack_conv_columns<Gemm::NR, PlainRows<Gemm::NR, T>, T>);
 }
 
 // C[M, N] = A[M, K] B[K, N] (+ col_bias[n]), A(i, k) = a[i * lda + k * ska] packed once; B's blocks
@@ -196,13 +195,13 @@ void conv_gemm_f32(const ConvShape& s, const float* x, const float* w, const flo
 // call into a call_buffer (memory.h) and the tasks copy their blocks from there: a packer that
 // gathers B's columns, as linear's, costs about a nanosecond an element, 20-30% of a
 // 256 x 4096 x 1000 layer when each of its 96-row blocks repeated it. K = 0 gives the bias (or zeros).
-template <class Gemm, class PackB>
-void matmul_f32(const float* a, int64_t lda, int64_t ska, const PackB& pack_b, const float* col_bias, float* c, int64_t M,
-                int64_t N, int64_t K) {
+template <class Gemm, class PackB, class T = typename Gemm::Scalar>
+void matmul(const T* a, int64_t lda, int64_t ska, const PackB& pack_b, const typename Gemm::Scalar* col_bias, T* c,
+            int64_t M, int64_t N, int64_t K) {
   if (M == 0 || N == 0) return;
   if (K == 0) {
     for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) c[i * N + j] = col_bias ? col_bias[j] : 0.0f;
+      for (int64_t j = 0; j < N; ++j) c[i * N + j] = col_bias ? col_bias[j] : T(0);
     return;
   }
   // Rows per task: all of them where their A block (M x KC) stays in L2 and the column tiles alone
@@ -211,12 +210,12 @@ void matmul_f32(const float* a, int64_t lda, int64_t ska, const PackB& pack_b, c
   const int64_t MB = M <= 384 && col_tiles >= 2 * get_num_threads() ? (M + Gemm::MR - 1) / Gemm::MR * Gemm::MR
                                                                      : 96 / Gemm::MR * Gemm::MR;
   const int64_t row_blocks = (M + MB - 1) / MB;
-  const auto Ap = call_buffer<float>(Gemm::packed_a_size(M, K));
+  const auto Ap = call_buffer<T>(Gemm::packed_a_size(M, K));
   Gemm::pack_a(a, lda, ska, M, K, Ap.get());
   const int64_t kstep = gemm_common::k_step<Gemm::KC>(K), passes = (K + kstep - 1) / kstep;
-  const int64_t block = (std::min(N, Gemm::NC) + Gemm::NR - 1) / Gemm::NR * Gemm::NR * kstep;  // floats
+  const int64_t block = (std::min(N, Gemm::NC) + Gemm::NR - 1) / Gemm::NR * Gemm::NR * kstep;  // elements
   const bool prepack = row_blocks > 1;
-  const auto Bp = call_buffer<float>(prepack ? col_tiles * passes * block : 1);
+  const auto Bp = call_buffer<T>(prepack ? col_tiles * passes * block : 1);
   if (prepack)
     parallel_for(col_tiles * passes, 1, [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; ++t) {
@@ -225,16 +224,16 @@ void matmul_f32(const float* a, int64_t lda, int64_t ska, const PackB& pack_b, c
       }
     });
   parallel_for(row_blocks * col_tiles, 1, [&](int64_t begin, int64_t end) {
-    float* work = thread_scratch<float>(Gemm::KC * Gemm::NC);
+    T* work = thread_scratch<T>(Gemm::KC * Gemm::NC);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t rb = t / col_tiles, ct = t % col_tiles;
       const int64_t i0 = rb * MB, rows = std::min(MB, M - i0);
       const int64_t j0 = ct * Gemm::NC, j1 = std::min(N, j0 + Gemm::NC);
-      const int64_t panel_floats = (j1 - j0 + Gemm::NR - 1) / Gemm::NR * Gemm::NR;
-      gemm_common::Epilogue ep;
+      const int64_t panel_elements = (j1 - j0 + Gemm::NR - 1) / Gemm::NR * Gemm::NR;
+      gemm_common::EpilogueOf<T> ep;
       ep.col_bias = col_bias;
-      auto copy_block = [&](int64_t pc, int64_t kc, int64_t, int64_t, float* dst) {
-        std::memcpy(dst, Bp.get() + (ct * passes + pc / kstep) * block, sizeof(float) * kc * panel_floats);
+      auto copy_block = [&](int64_t pc, int64_t kc, int64_t, int64_t, T* dst) {
+        std::memcpy(dst, Bp.get() + (ct * passes + pc / kstep) * block, sizeof(T) * kc * panel_elements);
       };
       if (prepack) Gemm::gemm_columns(rows, K, Ap.get() + i0 * K, copy_block, j0, j1, c + i0 * N, N, ep, work);
       else Gemm::gemm_columns(rows, K, Ap.get() + i0 * K, pack_b, j0, j1, c + i0 * N, N, ep, work);
@@ -244,12 +243,12 @@ void matmul_f32(const float* a, int64_t lda, int64_t ska, const PackB& pack_b, c
 
 // With fewer outputs than a B panel's NR columns and more rows, y^T = w x^T instead (x's rows the
 // B panels, w's the A rows): the small CNN's 16 x 131072 -> 2 head wasted 14 of 16 columns.
-template <class Gemm>
-void linear_gemm_f32(const float* x, const float* w, const float* bias, float* y, int64_t M, int64_t N, int64_t K) {
+template <class Gemm, class T = typename Gemm::Scalar>
+void linear_gemm(const T* x, const T* w, const T* bias, T* y, int64_t M, int64_t N, int64_t K) {
   if (N < Gemm::NR && M > N) {
-    auto yt = aligned_floats(N * M);
-    matmul_f32<Gemm>(w, K, 1,
-                     [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+    const auto yt = call_buffer<T>(N * M);
+    matmul<Gemm>(w, K, 1,
+                     [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* Bp) {
                        gemm_common::pack_transposed_columns<Gemm::NR>(x, K, pc, kc, jc, nc, Bp);
                      },
                      nullptr, yt.get(), N, M, K);
@@ -257,8 +256,8 @@ void linear_gemm_f32(const float* x, const float* w, const float* bias, float* y
       for (int64_t n = 0; n < N; ++n) y[m * N + n] = bias ? bias[n] + yt.get()[n * M + m] : yt.get()[n * M + m];
     return;
   }
-  matmul_f32<Gemm>(x, K, 1,
-                   [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+  matmul<Gemm>(x, K, 1,
+                   [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* Bp) {
                      gemm_common::pack_transposed_columns<Gemm::NR>(w, K, pc, kc, jc, nc, Bp);
                    },
                    bias, y, M, N, K);
@@ -268,32 +267,32 @@ void linear_gemm_f32(const float* x, const float* w, const float* bias, float* y
 //   gx[m, k] = sum_n gy[m, n] w[n, k]        (A = gy, B = w's rows)
 //   gw[n, k] = sum_m gy[m, n] x[m, k]        (A = gy^T, packed from gy's columns; B = x's rows)
 //   gb[n] = sum_m gy[m, n], m in order
-template <class Gemm>
-void linear_backward_input_gemm_f32(const float* gy, const float* w, float* gx, int64_t M, int64_t N, int64_t K) {
-  matmul_f32<Gemm>(gy, N, 1,
-                   [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+template <class Gemm, class T = typename Gemm::Scalar>
+void linear_backward_input_gemm(const T* gy, const T* w, T* gx, int64_t M, int64_t N, int64_t K) {
+  matmul<Gemm>(gy, N, 1,
+                   [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* Bp) {
                      gemm_common::pack_rows<Gemm::NR>(w, K, pc, kc, jc, nc, Bp);
                    },
                    nullptr, gx, M, K, N);
 }
 
 // gb[n] = sum_m gy[m, n] in order (gb may be null). gy: [M, N]
-inline void linear_bias_grad_f32(const float* gy, float* gb, int64_t M, int64_t N) {
+template <class T>
+inline void linear_bias_grad(const T* gy, T* gb, int64_t M, int64_t N) {
   if (!gb) return;
-  for (int64_t n = 0; n < N; ++n) gb[n] = 0.0f;
+  for (int64_t n = 0; n < N; ++n) gb[n] = T(0);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t n = 0; n < N; ++n) gb[n] += gy[m * N + n];
 }
 
-template <class Gemm>
-void linear_backward_weight_gemm_f32(const float* gy, const float* x, float* gw, float* gb, int64_t M, int64_t N,
-                                     int64_t K) {
-  matmul_f32<Gemm>(gy, 1, N,
-                   [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+template <class Gemm, class T = typename Gemm::Scalar>
+void linear_backward_weight_gemm(const T* gy, const T* x, T* gw, T* gb, int64_t M, int64_t N, int64_t K) {
+  matmul<Gemm>(gy, 1, N,
+                   [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* Bp) {
                      gemm_common::pack_rows<Gemm::NR>(x, K, pc, kc, jc, nc, Bp);
                    },
                    nullptr, gw, N, K, M);
-  linear_bias_grad_f32(gy, gb, M, N);
+  linear_bias_grad(gy, gb, M, N);
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ void conv_forward_neon(const ConvShape& s, const float* x, const float* w, const
     g_base_conv(s, x, w, bias, y, act);
     return;
   }
-  conv_gemm::conv_gemm_f32<gemm_neon::Gemm>(s, x, w, bias, y, act == Activation::relu);
+  conv_gemm::conv_gemm<gemm_neon::Gemm>(s, x, w, bias, y, act == Activation::relu);
 }
 
 }  // namespace

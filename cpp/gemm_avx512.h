@@ -34,7 +34,7 @@ void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, in
                   int64_t ldc, const Epilogue& ep, float* work);
 
 // The GEMM as a type, for the drivers of conv_gemm.h.
-using Gemm = gemm_common::GemmApi<MR, NR, KC, NC, packed_a_size, pack_a, gemm_columns>;
+using Gemm = gemm_common::GemmApi<float, MR, NR, KC, NC, packed_a_size, pack_a, gemm_columns>;
 
 }  // namespace gemm_avx512
 }  // namespace medconv

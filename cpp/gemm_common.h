@@ -13,31 +13,36 @@
 namespace medconv {
 namespace gemm_common {
 
-struct Epilogue {
-  const float* row_bias = nullptr;  // [M], added to each row
-  const float* col_bias = nullptr;  // [N], added to each column
+// The GEMMs are templates over the scalar T: float for the SGEMMs, double for AVX2's DGEMM.
+template <class T>
+struct EpilogueOf {
+  const T* row_bias = nullptr;  // [M], added to each row
+  const T* col_bias = nullptr;  // [N], added to each column
   bool relu = false;
 };
+using Epilogue = EpilogueOf<float>;
 
 // Fills Bp with the block B[pc : pc + kc, jc : jc + nc] as [ceil(nc / NR)][kc][NR], columns past nc zero.
-using PackB = std::function<void(int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp)>;
+template <class T>
+using PackBOf = std::function<void(int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* Bp)>;
+using PackB = PackBOf<float>;
 
-using GemmColumns = void (*)(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1,
-                             float* C, int64_t ldc, const Epilogue& ep, float* work);
+template <class T>
+using GemmColumnsOf = void (*)(int64_t M, int64_t K, const T* Ap, const PackBOf<T>& pack_b, int64_t j0, int64_t j1,
+                               T* C, int64_t ldc, const EpilogueOf<T>& ep, T* work);
 
-// One ISA's packed GEMM as a type, for the ISA-independent drivers of conv_gemm.h: its tile and
-// blocking sizes and its entry points (declared in gemm_<isa>.h, defined in gemm_<isa>.cpp).
-template <int MR_, int NR_, int64_t KC_, int64_t NC_, int64_t (*PackedASize)(int64_t, int64_t),
-          void (*PackA)(const float*, int64_t, int64_t, int64_t, int64_t, float*), GemmColumns Columns>
+// One ISA's packed GEMM as a type, for the ISA-independent drivers of conv_gemm.h: its scalar, tile
+// and blocking sizes and its entry points (declared in gemm_<isa>.h, defined in gemm_<isa>.cpp).
+template <class T, int MR_, int NR_, int64_t KC_, int64_t NC_, int64_t (*PackedASize)(int64_t, int64_t),
+          void (*PackA)(const T*, int64_t, int64_t, int64_t, int64_t, T*), GemmColumnsOf<T> Columns>
 struct GemmApi {
+  using Scalar = T;
   static constexpr int MR = MR_, NR = NR_;
   static constexpr int64_t KC = KC_, NC = NC_;
   static int64_t packed_a_size(int64_t M, int64_t K) { return PackedASize(M, K); }
-  static void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
-    PackA(a, lda, ska, M, K, Ap);
-  }
-  static void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1,
-                           float* C, int64_t ldc, const Epilogue& ep, float* work) {
+  static void pack_a(const T* a, int64_t lda, int64_t ska, int64_t M, int64_t K, T* Ap) { PackA(a, lda, ska, M, K, Ap); }
+  static void gemm_columns(int64_t M, int64_t K, const T* Ap, const PackBOf<T>& pack_b, int64_t j0, int64_t j1, T* C,
+                           int64_t ldc, const EpilogueOf<T>& ep, T* work) {
     Columns(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work);
   }
 };
@@ -50,45 +55,45 @@ int64_t packed_a_size(int64_t M, int64_t K) {
   return (M + MR - 1) / MR * MR * K;
 }
 
-template <int MR>
-void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
+template <int MR, class T>
+void pack_a(const T* a, int64_t lda, int64_t ska, int64_t M, int64_t K, T* Ap) {
   for (int64_t i0 = 0; i0 < M; i0 += MR) {
-    float* dst = Ap + i0 * K;
+    T* dst = Ap + i0 * K;
     const int64_t rows = std::min<int64_t>(MR, M - i0);
     for (int64_t k = 0; k < K; ++k)
-      for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? a[(i0 + r) * lda + k * ska] : 0.0f;
+      for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < rows ? a[(i0 + r) * lda + k * ska] : T(0);
   }
 }
 
 // crow[j] = (accumulate ? crow[j] : row_bias or col_bias[j] or 0) + sum[j], relu'd when last, for
 // j < nr: a micro-kernel's epilogue for a tile row narrower than its vectors (bias first, as the
 // reference: bias + sum; NaN kept by the ReLU).
-inline void store_row_scalar(const float* sum, float* crow, int nr, bool accumulate, bool last,
-                             const float* row_bias, const float* col_bias, bool relu) {
+template <class T>
+inline void store_row_scalar(const T* sum, T* crow, int nr, bool accumulate, bool last, const T* row_bias,
+                             const T* col_bias, bool relu) {
   for (int j = 0; j < nr; ++j) {
-    float v = sum[j];
+    T v = sum[j];
     if (accumulate) v = crow[j] + v;
     else if (row_bias) v = *row_bias + v;
     else if (col_bias) v = col_bias[j] + v;
-    if (last && relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
+    if (last && relu) v = v > T(0) ? v : (v != v ? v : T(0));
     crow[j] = v;
   }
 }
 
 // Bp[panel][k][NR] = w[j, pc + k] for j in [jc, jc + nc), columns past nc zero: B = w^T.
 // w: [N, K]
-template <int NR>
-void pack_transposed_columns(const float* w, int64_t K, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
-                             float* Bp) {
+template <int NR, class T>
+void pack_transposed_columns(const T* w, int64_t K, int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* Bp) {
   for (int64_t p0 = 0; p0 < nc; p0 += NR) {
-    float* dst = Bp + (p0 / NR) * kc * NR;
+    T* dst = Bp + (p0 / NR) * kc * NR;
     const int64_t cols = std::min<int64_t>(NR, nc - p0);
     for (int64_t t = 0; t < NR; ++t) {
       if (t < cols) {
-        const float* src = w + (jc + p0 + t) * K + pc;
+        const T* src = w + (jc + p0 + t) * K + pc;
         for (int64_t k = 0; k < kc; ++k) dst[k * NR + t] = src[k];
       } else {
-        for (int64_t k = 0; k < kc; ++k) dst[k * NR + t] = 0.0f;
+        for (int64_t k = 0; k < kc; ++k) dst[k * NR + t] = T(0);
       }
     }
   }
@@ -96,17 +101,17 @@ void pack_transposed_columns(const float* w, int64_t K, int64_t pc, int64_t kc, 
 
 // Bp[panel][k][NR] = b[(pc + k) * ldb + jc + j] for j in [0, nc), columns past nc zero: B's rows
 // are contiguous.
-template <int NR>
-void pack_rows(const float* b, int64_t ldb, int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
+template <int NR, class T>
+void pack_rows(const T* b, int64_t ldb, int64_t pc, int64_t kc, int64_t jc, int64_t nc, T* Bp) {
   for (int64_t p0 = 0; p0 < nc; p0 += NR) {
-    float* dst = Bp + (p0 / NR) * kc * NR;
+    T* dst = Bp + (p0 / NR) * kc * NR;
     const int64_t cols = std::min<int64_t>(NR, nc - p0);
     for (int64_t k = 0; k < kc; ++k) {
-      const float* src = b + (pc + k) * ldb + jc + p0;
+      const T* src = b + (pc + k) * ldb + jc + p0;
       if (cols == NR) {
         for (int t = 0; t < NR; ++t) dst[k * NR + t] = src[t];
       } else {
-        for (int t = 0; t < NR; ++t) dst[k * NR + t] = t < cols ? src[t] : 0.0f;
+        for (int t = 0; t < NR; ++t) dst[k * NR + t] = t < cols ? src[t] : T(0);
       }
     }
   }
@@ -128,9 +133,9 @@ int64_t k_step(int64_t K) {
 // the first and relu on the last.
 // micro(kc, Ap, Bp, C, ldc, mr, nr, accumulate, last, row_bias, col_bias, relu)
 // Ap: packed by pack_a<MR>, C: [M, ldc], work: KC * NC floats
-template <int MR, int NR, int64_t KC, int64_t NC, class PackB, class Micro>
-void gemm_blocked(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
-                  int64_t ldc, const Epilogue& ep, float* work, Micro micro) {
+template <int MR, int NR, int64_t KC, int64_t NC, class T, class PackB, class Micro>
+void gemm_blocked(int64_t M, int64_t K, const T* Ap, const PackB& pack_b, int64_t j0, int64_t j1, T* C, int64_t ldc,
+                  const EpilogueOf<T>& ep, T* work, Micro micro) {
   static_assert(NC % NR == 0, "NC must be a multiple of NR");
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = std::min(NC, j1 - jc);
@@ -141,7 +146,7 @@ void gemm_blocked(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, in
       const bool first = pc == 0, last = pc + kc >= K;
       for (int64_t jr = 0; jr < nc; jr += NR) {
         const int nr = static_cast<int>(std::min<int64_t>(NR, nc - jr));
-        const float* Bp = work + (jr / NR) * kc * NR;
+        const T* Bp = work + (jr / NR) * kc * NR;
         for (int64_t ir = 0; ir < M; ir += MR) {
           const int mr = static_cast<int>(std::min<int64_t>(MR, M - ir));
           micro(kc, Ap + ir * K + pc * MR, Bp, C + ir * ldc + jc + jr, ldc, mr, nr, !first, last,

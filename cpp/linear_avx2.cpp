@@ -1,12 +1,13 @@
 // Dense layer y = x w^T + bias and its gradients on the 6x16 AVX2+FMA SGEMM, float32 (conv_gemm.h's
-// linear_gemm_f32 and linear_backward_*_gemm_f32); layers with up to 4 outputs, and their gradients,
-// in one pass over the long rows.
+// linear_gemm and linear_backward_*_gemm); layers with up to 4 outputs, and their gradients,
+// in one pass over the long rows. float64 on the 6x8 DGEMM (dgemm_avx2.h).
 #include <immintrin.h>
 
 #include <algorithm>
 
 #include "avx2_kernels.h"
 #include "conv_gemm.h"
+#include "dgemm_avx2.h"
 #include "gemm_avx2.h"
 #include "parallel.h"
 #include "vecmath_avx2.h"
@@ -57,7 +58,7 @@ void linear_avx2(const float* x, const float* w, const float* bias, float* y, in
       default: break;
     }
   }
-  conv_gemm::linear_gemm_f32<gemm::Gemm>(x, w, bias, y, M, N, K);
+  conv_gemm::linear_gemm<gemm::Gemm>(x, w, bias, y, M, N, K);
 }
 
 // The gradients of a layer with up to 4 outputs in one pass over the K-long rows, a chunk of
@@ -123,7 +124,7 @@ void linear_backward_input_avx2(const float* gy, const float* w, float* gx, int6
       default: break;
     }
   }
-  conv_gemm::linear_backward_input_gemm_f32<gemm::Gemm>(gy, w, gx, M, N, K);
+  conv_gemm::linear_backward_input_gemm<gemm::Gemm>(gy, w, gx, M, N, K);
 }
 
 // gy: [M, N], x: [M, K], gw: [N, K], gb: [N] or null
@@ -137,15 +138,18 @@ void linear_backward_weight_avx2(const float* gy, const float* x, float* gw, flo
       case 4: weight_grad_few_outputs<4>(gy, x, gw, M, K); break;
       default: break;
     }
-    conv_gemm::linear_bias_grad_f32(gy, gb, M, N);
+    conv_gemm::linear_bias_grad(gy, gb, M, N);
     return;
   }
-  conv_gemm::linear_backward_weight_gemm_f32<gemm::Gemm>(gy, x, gw, gb, M, N, K);
+  conv_gemm::linear_backward_weight_gemm<gemm::Gemm>(gy, x, gw, gb, M, N, K);
 }
 
 }  // namespace
 
 void add_linear_avx2(KernelTable& t) {
+  t.f64.linear = conv_gemm::linear_gemm<dgemm::Gemm>;
+  t.f64.linear_backward_input = conv_gemm::linear_backward_input_gemm<dgemm::Gemm>;
+  t.f64.linear_backward_weight = conv_gemm::linear_backward_weight_gemm<dgemm::Gemm>;
   t.f32.linear = linear_avx2;
   t.f32.linear_backward_input = linear_backward_input_avx2;
   t.f32.linear_backward_weight = linear_backward_weight_avx2;

@@ -1,4 +1,4 @@
-// Dense layer y = x w^T + bias on the 8x32 AVX-512F SGEMM, float32 (conv_gemm.h's linear_gemm_f32).
+// Dense layer y = x w^T + bias on the 8x32 AVX-512F SGEMM, float32 (conv_gemm.h's linear_gemm).
 #include "avx512_kernels.h"
 #include "conv_gemm.h"
 #include "gemm_avx512.h"
@@ -15,7 +15,7 @@ void linear_avx512(const float* x, const float* w, const float* bias, float* y, 
     g_base_linear(x, w, bias, y, M, N, K);
     return;
   }
-  conv_gemm::linear_gemm_f32<gemm_avx512::Gemm>(x, w, bias, y, M, N, K);
+  conv_gemm::linear_gemm<gemm_avx512::Gemm>(x, w, bias, y, M, N, K);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Dense layer y = x w^T + bias on the 8x12 NEON SGEMM, float32 (conv_gemm.h's linear_gemm_f32).
+// Dense layer y = x w^T + bias on the 8x12 NEON SGEMM, float32 (conv_gemm.h's linear_gemm).
 #include "conv_gemm.h"
 #include "gemm_neon.h"
 #include "neon_kernels.h"
@@ -15,7 +15,7 @@ void linear_neon(const float* x, const float* w, const float* bias, float* y, in
     g_base_linear(x, w, bias, y, M, N, K);
     return;
   }
-  conv_gemm::linear_gemm_f32<gemm_neon::Gemm>(x, w, bias, y, M, N, K);
+  conv_gemm::linear_gemm<gemm_neon::Gemm>(x, w, bias, y, M, N, K);
 }
 
 }  // namespace

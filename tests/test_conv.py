@@ -81,3 +81,24 @@ def test_tuple_padding_per_dim(maybe_torch, rng):
     x, w = rand(rng, (1, 2, 5, 6, 7)), rand(rng, (3, 2, 2, 3, 3))
     for kw in [dict(padding=(0, 1, 2)), dict(padding=(2, 0, 1), stride=(1, 2, 3), dilation=(2, 1, 1))]:
         _check(maybe_torch, 3, x, w, None, kw)
+
+
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding=(0, 2), dilation=(2, 1)), dict(groups=3)])
+def test_float64_on_the_dgemm(maybe_torch, rng, isa, kw):
+    """float64 convs with enough channels run the implicit GEMM on AVX2's 6x8 DGEMM: 360-tap sums (two
+    K passes of at most 256), 29 output channels (a partial 6-row tile), 13x17 outputs (partial
+    8-column panels), fused ReLU, and the same bits at 1-3 threads."""
+    import medconv
+    x = rand(rng, (2, 120 if kw.get("groups") else 40, 13, 17), np.float64)
+    w = rand(rng, (30 if kw.get("groups") else 29, 40, 3, 3), np.float64)
+    b = rand(rng, w.shape[:1], np.float64)
+    y = _check(maybe_torch, 2, x, w, b, kw)
+    relu = F.conv2d(x, w, b, activation="relu", **kw)
+    np.testing.assert_array_equal(relu, np.maximum(y, 0))
+    before = medconv.get_num_threads()
+    try:
+        for n in (1, 3):
+            medconv.set_num_threads(n)
+            np.testing.assert_array_equal(F.conv2d(x, w, b, **kw), y)
+    finally:
+        medconv.set_num_threads(before)
