@@ -13,7 +13,9 @@ two 64 MiB arrays, read + written bytes), each the best of a measurement at the 
 the end. For the memory-bound ops, "out= ms" is medconv writing
 into a preallocated output: the kernel alone, without the page faults of a fresh output.
 With two or more thread counts, a last section times medconv's convs at the lowest and highest
-count, interleaved, for the speed-up (the main rows of different thread counts run minutes apart).
+count, interleaved, at least 9 samples each, for the speed-up (the main rows of different thread
+counts run minutes apart). Rows beyond shared/BENCHMARKS.md's set: S5 backward, U-Net up-convs
+(U1-U3) and S3/S6 in float64 (their % of peak is of the float64 FMA peak, half the probe's).
 
 Calls are interleaved (medconv, peer, medconv, ...) so that drift hits both sides alike. PyTorch's
 OpenMP threads would otherwise keep spinning after each of its calls and take the cores from the
@@ -240,18 +242,19 @@ class Runner:
               f"{row.get('peer') or '':<24} {fmt(row.get('peer_ms'))} ms  ratio {fmt(row.get('ratio'), 2)}  "
               f"{row.get('check', '')}", file=sys.stderr, flush=True)
 
-    def time_pair(self, mine, peer, budget=None):
-        """Medians of medconv's and the peer's samples (batch_size calls each), interleaved (medconv,
-        peer, medconv, ...) after one warm-up call each, so that the machine's drift and bursts of
-        noise hit both sides alike."""
+    def time_pair(self, mine, peer, budget=None, repeat=None):
+        """Medians of medconv's and the peer's samples (batch_size calls each; `repeat`, default
+        --repeat, at most), interleaved (medconv, peer, medconv, ...) after one warm-up call each, so
+        that the machine's drift and bursts of noise hit both sides alike."""
         budget = self.args.budget if budget is None else budget
+        repeat = self.args.repeat if repeat is None else repeat
         if peer is None:
-            return timed(mine, self.args.repeat, budget), None
+            return timed(mine, repeat, budget), None
         firsts = [per_call(fn, 1) for fn in (mine, peer)]
         if max(firsts) > budget:
             return firsts[0], firsts[1]
         calls = [batch_size(f) for f in firsts]
-        n = max(1, min(self.args.repeat, int(budget / max(max(f * c for f, c in zip(firsts, calls)), 1e-9))))
+        n = max(1, min(repeat, int(budget / max(max(f * c for f, c in zip(firsts, calls)), 1e-9))))
         times = ([], [])
         for _ in range(n):
             for fn, c, out in zip((mine, peer), calls, times):
@@ -341,6 +344,18 @@ def run_transposed(r, threads):
         if r.wanted(case.name):
             conv_row(r, threads, case.name, case, getattr(E, f"conv_transpose{case.nd}d"),
                      getattr(torch.nn.functional, f"conv_transpose{case.nd}d"), case.data())
+
+
+def run_float64(r, threads):
+    """Rows beyond the set: S3 and S6 in float64 (numpy's default dtype) against torch's float64;
+    their % of peak is of the float64 FMA peak, half the float32 probe's."""
+    for name in shapes.FLOAT64:
+        case = shapes.CONV_BY_NAME[name]
+        label = f"{case.name} {case.label} float64"
+        if r.wanted(label):
+            data = tuple(a.astype(np.float64) for a in shapes.conv_data(case))
+            conv_row(r, threads, label, case, shapes.medconv_conv(case), shapes.torch_conv(case), data)
+            r.rows[-1]["peak_share"] = 0.5
 
 
 def run_memory_bound(r, threads):
@@ -454,7 +469,10 @@ def _cnn_training(r, threads, shape, params, x, target):
     return None
 
 
-SECTIONS = [run_convs, run_backward, run_transposed, run_memory_bound, run_filters, run_cnn]
+SECTIONS = [run_convs, run_backward, run_transposed, run_float64, run_memory_bound, run_filters, run_cnn]
+
+
+SCALING_REPEAT = 9  # samples per thread count at least: a ratio of two noisy times wants more than --repeat's 5
 
 
 def run_scaling(r, lo, hi):
@@ -474,7 +492,7 @@ def run_scaling(r, lo, hi):
                 f(x, w, b, out=out, **kw)
             return call
 
-        m_lo, m_hi = r.time_pair(at(lo), at(hi))
+        m_lo, m_hi = r.time_pair(at(lo), at(hi), repeat=max(r.args.repeat, SCALING_REPEAT))
         r.scaling.append({"case": name, "threads": [lo, hi], "ms": [m_lo * 1e3, m_hi * 1e3], "speedup": m_lo / m_hi})
         print(f"  {name:<28} {lo}t {fmt(m_lo * 1e3)} ms  {hi}t {fmt(m_hi * 1e3)} ms  speed-up {m_lo / m_hi:.2f}",
               file=sys.stderr, flush=True)
@@ -499,7 +517,7 @@ def table(rows, peaks):
         if row.get("unit") == "GB/s":
             pct = f"{fmt(row['pct'])}% copy bw (out=)"
         elif row.get("pct") is not None:
-            pct = f"{fmt(row['pct'])}% FMA"
+            pct = f"{fmt(row['pct'])}% {'float64 ' if row.get('peak_share') else ''}FMA"
         else:
             pct = "—"
         out.append(f"| {row['case']} | {row['shape']} | {row['threads']} | {fmt(row.get('medconv_ms'))} | "
@@ -552,7 +570,7 @@ def main(argv=None):
             p["fma"], p["copy"] = max(p["fma"], peak), max(p["copy"], copy_bandwidth(n))
         for row in r.rows:
             if row.get("rate") is not None:
-                limit = r.peaks[row["threads"]]["copy" if row["unit"] == "GB/s" else "fma"]
+                limit = r.peaks[row["threads"]]["copy" if row["unit"] == "GB/s" else "fma"] * row.get("peak_share", 1)
                 row["pct"] = 100 * row["rate"] / limit
     finally:
         medconv.set_num_threads(before[0])

@@ -97,6 +97,9 @@ class TransposedCase:
         return x, w, rng.standard_normal(self.out_channels, dtype=np.float32)
 
 
+# Rows beyond the set: these convs again in float64, numpy's default dtype (compare.py run_float64).
+FLOAT64 = ["S3", "S6"]
+
 TRANSPOSED = [
     TransposedCase("U1 up 2x2 s2", (8, 64, 64, 64), 32, 2, 2),
     TransposedCase("U2 up 3x3 s2", (8, 64, 64, 64), 32, 3, 2, padding=1, output_padding=1),

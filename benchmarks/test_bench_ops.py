@@ -68,6 +68,15 @@ def test_conv_forward(benchmark, threads, case, lib):
 
 
 @pytest.mark.parametrize("lib", ["medconv", "torch"])
+@pytest.mark.parametrize("name", shapes.FLOAT64)
+def test_conv_forward_float64(benchmark, threads, name, lib):
+    case = shapes.CONV_BY_NAME[name]
+    data = tuple(a.astype(np.float64) for a in shapes.conv_data(case))
+    bench_conv(benchmark, lib, shapes.medconv_conv(case), shapes.torch_conv(case), data, case.kwargs(),
+               f"{case.name} {case.label} float64 {threads}t", case.flops / 1e9)
+
+
+@pytest.mark.parametrize("lib", ["medconv", "torch"])
 @pytest.mark.parametrize("name", shapes.BACKWARD)
 def test_conv_backward(benchmark, threads, name, lib):
     case = shapes.CONV_BY_NAME[name]
