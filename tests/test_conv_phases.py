@@ -244,3 +244,18 @@ def test_unet_up_convs_give_the_same_bits_for_any_thread_count(maybe_torch, rng,
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
     assert_close(results[0], R.conv_transpose(x, w, b, stride=2), dtype=np.float32, scale=4)
+
+
+@pytest.mark.parametrize("k, s, p", [(2, 2, 2), (2, 2, 3), (4, 2, 5), (3, 2, 3), (3, 2, 4)])
+def test_input_gradient_padded_past_the_kernel(isa, rng, k, s, p):
+    """Convs padded by the kernel or more: phases whose taps all read past the first input (a negative
+    lead in cpp/conv_subpixel.h, one GEMM for k = 2s, a GEMM per phase for 3x3 with 9 and 10
+    channels), against the reference."""
+    for size in (9, 20):
+        x = rng.standard_normal((2, 9, size, size + 3)).astype(np.float32)
+        w = rng.standard_normal((10, 9, k, k)).astype(np.float32)
+        gy = rng.standard_normal(F.conv2d(x, w, stride=s, padding=p).shape).astype(np.float32)
+        gx, _, _ = B.conv2d_backward(gy, x, w, stride=s, padding=p, output_mask=(True, False, False))
+        out_pad = tuple(x.shape[2 + i] - ((gy.shape[2 + i] - 1) * s - 2 * p + k) for i in range(2))
+        assert_close(gx, R.conv_transpose(gy, w, None, stride=s, padding=p, output_padding=out_pad), dtype=np.float32,
+                     scale=4, what=f"k{k} s{s} p{p} size {size}")
