@@ -126,7 +126,11 @@ int main(int argc, char** argv) {
     keep.push_back(std::make_unique<Buffers>(N * C * H * W + OC * C + OC, N * OC * H * W, 1.0f));
     Buffers* b = keep.back().get();
     const float* w = b->x + N * C * H * W;
+#ifdef KERNEL_BENCH_CONV_GEMM_F32  // a --base tree from before conv_gemm.h's drivers took any scalar
+    cases.push_back({name, N * OC * H * W, [=] { conv_gemm::conv_gemm_f32<gemm::Gemm>(s, b->x, w, w + OC * C, b->y, false); }});
+#else
     cases.push_back({name, N * OC * H * W, [=] { conv_gemm::conv_gemm<gemm::Gemm>(s, b->x, w, w + OC * C, b->y, false); }});
+#endif
   };
   gemm_1x1("gemm S6 1x1 8x128x32x32->256", 8, 128, 256, 32, 32);
   auto softmax = [&](const char* name, int64_t rows, int64_t dim, bool log) {

@@ -47,9 +47,12 @@ def build(cpp_dir, out, cxx):
     objs.mkdir(parents=True, exist_ok=True)
     flags = cmake_flags(cpp_dir)
 
+    # trees before the GEMM drivers became templates over the scalar call the SGEMM conv conv_gemm_f32
+    older = ["-DKERNEL_BENCH_CONV_GEMM_F32"] if "void conv_gemm_f32(" in (cpp_dir / "conv_gemm.h").read_text() else []
+
     def one(src):
         obj = objs / (Path(src).stem + ".o")
-        extra = flags.get(Path(src).name, ["-mavx2", "-mfma"])
+        extra = flags.get(Path(src).name, ["-mavx2", "-mfma"]) + (older if Path(src).name == "kernel_bench.cpp" else [])
         cmd = [cxx, *BASE_FLAGS, *extra, f"-I{cpp_dir}", "-c", str(src), "-o", str(obj)]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode:
