@@ -263,7 +263,7 @@ void rows_block(const Job<KH, KW, RB>& job) {
     }
 }
 
-constexpr int64_t kMaxPaddedFloats = 32768;  // 128 KiB: beyond it, edge blocks mask their loads
+constexpr int64_t kMaxPaddedFloats = 65536;  // 256 KiB, in L2: beyond it, edge blocks mask their loads
 
 // dst[pass][i][c + pw] = x[ic, id, oh0 - ph + i, c] for each pass (ic, kd) whose plane id exists, in
 // order, i < nrows, c < W; zero elsewhere (rows outside the plane, and the columns around the row).

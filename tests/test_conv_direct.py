@@ -321,3 +321,37 @@ def test_repeated_pad_calls_take_the_cached_validation(rng):
         F.pad(x, (1, 2, 0, 1.0), mode="reflect")
     with pytest.raises(ValueError, match="value is only used"):
         F.pad(x, (1, 2, 0, 1), mode="reflect", value=2.0)
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+@pytest.mark.parametrize("k", [5, 7])
+def test_channel_tiles_with_many_input_channels(direct, maybe_torch, rng, nd, k):
+    """The channel tiles for 5x5 and 7x7 convs with up to 64 outputs and many inputs (the plan's rule
+    since session 9): 7-40 input channels per group, 6-64 outputs in tiles of up to 6 (ragged last
+    tiles), ragged rows, groups, padded rows up to 128 KiB per block; the same bits at 1 and 3 threads."""
+    for i in range(4):
+        groups = 1 + i % 2
+        cg, ocg = int(rng.integers(7, 41)), int(rng.choice([6, 11, 32, 64]))
+        if nd == 3:
+            spatial = [int(rng.integers(k, k + 2)), int(rng.integers(k, 12)), int(rng.integers(9, 40))]
+        else:
+            spatial = [int(rng.integers(k, 24)), int(rng.integers(9, 70))]
+        x = rng.standard_normal((2, cg * groups, *spatial)).astype(np.float32)
+        w = rng.standard_normal((ocg * groups, cg) + (k,) * nd).astype(np.float32) / k
+        b = rng.standard_normal(ocg * groups).astype(np.float32)
+        kw = dict(padding=k // 2, groups=groups)
+        relu = i % 2 == 1
+        f = getattr(F, f"conv{nd}d")
+        before = mc.get_num_threads()
+        try:
+            mc.set_num_threads(1)
+            y = f(x, w, b, activation="relu" if relu else None, **kw)
+            mc.set_num_threads(3)
+            np.testing.assert_array_equal(f(x, w, b, activation="relu" if relu else None, **kw), y)
+        finally:
+            mc.set_num_threads(before)
+        what = f"x{x.shape} w{w.shape} {kw}"
+        assert_close(y, _expected(nd, x, w, b, kw, relu), dtype=np.float32, scale=4, what=what)
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, **kw)
+            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, scale=4, what="torch " + what)

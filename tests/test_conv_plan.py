@@ -120,3 +120,18 @@ def test_rule_for_few_input_channels(fresh_plans, xs, ws, algo):
     conv = F.conv3d if len(xs) == 5 else F.conv2d
     conv(x, np.ones(ws, np.float32), padding=1)
     assert _core.conv_plans()[-1]["algorithm"] == algo
+
+
+@pytest.mark.parametrize("xs,ws,algo", [
+    ((1, 32, 40, 40), (32, 32, 5, 5), "direct"),      # 5x5 / 7x7 with up to 64 outputs: channel tiles, no packing
+    ((1, 16, 30, 30), (64, 16, 7, 7), "direct"),
+    ((1, 8, 6, 20, 20), (16, 8, 5, 5, 5), "direct"),
+    ((1, 128, 16, 16), (128, 128, 5, 5), "gemm"),     # 128 outputs: the GEMM packs each column for enough rows
+])
+def test_rule_for_large_kernels(fresh_plans, xs, ws, algo):
+    if mc.backend_info()["isa"] != "avx2":
+        pytest.skip("the rule measured on AVX2; other ISAs have their own")
+    x = np.ones(xs, np.float32)
+    conv = F.conv3d if len(xs) == 5 else F.conv2d
+    conv(x, np.ones(ws, np.float32), padding=ws[-1] // 2)
+    assert _core.conv_plans()[-1]["algorithm"] == algo
