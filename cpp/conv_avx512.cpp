@@ -1,6 +1,7 @@
 // Convolution, AVX-512F, float32: the AVX2 plan (conv_avx2.cpp) with the implicit GEMM of
-// conv_gemm.h on the 8x32 SGEMM in place of AVX2's (and conv_subpixel.h's up-convs on it); Winograd and the direct kernel stay AVX2's, and
-// float64 stays on the base table. Plans are cached under this ISA's own key.
+// conv_gemm.h on the 8x32 SGEMM in place of AVX2's, and conv_subpixel.h's up-convs on it; Winograd
+// and the direct kernel stay AVX2's, and float64 stays on the base (AVX2) table's DGEMM. Plans are
+// cached under this ISA's own key.
 #include "avx2_kernels.h"
 #include "avx512_kernels.h"
 #include "conv_gemm.h"

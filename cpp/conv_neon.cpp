@@ -1,8 +1,7 @@
-// Convolution, AArch64 NEON, float32: the implicit GEMM of conv_gemm.h (and conv_subpixel.h's
-// up-convs) on the 8x12 SGEMM, also for
-// the 3x3 shapes that x86 gives to Winograd. Few input channels per group (where a GEMM would
-// spend its time packing) run the base table's direct reference loops, which the compiler
-// vectorises for NEON; float64 stays on the base table too.
+// Convolution, AArch64 NEON, float32: the implicit GEMM of conv_gemm.h, and conv_subpixel.h's
+// up-convs, on the 8x12 SGEMM, also for the 3x3 shapes that x86 gives to Winograd. Few input
+// channels per group (where a GEMM would spend its time packing) run the base table's direct
+// reference loops, which the compiler vectorises for NEON; float64 stays on the base table too.
 #include <cstdlib>
 #include <cstring>
 

@@ -9,9 +9,9 @@
 // d / gcd(d, s) and leading padding -min e_k. So gx is s_d * s_h * s_w stride-1 forward convs, one
 // per phase, whose outputs interleave; with stride 1 there is one, written straight into gx. A phase
 // that no tap reaches gets the bias alone (or zero). A negative padding (a conv padded by more than
-// its dilated kernel) takes the portable gather, conv_backward_input_ref. Where the phases' taps fill
-// one window (kernel == stride, e.g. 2x2 stride 2), an ISA's conv_subpixel (conv_subpixel.h) runs
-// them as one conv instead.
+// its dilated kernel) takes the portable gather, conv_backward_input_ref. Where conv_subpixel.h
+// applies (kernel == stride, as 2x2 stride 2; phases of up to 2 taps per axis, as 3x3 stride 2, with
+// 8 or more channels), an ISA's conv_subpixel computes the phases blockwise straight into gx instead.
 #include <algorithm>
 #include <memory>
 #include <numeric>
