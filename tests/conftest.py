@@ -67,6 +67,24 @@ def rand(rng, shape, dtype=np.float64):
     return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
 
 
+def same_bits_at_thread_counts(fn, counts=(1, 2, 3)):
+    """fn() at each medconv thread count in turn (the count restored after): asserts that every result
+    has the bits of the first, and returns the first."""
+    import medconv
+
+    before = medconv.get_num_threads()
+    try:
+        results = []
+        for n in counts:
+            medconv.set_num_threads(n)
+            results.append(fn())
+    finally:
+        medconv.set_num_threads(before)
+    for n, r in zip(counts[1:], results[1:]):
+        np.testing.assert_array_equal(r, results[0], err_msg=f"{n} threads against {counts[0]}")
+    return results[0]
+
+
 @pytest.fixture
 def rng(request):
     """A numpy Generator seeded from the test's name, so every test is reproducible."""

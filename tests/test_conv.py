@@ -5,7 +5,7 @@ import pytest
 
 import medconv.functional as F
 import reference as R
-from conftest import DTYPES, assert_close, conv_case, rand, torch_conv
+from conftest import DTYPES, assert_close, conv_case, rand, same_bits_at_thread_counts, torch_conv
 
 CASES = 25
 
@@ -88,17 +88,10 @@ def test_float64_on_the_dgemm(maybe_torch, rng, isa, kw):
     """float64 convs with enough channels run the implicit GEMM on AVX2's 6x8 DGEMM: 360-tap sums (two
     K passes of at most 256), 29 output channels (a partial 6-row tile), 13x17 outputs (partial
     8-column panels), fused ReLU, and the same bits at 1-3 threads."""
-    import medconv
     x = rand(rng, (2, 120 if kw.get("groups") else 40, 13, 17), np.float64)
     w = rand(rng, (30 if kw.get("groups") else 29, 40, 3, 3), np.float64)
     b = rand(rng, w.shape[:1], np.float64)
     y = _check(maybe_torch, 2, x, w, b, kw)
     relu = F.conv2d(x, w, b, activation="relu", **kw)
     np.testing.assert_array_equal(relu, np.maximum(y, 0))
-    before = medconv.get_num_threads()
-    try:
-        for n in (1, 3):
-            medconv.set_num_threads(n)
-            np.testing.assert_array_equal(F.conv2d(x, w, b, **kw), y)
-    finally:
-        medconv.set_num_threads(before)
+    np.testing.assert_array_equal(same_bits_at_thread_counts(lambda: F.conv2d(x, w, b, **kw), (1, 3)), y)

@@ -8,7 +8,7 @@ import pytest
 import medconv as mc
 import medconv.functional as F
 import reference as R
-from conftest import assert_close, torch_conv
+from conftest import assert_close, same_bits_at_thread_counts, torch_conv
 from medconv import _core
 
 
@@ -261,16 +261,7 @@ def test_same_bits_for_any_thread_count(direct, rng, xs, ws):
     w = rng.standard_normal(ws).astype(np.float32)
     b = rng.standard_normal(ws[0]).astype(np.float32)
     conv = F.conv3d if len(xs) == 5 else F.conv2d
-    before = mc.get_num_threads()
-    try:
-        results = []
-        for t in (1, 2, 3):
-            mc.set_num_threads(t)
-            results.append(conv(x, w, b, padding=1))
-    finally:
-        mc.set_num_threads(before)
-    for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
+    same_bits_at_thread_counts(lambda: conv(x, w, b, padding=1))
 
 
 def test_repeated_calls_take_the_cached_validation(rng):
@@ -342,14 +333,7 @@ def test_channel_tiles_with_many_input_channels(direct, maybe_torch, rng, nd, k)
         kw = dict(padding=k // 2, groups=groups)
         relu = i % 2 == 1
         f = getattr(F, f"conv{nd}d")
-        before = mc.get_num_threads()
-        try:
-            mc.set_num_threads(1)
-            y = f(x, w, b, activation="relu" if relu else None, **kw)
-            mc.set_num_threads(3)
-            np.testing.assert_array_equal(f(x, w, b, activation="relu" if relu else None, **kw), y)
-        finally:
-            mc.set_num_threads(before)
+        y = same_bits_at_thread_counts(lambda: f(x, w, b, activation="relu" if relu else None, **kw), (1, 3))
         what = f"x{x.shape} w{w.shape} {kw}"
         assert_close(y, _expected(nd, x, w, b, kw, relu), dtype=np.float32, scale=4, what=what)
         if maybe_torch is not None:

@@ -10,7 +10,7 @@ import pytest
 
 import medconv
 import medconv.functional as F
-from conftest import assert_close
+from conftest import assert_close, same_bits_at_thread_counts
 from medconv.functional import backward as B
 from medconv.functional import extra as E
 import reference as R
@@ -112,16 +112,7 @@ def test_same_bits_for_any_thread_count(rng):
     x = rng.standard_normal((2, 16, 13, 18)).astype(np.float32)
     w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
     b = rng.standard_normal(8).astype(np.float32)
-    before = medconv.get_num_threads()
-    try:
-        results = []
-        for n in (1, 2, 3):
-            medconv.set_num_threads(n)
-            results.append(E.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1))
-    finally:
-        medconv.set_num_threads(before)
-    for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
+    same_bits_at_thread_counts(lambda: E.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1))
 
 
 def test_torch_conv_helper_matches_reference(maybe_torch, rng):
@@ -233,17 +224,8 @@ def test_unet_up_convs_give_the_same_bits_for_any_thread_count(maybe_torch, rng,
     w = rng.standard_normal((shape[1], shape[1] // 2) + k).astype(np.float32) / 8
     b = rng.standard_normal(shape[1] // 2).astype(np.float32)
     f = E.conv_transpose2d if len(k) == 2 else E.conv_transpose3d
-    before = medconv.get_num_threads()
-    try:
-        results = []
-        for n in (1, 2, 3):
-            medconv.set_num_threads(n)
-            results.append(f(x, w, b, stride=2))
-    finally:
-        medconv.set_num_threads(before)
-    for r in results[1:]:
-        np.testing.assert_array_equal(r, results[0])
-    assert_close(results[0], R.conv_transpose(x, w, b, stride=2), dtype=np.float32, scale=4)
+    y = same_bits_at_thread_counts(lambda: f(x, w, b, stride=2))
+    assert_close(y, R.conv_transpose(x, w, b, stride=2), dtype=np.float32, scale=4)
 
 
 @pytest.mark.parametrize("k, s, p", [(2, 2, 2), (2, 2, 3), (4, 2, 5), (3, 2, 3), (3, 2, 4)])

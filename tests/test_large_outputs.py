@@ -80,6 +80,16 @@ def _out_at(shape, dtype, offset):
     return out
 
 
+def _same_bits_at_every_alignment(f, first, what):
+    """f(out) into arrays 0, 16, 32 and 4 bytes past 64, on 1 and 3 threads: first's bits each time."""
+    for t in (1, 3):
+        mc.set_num_threads(t)
+        for offset in (0, 16, 32, 4):
+            out = _out_at(first.shape, first.dtype, offset)
+            f(out)
+            np.testing.assert_array_equal(out, first, err_msg=f"{what}, out= at {offset} bytes past 64, {t} threads")
+
+
 @pytest.mark.parametrize("op", ["relu", "sigmoid", "softmax", "log_softmax", "depthwise", "first_layer"])
 def test_streamed_outputs_at_every_alignment(rng, isa, threads, op):
     """32-byte aligned rows take 32-byte streaming stores, 16-byte aligned ones (numpy's own large
@@ -96,12 +106,7 @@ def test_streamed_outputs_at_every_alignment(rng, isa, threads, op):
         f = (lambda out: g(x, 1, out=out)) if "softmax" in op else (lambda out: g(x, out=out))
     first = f(None)
     assert first.nbytes >= 8 << 20
-    for t in (1, 3):
-        mc.set_num_threads(t)
-        for offset in (0, 16, 32, 4):
-            out = _out_at(first.shape, first.dtype, offset)
-            f(out)
-            np.testing.assert_array_equal(out, first, err_msg=f"{op}, out= at {offset} bytes past 64, {t} threads")
+    _same_bits_at_every_alignment(f, first, op)
 
 
 @pytest.mark.parametrize("output_padding", [0, (0, 1)])
@@ -121,9 +126,4 @@ def test_up_conv_whose_windows_tile_the_output(rng, isa, threads, output_padding
     first = f(None)
     assert first.nbytes >= 8 << 20
     assert_close(first, expected, dtype=np.float32, scale=4)
-    for t in (1, 3):
-        mc.set_num_threads(t)
-        for offset in (0, 16, 32, 4):
-            out = _out_at(first.shape, first.dtype, offset)
-            f(out)
-            np.testing.assert_array_equal(out, first, err_msg=f"out= at {offset} bytes past 64, {t} threads")
+    _same_bits_at_every_alignment(f, first, "up-conv")
