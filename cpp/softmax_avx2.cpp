@@ -2,8 +2,9 @@
 // Each softmax column is computed by one thread in a fixed order, so results do not depend on the
 // thread split. No rounded x - max reaches exp: rows take exp(x) 2^-k (a scale that cancels) where
 // |max| <= 1000, columns and other rows keep x - max exactly as hi + lo. Sums are accumulated in
-// float64 (after at most 4 float32 terms per lane), and log-softmax's x - logsumexp is rounded
-// once: softmax within ~2.5e-7 relative, log-softmax within ~1.5e-7 max(1, |y|).
+// float64 (after at most 4 float32 terms per lane), and log-softmax's x - logsumexp takes the
+// logsumexp as a float hi + lo pair: softmax within ~2.5e-7 relative, log-softmax within
+// ~1.5e-7 max(1, |y|).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -58,18 +59,11 @@ inline void exp_scaled(__m256 (&v)[K], float lowest, __m256 k_biased) {
     p[k] = _mm256_fmadd_ps(_mm256_mul_ps(q[k].r, q[k].r), p[k], q[k].r);  // e^r - 1
     const __m256 field = _mm256_max_ps(_mm256_sub_ps(q[k].n, k_biased), _mm256_setzero_ps());
     const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtps_epi32(field), 23));
-    v[k] = _mm256_mul_ps(_mm256_add_ps(p[k], _mm256_set1_ps(1.0f)), scale);
+    v[k] = _mm256_fmadd_ps(p[k], scale, scale);  // (e^r - 1 + 1) 2^(n - k): scale is a power of 2 or 0
   }
 }
 
 inline __m256d add_wide(__m256d acc, __m128 v) { return _mm256_add_pd(acc, _mm256_cvtps_pd(v)); }
-
-// float(double(x) - s) for the 8 lanes of x
-inline __m256 sub_wide(__m256 x, __m256d s) {
-  const __m128 lo = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), s));
-  const __m128 hi = _mm256_cvtpd_ps(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), s));
-  return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-}
 
 // The max of a column as the reference takes it: 0 for an all -inf column.
 inline float fix_max(float m) { return m == -std::numeric_limits<float>::infinity() ? 0.0f : m; }
@@ -147,8 +141,16 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
         if (rest) run.finish();
       };
       // m = max_i x[i] (a NaN may be dropped here: it reaches the sum and makes the row NaN)
-      __m256 m = ninf;
-      for (int64_t i = 0; i < full; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(xs + i));
+      __m256 m = ninf, m1v = ninf, m2 = ninf, m3 = ninf;  // four chains: max's latency, not its throughput
+      int64_t i = 0;
+      for (; i + 32 <= full; i += 32) {
+        m = _mm256_max_ps(m, _mm256_loadu_ps(xs + i));
+        m1v = _mm256_max_ps(m1v, _mm256_loadu_ps(xs + i + 8));
+        m2 = _mm256_max_ps(m2, _mm256_loadu_ps(xs + i + 16));
+        m3 = _mm256_max_ps(m3, _mm256_loadu_ps(xs + i + 24));
+      }
+      for (; i < full; i += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(xs + i));
+      m = _mm256_max_ps(_mm256_max_ps(m, m1v), _mm256_max_ps(m2, m3));
       if (rest) m = _mm256_max_ps(m, _mm256_blendv_ps(ninf, _mm256_maskload_ps(xs + full, tm), tmf));
       const float m1 = fix_max(avx2::hmax_ps(m));
       const __m256 mx = _mm256_set1_ps(m1);
@@ -176,10 +178,14 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
         });
       }
       if (log) {
-        // y[i] = x[i] - (m + log(sum)), rounded once
-        const __m256d lse = _mm256_set1_pd(static_cast<double>(m1) + std::log(sum));
-        store_out([&](int64_t v) { return sub_wide(_mm256_loadu_ps(xs + 8 * v), lse); });
-        if (rest) _mm256_maskstore_ps(ys + full, tm, sub_wide(_mm256_maskload_ps(xs + full, tm), lse));
+        // y[i] = (x[i] - c_hi) - c_lo with c = m + log(sum) = c_hi + c_lo: two roundings, each within
+        // half an ulp of y (x[i] - c_hi is y up to the tiny c_lo)
+        const double c = static_cast<double>(m1) + std::log(sum);
+        const float c_hi = static_cast<float>(c);
+        const __m256 hi = _mm256_set1_ps(c_hi), lo = _mm256_set1_ps(std::isfinite(c) ? static_cast<float>(c - c_hi) : 0.0f);
+        auto out = [&](__m256 v) { return _mm256_sub_ps(_mm256_sub_ps(v, hi), lo); };
+        store_out([&](int64_t v) { return out(_mm256_loadu_ps(xs + 8 * v)); });
+        if (rest) _mm256_maskstore_ps(ys + full, tm, out(_mm256_maskload_ps(xs + full, tm)));
       } else {
         // y[i] = e[i] / sum
         const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sum));
