@@ -57,13 +57,14 @@ constexpr float kLn2Lo = -2.12194440e-4f;
 struct Reduced {
   __m256 r, n;
 };
-inline Reduced reduce_ln2(__m256 y, float lowest = -88.0f) {
-  y = _mm256_max_ps(_mm256_set1_ps(lowest), y);  // second operand wins for NaN: NaN kept
+inline Reduced reduce_ln2(__m256 y, __m256 lowest) {
+  y = _mm256_max_ps(lowest, y);  // second operand wins for NaN: NaN kept
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(y, _mm256_set1_ps(kLog2e)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), y);
   r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
   return {r, n};
 }
+inline Reduced reduce_ln2(__m256 y, float lowest = -88.0f) { return reduce_ln2(y, _mm256_set1_ps(lowest)); }
 
 // 2^n for integer-valued n in [-127, 127]; n = -127 gives 0 (used to flush underflow).
 inline __m256 pow2n(__m256 n) {
