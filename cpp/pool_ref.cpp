@@ -93,11 +93,11 @@ void adaptive_avg_pool_ref(const PoolShape& s, const T* x, T* y) {
       const int64_t h0 = start(oh, s.H, s.OH), h1 = stop(oh, s.H, s.OH);
       for (int64_t ow = 0; ow < s.OW; ++ow) {
         const int64_t w0 = start(ow, s.W, s.OW), w1 = stop(ow, s.W, s.OW);
-        T sum = 0;
+        double sum = 0;  // float64 for float32 too: a global pool sums up to millions of terms
         for (int64_t d = d0; d < d1; ++d)
           for (int64_t h = h0; h < h1; ++h)
             for (int64_t w = w0; w < w1; ++w) sum += xp[(d * s.H + h) * s.W + w];
-        y[r * s.OW + ow] = sum / static_cast<T>((d1 - d0) * (h1 - h0) * (w1 - w0));
+        y[r * s.OW + ow] = static_cast<T>(sum / static_cast<double>((d1 - d0) * (h1 - h0) * (w1 - w0)));
       }
     }
   });

@@ -10,6 +10,7 @@ KernelTable avx2_table(const KernelTable& base) {
   add_linear_avx2(t);
   add_eltwise_avx2(t);
   add_pool_avx2(t);
+  add_adaptive_pool_avx2(t);
   add_batchnorm_avx2(t);
   add_interpolate_avx2(t);
   return t;

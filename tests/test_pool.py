@@ -151,6 +151,23 @@ def test_adaptive_random(maybe_torch, rng, isa, nd, dtype):
             assert_close(y, torch_apply(maybe_torch, name, x, out), dtype=dtype, what="torch " + what)
 
 
+@pytest.mark.parametrize("shape,out", [
+    ((2, 3, 300, 301), 1), ((1, 5, 40, 61, 33), 1), ((3, 2, 1000), 1), ((2, 4, 257, 130), (3, 5)),
+    ((1, 2, 9, 70, 41), (2, 4, 3)),
+])
+def test_adaptive_large_windows_against_float64(rng, isa, shape, out):
+    # float32 windows of up to 90,000 terms (a global pool) summed in float64, from float32 groups of
+    # four at most: within 3e-7 of the float64 mean of |x|, offsets far from zero included
+    nd = len(shape) - 2
+    for offset in (0.0, 1000.0, -3.5):
+        x = (rng.standard_normal(shape) + offset).astype(np.float32)
+        y = getattr(F, f"adaptive_avg_pool{nd}d")(x, out).astype(np.float64)
+        want = getattr(R, f"adaptive_avg_pool{nd}d")(x.astype(np.float64), out)
+        scale = getattr(R, f"adaptive_avg_pool{nd}d")(np.abs(x).astype(np.float64), out)
+        assert y.shape == want.shape
+        assert np.all(np.abs(y - want) <= 3e-7 * scale), f"{shape} -> {out}, offset {offset} [{isa}]"
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,kw", [
     ((2, 5, 64, 61), dict(kernel_size=3, stride=2, padding=1)),
