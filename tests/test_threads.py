@@ -1,6 +1,7 @@
 """Thread count control, the same bits for every thread count, and concurrent callers."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -106,3 +107,20 @@ def test_concurrent_python_threads(restore_threads):
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads), "a worker hung"
     assert not errors, errors[:5]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_jobs_between_sleeps_and_back_to_back(restore_threads, threads):
+    # the caller runs what chunks are left and returns without waiting for workers still asleep:
+    # a worker that wakes late must find that job over and never run one of its chunks, or a chunk of
+    # the next job twice; pauses on either side of the workers' spin time, and none at all
+    mc.set_num_threads(1)
+    work = _work(seed=11)
+    expected = {name: call() for name, call in work}
+    mc.set_num_threads(threads)
+    pauses = np.random.default_rng(5).choice([0.0, 0.0, 2e-5, 1e-4, 4e-4], size=40 * len(work))
+    for i, pause in enumerate(pauses):
+        name, call = work[i % len(work)]
+        if pause:
+            time.sleep(pause)
+        np.testing.assert_array_equal(call(), expected[name], err_msg=f"{name}, call {i}, {threads} threads")
