@@ -8,7 +8,7 @@
 namespace medconv {
 
 // Slots: 0 GEMM work blocks (conv_gemm.h, conv_subpixel.h, winograd), 1-2 Winograd tiles (1 also
-// conv_subpixel.h's output blocks), 3 Winograd filters, softmax's rows and transposed short rows,
+// conv_subpixel.h's output blocks; both the resampling gradient's passes), 3 Winograd filters, softmax's rows and transposed short rows,
 // the adaptive pool's float64 row, 4 the weight-gradient GEMM's gathered rows, 5 the row-blocked
 // conv's spare rows.
 // A kernel must not hold a slot's buffer across a call to another kernel that uses the same slot.

@@ -1,7 +1,8 @@
 // Resampling (nearest, nearest-exact, (bi/tri)linear), AVX2, float32, with interpolate_ref's taps
 // (interpolate_taps.h) and arithmetic, the same bits. Forward: 8 outputs of a row at a time, their
 // inputs gathered from each tap row (separate multiplies and adds, in the reference's order: lw,
-// then lh, then ld, each sum starting from 0). Backward: nearest upsamplings by integer factors.
+// then lh, then ld, each sum starting from 0). Backward: linear upsamplings as the reference
+// (interpolate_backward.h, here with 8-float vectors), nearest upsamplings by integer factors.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -15,6 +16,7 @@
 
 // No fused multiply-adds here: the reference (portable flags) rounds each product.
 #pragma GCC optimize("fp-contract=off")
+#include "interpolate_backward.h"  // after the pragma: its loops are compiled under it
 
 namespace medconv {
 namespace {
@@ -114,10 +116,14 @@ void scatter_taps(const InterpShape& s, const AllTaps<float>& a, const float* gy
 
 // The gradient of a nearest upsampling by integer factors: every output adds to one input, in the
 // reference's order (output rows in order, each row's outputs in order), so the same bits; rows
-// by a factor of 2 along W add their even and then their odd outputs 8 inputs at a time. Other
-// resamplings: scatter_taps.
+// by a factor of 2 along W add their even and then their odd outputs 8 inputs at a time. Linear
+// upsamplings: the separable passes; others: scatter_taps.
 void interpolate_backward_avx2(const InterpShape& s, const float* gy, float* gx) {
   const AllTaps<float> a = all_taps<float>(s);
+  if (separable_backward_pays(s, a)) {
+    interpolate_backward_separable<float>(s, a, gy, gx);
+    return;
+  }
   const int64_t kd = integer_factor(a.d, s.D, s.OD, a.nd), kh = integer_factor(a.h, s.H, s.OH, a.nh),
                 kw = integer_factor(a.w, s.W, s.OW, a.nw);
   if (kd == 0 || kh == 0 || kw == 0) {

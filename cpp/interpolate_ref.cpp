@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "interpolate_backward.h"
 #include "interpolate_taps.h"
 #include "nn_kernels.h"
 #include "parallel.h"
@@ -109,11 +110,15 @@ void interpolate_ref(const InterpShape& s, const T* x, T* y) {
   });
 }
 
-// The transpose of interpolate_ref: each output's gradient, times its tap weights, is added to
-// its taps; one thread per plane.
+// The transpose of interpolate_ref. Linear upsamplings: interpolate_backward.h's separable passes.
+// Others: each output's gradient, times its tap weights, is added to its taps; one thread per plane.
 template <class T>
 void interpolate_backward_ref(const InterpShape& s, const T* gy, T* gx) {
   const AllTaps<T> a = all_taps<T>(s);
+  if (separable_backward_pays(s, a)) {
+    interpolate_backward_separable<T>(s, a, gy, gx);
+    return;
+  }
   const int64_t in_plane = s.D * s.H * s.W, out_plane = s.OD * s.OH * s.OW;
   parallel_for(s.planes, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in_plane + out_plane)),
                [&](int64_t begin, int64_t end) {

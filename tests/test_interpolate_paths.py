@@ -44,9 +44,10 @@ def test_same_bits_as_the_reference(rng, mode, align_corners, nd, threads):
 
 @pytest.mark.parametrize("mode,align_corners,nd", MODES)
 def test_backward_same_bits_as_the_reference(rng, mode, align_corners, nd):
-    """The gradient: nearest upsamplings by integer factors as vector adds (the factor 2 along W 8
-    inputs at a time), the others as the reference's scatter specialised by tap counts; the same
-    bits either way."""
+    """The gradient: linear upsamplings as interpolate_backward.h's separable passes (compiled for
+    each ISA), nearest upsamplings by integer factors as vector adds (the factor 2 along W 8 inputs
+    at a time), the others as the reference's scatter specialised by tap counts; the same bits
+    every way."""
     for trial in range(6):
         x = rng.standard_normal((2, 3) + tuple(int(v) for v in rng.integers(2, 21, nd))).astype(np.float32)
         factor = [1, 2, 3, 2.5][trial % 4]
