@@ -6,6 +6,7 @@
 // internal linkage, so each file keeps its own code.
 #pragma once
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -97,6 +98,7 @@ inline void add_gathered(T* __restrict d, const T* __restrict s, const int32_t* 
 // scatter); downsamplings and nearest modes keep the scatter (0.6-0.9x here).
 template <class T>
 bool separable_backward_pays(const InterpShape& s, const AllTaps<T>& a) {
+  if (s.OW >= INT32_MAX) return false;  // the W table's int32 indices, its zero slot at OW
   return (a.nd == 2 && s.OD > s.D) || (a.nh == 2 && s.OH > s.H) || (a.nw == 2 && s.OW > s.W);
 }
 
