@@ -10,7 +10,7 @@ namespace medconv {
 // Slots: 0 GEMM work blocks (conv_gemm.h, conv_subpixel.h, winograd), 1-2 Winograd tiles (1 also
 // conv_subpixel.h's output blocks; both the resampling gradient's passes), 3 Winograd filters, softmax's rows and transposed short rows,
 // the adaptive pool's float64 row, 4 the weight-gradient GEMM's gathered rows, 5 the row-blocked
-// conv's spare rows.
+// conv's spare rows and the 1D tiles' padded rows.
 // A kernel must not hold a slot's buffer across a call to another kernel that uses the same slot.
 template <class T>
 T* thread_scratch(int64_t count, int slot = 0) {

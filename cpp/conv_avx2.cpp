@@ -106,7 +106,8 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
                               const float* bias, float* y, bool relu) {
   const int64_t Cg = s.C / s.groups;
   const int64_t taps = Cg * s.KD * s.KH * s.KW;
-  const bool direct_fits = s.stride[2] == 1;
+  const bool tiles1d = conv_tiles1d_applies(s);  // any stride along W
+  const bool direct_fits = s.stride[2] == 1 || tiles1d;
   // A GEMM with fewer output channels than its tile has rows wastes most of each tile; the direct
   // kernel's channel tiles have the GEMM's register tile without its packing (4 and 6 input
   // channels -> 32 at 128x128: 1.6-1.7x faster than the GEMM; 8 go to Winograd). So do 5x5 and 7x7
@@ -115,7 +116,7 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
   const int64_t OCg = s.OC / s.groups;
   const bool direct_wins =
       direct_fits && (Cg <= 2 || taps <= 27 || OCg <= 4 || (Cg <= 6 && conv_rows_channel_tiles(s)) ||
-                      (s.KH >= 5 && OCg <= 64 && conv_rows_channel_tiles(s)));
+                      (s.KH >= 5 && OCg <= 64 && conv_rows_channel_tiles(s)) || tiles1d);
   const bool strided_winograd = winograd_s2_applicable(s);
   auto run_winograd = [&] {  // false from Winograd (non-finite values): redo exactly
     const bool ok = strided_winograd ? conv_winograd_s2_f32(s, x, w, bias, y, relu)

@@ -17,4 +17,10 @@ bool conv_rows_avx2_f32(const ConvShape& s, const float* x, const float* w, cons
 bool conv_rows_applies(const ConvShape& s);
 bool conv_rows_channel_tiles(const ConvShape& s);
 
+// 1D convs with many channels (conv_tiles1d_avx2.cpp): kernel and input along W only, 8+ output and
+// 32+ input taps (channels x KW) per group; any stride up to 4 and dilation along W.
+bool conv_tiles1d_applies(const ConvShape& s);
+void conv_tiles1d_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                           bool relu);
+
 }  // namespace medconv

@@ -339,3 +339,36 @@ def test_channel_tiles_with_many_input_channels(direct, maybe_torch, rng, nd, k)
         if maybe_torch is not None:
             t = torch_conv(maybe_torch, x, w, b, **kw)
             assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, scale=4, what="torch " + what)
+
+
+def test_1d_channel_tiles_random_shapes(direct, maybe_torch, rng):
+    # conv_tiles1d_avx2.cpp: 8+ output channels and 32+ input taps per group, strides 1-4 and
+    # dilations along W read from phase rows; tails of fewer than 16 outputs, 6 channels or a block
+    checked = 0
+    while checked < 30:
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cg, ocg = int(rng.integers(4, 40)), int(rng.choice([8, 9, 13, 16, 64]))
+        k = int(rng.integers(1, 10))
+        if cg * k < 32:
+            continue
+        stride, dilation = int(rng.integers(1, 5)), int(rng.choice([1, 1, 2, 3]))
+        pad = int(rng.integers(0, dilation * (k - 1) + 3))
+        width = int(rng.integers(1, 700))
+        if width + 2 * pad < dilation * (k - 1) + 1:
+            continue
+        x = rng.standard_normal((int(rng.integers(1, 3)), cg * groups, width)).astype(np.float32)
+        w = rng.standard_normal((ocg * groups, cg, k)).astype(np.float32)
+        b = rng.standard_normal(ocg * groups).astype(np.float32) if rng.random() < 0.8 else None
+        kw = dict(stride=stride, padding=pad, dilation=dilation, groups=groups)
+        relu = bool(rng.random() < 0.5)
+        y = F.conv1d(x, w, b, activation="relu" if relu else None, **kw)
+        assert [p["algorithm"] for p in mc._core.conv_plans() if p["W"] == width and p["C"] == cg * groups][-1] == "direct"
+        what = f"x{x.shape} w{w.shape} {kw}"
+        assert_close(y, _expected(1, x, w, b, kw, relu), dtype=np.float32, what=what)
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, **kw)
+            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what="torch " + what)
+        checked += 1
+    x = rng.standard_normal((3, 48, 1000)).astype(np.float32)
+    w = rng.standard_normal((40, 24, 7)).astype(np.float32)
+    same_bits_at_thread_counts(lambda: F.conv1d(x, w, padding=3, stride=2, groups=2))

@@ -135,3 +135,17 @@ def test_rule_for_large_kernels(fresh_plans, xs, ws, algo):
     conv = F.conv3d if len(xs) == 5 else F.conv2d
     conv(x, np.ones(ws, np.float32), padding=ws[-1] // 2)
     assert _core.conv_plans()[-1]["algorithm"] == algo
+
+
+@pytest.mark.parametrize("xs,ws,kw,algo", [
+    ((2, 64, 300), (64, 64, 7), dict(padding=3), "direct"),       # 1D with many channels: channel tiles
+    ((2, 64, 300), (128, 64, 7), dict(stride=2), "direct"),       # strided too, from phase rows
+    ((2, 1, 300), (32, 1, 15), dict(padding=7), "direct"),        # a first layer: the direct kernel
+    ((2, 64, 300), (4, 64, 3), dict(padding=1), "direct"),        # 4 outputs: one channel at a time
+    ((2, 64, 300), (64, 64, 7), dict(padding=3, stride=5), "gemm"),  # strides over 4: the GEMM
+])
+def test_rule_for_1d_convs(fresh_plans, xs, ws, kw, algo):
+    if mc.backend_info()["isa"] != "avx2":
+        pytest.skip("the rule measured on AVX2; other ISAs have their own")
+    F.conv1d(np.ones(xs, np.float32), np.ones(ws, np.float32), **kw)
+    assert _core.conv_plans()[-1]["algorithm"] == algo
