@@ -362,7 +362,9 @@ def test_1d_channel_tiles_random_shapes(direct, maybe_torch, rng):
         kw = dict(stride=stride, padding=pad, dilation=dilation, groups=groups)
         relu = bool(rng.random() < 0.5)
         y = F.conv1d(x, w, b, activation="relu" if relu else None, **kw)
-        assert [p["algorithm"] for p in mc._core.conv_plans() if p["W"] == width and p["C"] == cg * groups][-1] == "direct"
+        if mc.backend_info()["isa"] == "avx2":  # the AVX-512 plan keeps its GEMM for these
+            plans = [p["algorithm"] for p in mc._core.conv_plans() if p["W"] == width and p["C"] == cg * groups]
+            assert plans[-1] == "direct"
         what = f"x{x.shape} w{w.shape} {kw}"
         assert_close(y, _expected(1, x, w, b, kw, relu), dtype=np.float32, what=what)
         if maybe_torch is not None:
