@@ -117,7 +117,8 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
   const int64_t OCg = s.OC / s.groups;
   const bool direct_wins =
       direct_fits && (Cg <= 2 || taps <= 27 || OCg <= 4 || (Cg <= 6 && conv_rows_channel_tiles(s)) ||
-                      (s.KH >= 5 && OCg <= 64 && conv_rows_channel_tiles(s)) || tiles1d);
+                      (s.KH >= 5 && OCg <= 64 && conv_rows_channel_tiles(s)) || tiles1d ||
+                      (isa == Isa::avx2 && conv_pointwise_applies(s)));
   const bool strided_winograd = winograd_s2_applicable(s);
   auto run_winograd = [&] {  // false from Winograd (non-finite values): redo exactly
     const bool ok = strided_winograd ? conv_winograd_s2_f32(s, x, w, bias, y, relu)

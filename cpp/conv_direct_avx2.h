@@ -23,4 +23,9 @@ bool conv_tiles1d_applies(const ConvShape& s);
 void conv_tiles1d_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                            bool relu);
 
+// 1x1 convs (stride 1, no padding) with 1-8 output channels per group (conv_pointwise_avx2.cpp).
+bool conv_pointwise_applies(const ConvShape& s);
+void conv_pointwise_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                             bool relu);
+
 }  // namespace medconv

@@ -374,3 +374,28 @@ def test_1d_channel_tiles_random_shapes(direct, maybe_torch, rng):
     x = rng.standard_normal((3, 48, 1000)).astype(np.float32)
     w = rng.standard_normal((40, 24, 7)).astype(np.float32)
     same_bits_at_thread_counts(lambda: F.conv1d(x, w, padding=3, stride=2, groups=2))
+
+
+def test_pointwise_few_outputs_random_shapes(maybe_torch, rng):
+    # conv_pointwise_avx2.cpp, the plan's pick (no forcing): 1x1 convs with 1-8 outputs per group,
+    # 1D to 3D, groups, input channels not a multiple of the 4 per sweep, pixel runs with tails
+    for trial in range(30):
+        nd = int(rng.integers(1, 4))
+        groups = int(rng.choice([1, 1, 2, 3]))
+        cg, ocg = int(rng.integers(1, 70)), int(rng.integers(1, 9))
+        spatial = tuple(int(rng.integers(1, {1: 3000, 2: 90, 3: 20}[nd])) for _ in range(nd))
+        x = rng.standard_normal((int(rng.integers(1, 3)), cg * groups) + spatial).astype(np.float32)
+        w = rng.standard_normal((ocg * groups, cg) + (1,) * nd).astype(np.float32)
+        b = rng.standard_normal(ocg * groups).astype(np.float32) if rng.random() < 0.8 else None
+        relu = bool(rng.random() < 0.5)
+        y = getattr(F, f"conv{nd}d")(x, w, b, groups=groups, activation="relu" if relu else None)
+        if mc.backend_info()["isa"] == "avx2":
+            assert mc._core.conv_plans()[-1]["algorithm"] == "direct"
+        what = f"x{x.shape} w{w.shape} groups={groups}"
+        assert_close(y, _expected(nd, x, w, b, dict(groups=groups), relu), dtype=np.float32, what=what)
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, groups=groups)
+            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what="torch " + what)
+    x = rng.standard_normal((3, 40, 77, 61)).astype(np.float32)
+    w = rng.standard_normal((5, 40, 1, 1)).astype(np.float32)
+    same_bits_at_thread_counts(lambda: F.conv2d(x, w))

@@ -149,3 +149,16 @@ def test_rule_for_1d_convs(fresh_plans, xs, ws, kw, algo):
         pytest.skip("the rule measured on AVX2; other ISAs have their own")
     F.conv1d(np.ones(xs, np.float32), np.ones(ws, np.float32), **kw)
     assert _core.conv_plans()[-1]["algorithm"] == algo
+
+
+@pytest.mark.parametrize("xs,ws,algo", [
+    ((2, 64, 64, 64), (2, 64, 1, 1), "direct"),         # a segmentation head: 1-8 outputs, no packing
+    ((1, 32, 16, 32, 32), (8, 32, 1, 1, 1), "direct"),
+    ((2, 64, 64, 64), (16, 64, 1, 1), "gemm"),          # 16 outputs: the GEMM
+])
+def test_rule_for_pointwise_heads(fresh_plans, xs, ws, algo):
+    if mc.backend_info()["isa"] != "avx2":
+        pytest.skip("the rule measured on AVX2; other ISAs have their own")
+    conv = F.conv3d if len(xs) == 5 else F.conv2d
+    conv(np.ones(xs, np.float32), np.ones(ws, np.float32))
+    assert _core.conv_plans()[-1]["algorithm"] == algo

@@ -90,11 +90,16 @@ def _same_bits_at_every_alignment(f, first, what):
             np.testing.assert_array_equal(out, first, err_msg=f"{what}, out= at {offset} bytes past 64, {t} threads")
 
 
-@pytest.mark.parametrize("op", ["relu", "sigmoid", "softmax", "log_softmax", "depthwise", "first_layer"])
+@pytest.mark.parametrize("op", ["relu", "sigmoid", "softmax", "log_softmax", "depthwise", "first_layer", "head"])
 def test_streamed_outputs_at_every_alignment(rng, isa, threads, op):
     """32-byte aligned rows take 32-byte streaming stores, 16-byte aligned ones (numpy's own large
     arrays) 16-byte ones, others plain stores: the same bits each way."""
-    if op in ("depthwise", "first_layer"):
+    if op == "head":  # a segmentation head: 1x1, 18 channels to 7 (cpp/conv_pointwise_avx2.cpp)
+        x = rng.standard_normal((2, 18, 390, 403)).astype(np.float32)
+        w = rng.standard_normal((7, 18, 1, 1)).astype(np.float32)
+        b = rng.standard_normal(7).astype(np.float32)
+        f = lambda out: F.conv2d(x, w, b, out=out)  # noqa: E731
+    elif op in ("depthwise", "first_layer"):
         x = rng.standard_normal((4, 32, 128, 128) if op == "depthwise" else (8, 1, 128, 128)).astype(np.float32)
         w = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
         b = rng.standard_normal(32).astype(np.float32)
