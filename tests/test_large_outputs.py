@@ -90,11 +90,16 @@ def _same_bits_at_every_alignment(f, first, what):
             np.testing.assert_array_equal(out, first, err_msg=f"{what}, out= at {offset} bytes past 64, {t} threads")
 
 
-@pytest.mark.parametrize("op", ["relu", "sigmoid", "softmax", "log_softmax", "depthwise", "first_layer", "head"])
+@pytest.mark.parametrize("op", ["relu", "sigmoid", "softmax", "log_softmax", "depthwise", "first_layer", "head",
+                                "batch_norm"])
 def test_streamed_outputs_at_every_alignment(rng, isa, threads, op):
     """32-byte aligned rows take 32-byte streaming stores, 16-byte aligned ones (numpy's own large
     arrays) 16-byte ones, others plain stores: the same bits each way."""
-    if op == "head":  # a segmentation head: 1x1, 18 channels to 7 (cpp/conv_pointwise_avx2.cpp)
+    if op == "batch_norm":  # eval mode: x * scale + shift per channel, rows of 16637 floats
+        x = rng.standard_normal((8, 16, 127, 131)).astype(np.float32)
+        stats = [rng.standard_normal(16).astype(np.float32) for _ in range(3)] + [rng.random(16).astype(np.float32) + 0.5]
+        f = lambda out: F.batch_norm(x, stats[0], stats[3], stats[1], stats[2], training=False, out=out)  # noqa: E731
+    elif op == "head":  # a segmentation head: 1x1, 18 channels to 7 (cpp/conv_pointwise_avx2.cpp)
         x = rng.standard_normal((2, 18, 390, 403)).astype(np.float32)
         w = rng.standard_normal((7, 18, 1, 1)).astype(np.float32)
         b = rng.standard_normal(7).astype(np.float32)
