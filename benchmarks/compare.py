@@ -292,7 +292,7 @@ def conv_row(r, threads, name, case, f, tf, data):
 
 
 def run_convs(r, threads):
-    for case in shapes.CONVS:
+    for case in shapes.CONVS + shapes.EXTRA_CONVS:
         name = f"{case.name} {case.label}"
         if r.wanted(name):
             conv_row(r, threads, name, case, shapes.medconv_conv(case), shapes.torch_conv(case), shapes.conv_data(case))
@@ -359,7 +359,7 @@ def run_float64(r, threads):
 
 
 def run_memory_bound(r, threads):
-    for case in shapes.MEMORY_BOUND:
+    for case in shapes.MEMORY_BOUND + shapes.EXTRA_MEMORY_BOUND:
         if not r.wanted(case.name):
             continue
         x = case.data()

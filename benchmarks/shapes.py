@@ -61,7 +61,14 @@ CONVS = [
     ConvCase("S9", "conv3d-mid", (2, 32, 32, 64, 64), 32, 3, padding=1),
     ConvCase("S10", "dilated", (8, 64, 64, 64), 64, 3, padding=2, dilation=2),
 ]
-CONV_BY_NAME = {c.name: c for c in CONVS}
+# Rows beyond the set, for paths users hit that the set does not: a segmentation network's last
+# layer (1x1 to 2 classes), a 1D conv with many channels (ECG-like signals), a deep 3x3 layer on 7x7.
+EXTRA_CONVS = [
+    ConvCase("H1", "seg-head 1x1", (8, 64, 256, 256), 2, 1),
+    ConvCase("C1", "conv1d k7", (16, 64, 2500), 64, 7, padding=3),
+    ConvCase("D1", "deep 7x7", (8, 512, 7, 7), 512, 3, padding=1),
+]
+CONV_BY_NAME = {c.name: c for c in CONVS + EXTRA_CONVS}
 BACKWARD = ["S3", "S8", "S5"]  # input + weight gradients: 2x the forward's flops (S5: beyond the set)
 
 
@@ -173,6 +180,8 @@ class MemCase:
             return s[:2] + tuple(v // 2 for v in s[2:])
         if self.op == "pad":
             return s[:2] + tuple(v + 2 for v in s[2:])
+        if self.op == "adaptive_avg_pool2d":
+            return s[:2] + (1, 1)
         return s
 
     @property
@@ -192,6 +201,8 @@ class MemCase:
             return lambda x, out=None: F.pad(x, (1, 1, 1, 1), mode=p["mode"], out=out)
         if self.op == "leaky_relu":
             return lambda x, out=None: F.leaky_relu(x, 0.01, out=out)
+        if self.op == "adaptive_avg_pool2d":
+            return lambda x, out=None: F.adaptive_avg_pool2d(x, 1, out=out)
         if self.op in ("softmax", "log_softmax"):
             f = getattr(F, self.op)
             return lambda x, out=None: f(x, p["dim"], out=out)
@@ -211,6 +222,8 @@ class MemCase:
             return lambda t: TF.pad(t, (1, 1, 1, 1), mode=p["mode"])
         if self.op == "leaky_relu":
             return lambda t: TF.leaky_relu(t, 0.01)
+        if self.op == "adaptive_avg_pool2d":
+            return lambda t: TF.adaptive_avg_pool2d(t, 1)
         if self.op in ("softmax", "log_softmax"):
             f = getattr(torch, self.op)
             return lambda t: f(t, p["dim"])
@@ -239,7 +252,15 @@ MEMORY_BOUND = [
     MemCase("softmax dim=1", SOFTMAX_SHAPE, "softmax", {"dim": 1}, rtol=1e-5, atol=1e-9),
     MemCase("log_softmax dim=1", SOFTMAX_SHAPE, "log_softmax", {"dim": 1}, rtol=1e-5, atol=1e-5),
 ]
-MEM_BY_NAME = {c.name: c for c in MEMORY_BOUND}
+# Beyond the set: softmax over the channels of a segmentation output (dim 1 of NCHW), and a global
+# average pool (classifier and squeeze-excitation heads).
+SEG_SHAPE = (8, 4, 256, 256)
+EXTRA_MEMORY_BOUND = [
+    MemCase("softmax channels", SEG_SHAPE, "softmax", {"dim": 1}, rtol=1e-5, atol=1e-9),
+    MemCase("log_softmax channels", SEG_SHAPE, "log_softmax", {"dim": 1}, rtol=1e-5, atol=1e-5),
+    MemCase("global avg pool", ACT_SHAPE, "adaptive_avg_pool2d", rtol=1e-5, atol=1e-6),
+]
+MEM_BY_NAME = {c.name: c for c in MEMORY_BOUND + EXTRA_MEMORY_BOUND}
 
 # ------------------------------------------------------------------------ image filters
 

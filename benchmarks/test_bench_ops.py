@@ -61,7 +61,7 @@ def bench_conv(benchmark, lib, f, tf, data, kw, group, gflop):
 
 
 @pytest.mark.parametrize("lib", ["medconv", "torch"])
-@pytest.mark.parametrize("case", shapes.CONVS, ids=lambda c: c.name)
+@pytest.mark.parametrize("case", shapes.CONVS + shapes.EXTRA_CONVS, ids=lambda c: c.name)
 def test_conv_forward(benchmark, threads, case, lib):
     bench_conv(benchmark, lib, shapes.medconv_conv(case), shapes.torch_conv(case), shapes.conv_data(case),
                case.kwargs(), f"{case.name} {case.label} {threads}t", case.flops / 1e9)
@@ -120,7 +120,7 @@ def test_conv_transpose(benchmark, threads, case, lib):
 
 
 @pytest.mark.parametrize("lib", ["medconv", "medconv out=", "torch"])
-@pytest.mark.parametrize("case", shapes.MEMORY_BOUND, ids=lambda c: c.name.replace(" ", "_"))
+@pytest.mark.parametrize("case", shapes.MEMORY_BOUND + shapes.EXTRA_MEMORY_BOUND, ids=lambda c: c.name.replace(" ", "_"))
 def test_memory_bound(benchmark, threads, case, lib):
     x = case.data()
     f, tf = case.medconv(), case.torch()
