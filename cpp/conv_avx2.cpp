@@ -108,7 +108,8 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
   const int64_t taps = Cg * s.KD * s.KH * s.KW;
   // (measured against AVX2's GEMM: the AVX-512 GEMM keeps these until measured there)
   const bool tiles1d = isa == Isa::avx2 && conv_tiles1d_applies(s);  // any stride along W
-  const bool direct_fits = s.stride[2] == 1 || tiles1d;
+  const bool phase_rows = isa == Isa::avx2 && conv_phase_rows_applies(s);  // one input channel, W strided
+  const bool direct_fits = s.stride[2] == 1 || tiles1d || phase_rows;
   // A GEMM with fewer output channels than its tile has rows wastes most of each tile; the direct
   // kernel's channel tiles have the GEMM's register tile without its packing (4 and 6 input
   // channels -> 32 at 128x128: 1.6-1.7x faster than the GEMM; 8 go to Winograd). So do 5x5 and 7x7
@@ -117,7 +118,7 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
   const int64_t OCg = s.OC / s.groups;
   const bool direct_wins =
       direct_fits && (Cg <= 2 || taps <= 27 || OCg <= 4 || (Cg <= 6 && conv_rows_channel_tiles(s)) ||
-                      (s.KH >= 5 && OCg <= 64 && conv_rows_channel_tiles(s)) || tiles1d ||
+                      (s.KH >= 5 && OCg <= 64 && conv_rows_channel_tiles(s)) || tiles1d || phase_rows ||
                       (isa == Isa::avx2 && conv_pointwise_applies(s)));
   const bool strided_winograd = winograd_s2_applicable(s);
   auto run_winograd = [&] {  // false from Winograd (non-finite values): redo exactly

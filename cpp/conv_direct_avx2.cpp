@@ -190,6 +190,7 @@ void conv_direct_avx2_f32(const ConvShape& s, const float* x, const float* w, co
   if (conv_pointwise_applies(s)) return conv_pointwise_avx2_f32(s, x, w, bias, y, relu);
   if (conv_rows_avx2_f32(s, x, w, bias, y, relu)) return;
   if (conv_tiles1d_applies(s)) return conv_tiles1d_avx2_f32(s, x, w, bias, y, relu);
+  if (conv_phase_rows_applies(s)) return conv_phase_rows_avx2_f32(s, x, w, bias, y, relu);
   // Outputs whose taps all fall inside the row: ow - pw >= 0 and ow - pw + (KW-1)*dw <= W - 1.
   Range interior;
   interior.begin = std::min(s.OW, s.pad[2]);

@@ -28,4 +28,10 @@ bool conv_pointwise_applies(const ConvShape& s);
 void conv_pointwise_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                              bool relu);
 
+// One input channel per group and a stride of 2-4 along W (conv_phase_rows_avx2.cpp): depthwise
+// and single-channel convs, any kernel, stride elsewhere, padding and dilation.
+bool conv_phase_rows_applies(const ConvShape& s);
+void conv_phase_rows_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
+                              bool relu);
+
 }  // namespace medconv

@@ -399,3 +399,39 @@ def test_pointwise_few_outputs_random_shapes(maybe_torch, rng):
     x = rng.standard_normal((3, 40, 77, 61)).astype(np.float32)
     w = rng.standard_normal((5, 40, 1, 1)).astype(np.float32)
     same_bits_at_thread_counts(lambda: F.conv2d(x, w))
+
+
+def test_phase_rows_random_shapes(maybe_torch, rng):
+    # conv_phase_rows_avx2.cpp, the plan's pick: one input channel per group (depthwise,
+    # single-channel) and a stride of 2-4 along W, rows split into their stride phases; 2D and 3D,
+    # any kernel, padding, dilation and stride elsewhere
+    checked = 0
+    while checked < 40:
+        nd = int(rng.integers(2, 4))
+        groups, ocg = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        spatial = tuple(int(v) for v in rng.integers(1, 30 if nd == 2 else 10, nd - 1)) + (int(rng.integers(16, 90)),)
+        k = tuple(int(v) for v in rng.integers(1, 6, nd))
+        stride = tuple(int(v) for v in rng.integers(1, 4, nd - 1)) + (int(rng.integers(2, 5)),)
+        dilation = tuple(int(v) for v in rng.integers(1, 3, nd))
+        pad = tuple(int(rng.integers(0, kk + 1)) for kk in k)
+        if any(sz + 2 * p < d * (kk - 1) + 1 for sz, p, d, kk in zip(spatial, pad, dilation, k)):
+            continue
+        x = rng.standard_normal((int(rng.integers(1, 3)), groups) + spatial).astype(np.float32)
+        w = rng.standard_normal((groups * ocg, 1) + k).astype(np.float32)
+        b = rng.standard_normal(groups * ocg).astype(np.float32) if rng.random() < 0.8 else None
+        kw = dict(stride=stride, padding=pad, dilation=dilation, groups=groups)
+        relu = bool(rng.random() < 0.5)
+        y = getattr(F, f"conv{nd}d")(x, w, b, activation="relu" if relu else None, **kw)
+        if y.shape[-1] < 8:
+            continue
+        if mc.backend_info()["isa"] == "avx2":
+            assert mc._core.conv_plans()[-1]["algorithm"] == "direct"
+        what = f"x{x.shape} w{w.shape} {kw}"
+        assert_close(y, _expected(nd, x, w, b, kw, relu), dtype=np.float32, what=what)
+        if maybe_torch is not None:
+            t = torch_conv(maybe_torch, x, w, b, **kw)
+            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what="torch " + what)
+        checked += 1
+    x = rng.standard_normal((2, 24, 45, 77)).astype(np.float32)
+    w = rng.standard_normal((24, 1, 3, 3)).astype(np.float32)
+    same_bits_at_thread_counts(lambda: F.conv2d(x, w, padding=1, stride=2, groups=24))

@@ -162,3 +162,16 @@ def test_rule_for_pointwise_heads(fresh_plans, xs, ws, algo):
     conv = F.conv3d if len(xs) == 5 else F.conv2d
     conv(np.ones(xs, np.float32), np.ones(ws, np.float32))
     assert _core.conv_plans()[-1]["algorithm"] == algo
+
+
+@pytest.mark.parametrize("xs,ws,kw,algo", [
+    ((2, 32, 56, 56), (32, 1, 3, 3), dict(padding=1, stride=2, groups=32), "direct"),  # depthwise, W strided
+    ((1, 8, 8, 32, 32), (8, 1, 3, 3, 3), dict(padding=1, stride=2, groups=8), "direct"),
+    ((2, 1, 224, 224), (64, 1, 7, 7), dict(padding=3, stride=2), "gemm"),  # a grayscale stem: 64 outputs
+])
+def test_rule_for_w_strided_single_channel_convs(fresh_plans, xs, ws, kw, algo):
+    if mc.backend_info()["isa"] != "avx2":
+        pytest.skip("the rule measured on AVX2; other ISAs have their own")
+    conv = F.conv3d if len(xs) == 5 else F.conv2d
+    conv(np.ones(xs, np.float32), np.ones(ws, np.float32), **kw)
+    assert _core.conv_plans()[-1]["algorithm"] == algo

@@ -127,9 +127,9 @@ def test_avx512_kernels_match_the_reference(mode, tmp_path):
     jobs = [([*common, *isa_flags], f) for f in files("*_avx512.cpp")]
     # the AVX2 plan (conv_avx2.cpp, with its Winograd and direct kernels, and its float64 DGEMM) that
     # the AVX-512 conv runs with its own GEMM; the reference kernels to compare with
-    avx2_files = ("conv_avx2.cpp", "conv_direct_avx2.cpp", "conv_pointwise_avx2.cpp", "conv_rows_avx2.cpp",
-                  "conv_tiles1d_avx2.cpp", "winograd_avx2.cpp", "winograd_s2_avx2.cpp", "gemm_avx2.cpp",
-                  "dgemm_avx2.cpp")
+    avx2_files = ("conv_avx2.cpp", "conv_direct_avx2.cpp", "conv_phase_rows_avx2.cpp", "conv_pointwise_avx2.cpp",
+                  "conv_rows_avx2.cpp", "conv_tiles1d_avx2.cpp", "winograd_avx2.cpp", "winograd_s2_avx2.cpp",
+                  "gemm_avx2.cpp", "dgemm_avx2.cpp")
     jobs += [([*common, "-mavx2", "-mfma"], CPP / f) for f in avx2_files]
     jobs += [(common, CPP / f) for f in ("conv_ref.cpp", "gemm_ref.cpp", "conv_plan.cpp", "parallel.cpp", "memory.cpp")]
     jobs += [([*common, "-Werror", "-DISA_CHECK_AVX512"], NATIVE / "isa_check.cpp")]
