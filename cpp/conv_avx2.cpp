@@ -108,7 +108,8 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
   const int64_t taps = Cg * s.KD * s.KH * s.KW;
   // (measured against AVX2's GEMM: the AVX-512 GEMM keeps these until measured there)
   const bool tiles1d = isa == Isa::avx2 && conv_tiles1d_applies(s);  // any stride along W
-  const bool phase_rows = isa == Isa::avx2 && conv_phase_rows_applies(s);  // one input channel, W strided
+  // one input channel per group, W strided: any GEMM runs these as one-row GEMMs (AVX-512's too)
+  const bool phase_rows = conv_phase_rows_applies(s);
   const bool direct_fits = s.stride[2] == 1 || tiles1d || phase_rows;
   // A GEMM with fewer output channels than its tile has rows wastes most of each tile; the direct
   // kernel's channel tiles have the GEMM's register tile without its packing (4 and 6 input
