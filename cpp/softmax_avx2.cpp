@@ -1,7 +1,7 @@
 // Softmax / log-softmax over one dim, AVX2+FMA, float32 (float64 keeps the reference).
 // Each softmax column is computed by one thread in a fixed order, so results do not depend on the
-// thread split. No rounded x - max reaches exp: rows take exp(x) 2^-k (a scale that cancels) where
-// |max| <= 1000, columns and other rows keep x - max exactly as hi + lo. Sums are accumulated in
+// thread split. No rounded x - max reaches exp: rows and columns whose |max| <= 1000 take exp(x) 2^-k
+// (a scale that cancels), the others keep x - max exactly as hi + lo. Sums are accumulated in
 // float64 (after float32 groups of up to 4 terms per lane), and log-softmax's x - logsumexp takes
 // the logsumexp as a float hi + lo pair (two roundings): softmax within ~2.5e-7 relative, log-softmax
 // within ~2.5e-7 max(1, |y|) (worst seen 1.8e-7, over rows of 3 to 8; torch 2.13's float32 kernels:
