@@ -113,7 +113,9 @@ void tile(const Layout& L, const float* ap, const float* rows, int64_t j, const 
 
 bool conv_tiles1d_applies(const ConvShape& s) {
   const int64_t Cg = s.C / s.groups, OCg = s.OC / s.groups;
-  return s.KD == 1 && s.KH == 1 && s.D == 1 && s.H == 1 && OCg >= 8 && Cg * s.KW >= 32 && s.stride[2] <= 4 &&
+  // one output row: no padding along D or H (a padded (N, C, 1, W) input has rows of bias only)
+  const bool one_row = s.D == 1 && s.H == 1 && s.OD == 1 && s.OH == 1 && s.pad[0] == 0 && s.pad[1] == 0;
+  return s.KD == 1 && s.KH == 1 && one_row && OCg >= 8 && Cg * s.KW >= 32 && s.stride[2] <= 4 &&
          s.dilation[2] * (s.KW - 1) < kBlock;
 }
 

@@ -374,6 +374,15 @@ def test_1d_channel_tiles_random_shapes(direct, maybe_torch, rng):
     x = rng.standard_normal((3, 48, 1000)).astype(np.float32)
     w = rng.standard_normal((40, 24, 7)).astype(np.float32)
     same_bits_at_thread_counts(lambda: F.conv1d(x, w, padding=3, stride=2, groups=2))
+    # a 2D/3D conv of one-row inputs is a 1D conv only without padding along H (and D): padded rows
+    # are bias only, and other output rows exist
+    x2, w2, b2 = (rng.standard_normal(s).astype(np.float32) for s in [(2, 32, 1, 64), (16, 32, 1, 3), (16,)])
+    for kw in [dict(padding=1), dict(padding=(1, 1), stride=(3, 1)), dict(padding=(0, 1))]:
+        assert_close(F.conv2d(x2, w2, b2, **kw), _expected(2, x2, w2, b2, kw, False), dtype=np.float32, what=str(kw))
+    x3 = x2.reshape(2, 32, 1, 1, 64)
+    w3 = w2.reshape(16, 32, 1, 1, 3)
+    kw = dict(padding=(1, 0, 1))
+    assert_close(F.conv3d(x3, w3, b2, **kw), _expected(3, x3, w3, b2, kw, False), dtype=np.float32, what=str(kw))
 
 
 def test_pointwise_few_outputs_random_shapes(maybe_torch, rng):
