@@ -104,7 +104,7 @@ bool separable_backward_pays(const InterpShape& s, const AllTaps<T>& a) {
 
 // Each input row (plane, id, ih) is computed alone, its passes fused: a row of the H pass sums the
 // D pass's rows for its taps oh (each recomputed from gy, not stored), and the W pass reads that
-// row from L1 (the three passes over whole planes ran 2.3x slower on a nearest x2 upsampling).
+// row from L1 (three passes over whole planes, through memory: bilinear x2 of 8x32x128x128 1.25x slower).
 template <class T>
 void interpolate_backward_separable(const InterpShape& s, const AllTaps<T>& a, const T* gy, T* gx) {
   const Contributors<T> cd = contributors(a.d, s.D, s.OD, a.nd), ch = contributors(a.h, s.H, s.OH, a.nh),

@@ -112,8 +112,8 @@ def test_concurrent_python_threads(restore_threads):
 @pytest.mark.parametrize("threads", [2, 3])
 def test_jobs_between_sleeps_and_back_to_back(restore_threads, threads):
     # the caller runs what chunks are left and returns without waiting for workers still asleep:
-    # a worker that wakes late must find that job over and never run one of its chunks, or a chunk of
-    # the next job twice; pauses on either side of the workers' spin time, and none at all
+    # workers waking late, into the next job or none, must leave every result right and nothing hung;
+    # pauses on either side of the workers' spin time, and none at all
     mc.set_num_threads(1)
     work = _work(seed=11)
     expected = {name: call() for name, call in work}
