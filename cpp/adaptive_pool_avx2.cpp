@@ -1,7 +1,8 @@
 // Adaptive average pooling, AVX2, float32: each output's window summed in float64 (as the
-// reference does, in another order; a global pool from float32 groups of 4) and divided once. A global pool (output 1 x 1 x 1: every
-// classifier and squeeze-excitation head) sums each contiguous plane with 4 vector chains; other
-// outputs sum a row block's input rows into a float64 row, then each output's columns of it.
+// reference does, in another order) and divided once. A global pool (output 1 x 1 x 1: every
+// classifier and squeeze-excitation head) sums each contiguous plane from float32 groups of 4
+// vectors; other outputs sum a row block's input rows into a float64 row, then each output's
+// columns of it.
 #include <immintrin.h>
 
 #include <algorithm>

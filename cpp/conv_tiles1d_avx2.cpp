@@ -125,7 +125,8 @@ void conv_tiles1d_avx2_f32(const ConvShape& s, const float* x, const float* w, c
   const int64_t G = s.groups, blocks = (s.OW + kBlock - 1) / kBlock;
   const int64_t panel_floats = L.K * gemm::MR;
   std::unique_ptr<float, FreeDeleter> packed = aligned_floats(G * L.panels * panel_floats);  // [G][panels][K][6]
-  for (int64_t g = 0; g < G; ++g) gemm::pack_a(w + g * L.OCg * L.K, L.K, 1, L.OCg, L.K, packed.get() + g * L.panels * panel_floats);
+  for (int64_t g = 0; g < G; ++g)
+    gemm::pack_a(w + g * L.OCg * L.K, L.K, 1, L.OCg, L.K, packed.get() + g * L.panels * panel_floats);
   const int64_t row_floats = L.Cg * L.S * L.row_len;
   parallel_for(s.N * G * blocks, 1, [&](int64_t begin, int64_t end) {
     float* rows = thread_scratch<float>(row_floats, 5);
