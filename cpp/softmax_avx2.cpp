@@ -121,6 +121,25 @@ double exp_pass(const float* xs, float* es, int64_t dim, const float* ahead, Exp
   return avx2::hsum_pd(_mm256_add_pd(s0, s1));
 }
 
+// Log-softmax's y = ((x - a) - b) - c, each step rounded once (within half an ulp of y: about
+// 1.8e-7 max(1, |y|) worst with the sum's own error). Where |m| <= 1000 (the scaled exp), a + b is
+// m + log(sum) in float64 split into floats and c = 0; beyond, a = m and b + c = log(sum), as
+// m + log(sum) in float64 would lose log(sum) once |m| passes ~1e7 (log_softmax of twenty 3.4e38s
+// gave 0, not -log 20). A non-finite sum or m leaves no low part, so the NaN or inf comes through.
+struct LogSubtrahends {
+  float a, b, c;
+};
+inline LogSubtrahends log_subtrahends(float m, double log_sum, bool scaled) {
+  auto split = [](double v, float& hi, float& lo) {
+    hi = static_cast<float>(v);
+    lo = std::isfinite(v) ? static_cast<float>(v - hi) : 0.0f;
+  };
+  LogSubtrahends t{m, 0.0f, 0.0f};
+  if (scaled) split(static_cast<double>(m) + log_sum, t.a, t.b);
+  else split(log_sum, t.b, t.c);
+  return t;
+}
+
 // One softmax per row of a contiguous [rows, dim] block (inner == 1).
 // x, y: [rows, dim]
 void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log) {
@@ -172,7 +191,8 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
         return log ? exp_pass<false>(xs, nullptr, dim, ahead, e_of) : exp_pass<true>(xs, es, dim, ahead, e_of);
       };
       double sum;
-      if (dim > 1 && std::fabs(m1) <= kScaledMaxAbs) {
+      const bool scaled = dim > 1 && std::fabs(m1) <= kScaledMaxAbs;
+      if (scaled) {
         const __m256 k = _mm256_set1_ps(static_cast<float>(std::floor(static_cast<double>(m1) * 1.4426950408889634) - 127.0));
         const float lowest = m1 - 89.0f;  // there n - k <= -127: -inf gives exactly 0
         sum = pass([&](auto& v) { exp_scaled(v, lowest, k); });
@@ -187,12 +207,9 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
         });
       }
       if (log) {
-        // y[i] = (x[i] - c_hi) - c_lo with c = m + log(sum) = c_hi + c_lo: two roundings, each within
-        // half an ulp of y (x[i] - c_hi is y up to the tiny c_lo)
-        const double c = static_cast<double>(m1) + std::log(sum);
-        const float c_hi = static_cast<float>(c);
-        const __m256 hi = _mm256_set1_ps(c_hi), lo = _mm256_set1_ps(std::isfinite(c) ? static_cast<float>(c - c_hi) : 0.0f);
-        auto out = [&](__m256 v) { return _mm256_sub_ps(_mm256_sub_ps(v, hi), lo); };
+        const LogSubtrahends t = log_subtrahends(m1, std::log(sum), scaled);
+        const __m256 a = _mm256_set1_ps(t.a), b = _mm256_set1_ps(t.b), c = _mm256_set1_ps(t.c);
+        auto out = [&](__m256 v) { return _mm256_sub_ps(_mm256_sub_ps(_mm256_sub_ps(v, a), b), c); };
         store_out([&](int64_t v) { return out(_mm256_loadu_ps(xs + 8 * v)); });
         if (rest) _mm256_maskstore_ps(ys + full, tm, out(_mm256_maskload_ps(xs + full, tm)));
       } else {
@@ -303,7 +320,13 @@ inline void softmax_column_vectors(const float* x, float* y, int64_t dim, int64_
       }
     return;
   }
-  __m256 hi[K], lo[K];
+  // y = ((x - a) - b) - c as log_subtrahends() says, per column
+  __m256 a[K], b[K], c[K];
+  auto split = [](__m256d v0, __m256d v1, __m256& hi, __m256& lo) {
+    hi = to_ps(v0, v1);
+    const __m256 rest = to_ps(_mm256_sub_pd(v0, low_pd(hi)), _mm256_sub_pd(v1, high_pd(hi)));
+    lo = _mm256_and_ps(rest, _mm256_cmp_ps(rest, rest, _CMP_ORD_Q));  // non-finite: no low part
+  };
   for (int k = 0; k < K; ++k) {
     if (scaled) {  // sum_d exp(x[d] - m): divided by e(m) as computed, so a lone or dominant logit gives 0
       __m256 em[1] = {m[k]};
@@ -312,15 +335,19 @@ inline void softmax_column_vectors(const float* x, float* y, int64_t dim, int64_
       s0[k] = _mm256_div_pd(s0[k], low_pd(em[0]));
       s1[k] = _mm256_div_pd(s1[k], high_pd(em[0]));
     }
-    const __m256d c0 = _mm256_add_pd(low_pd(m[k]), log_pd(s0[k])), c1 = _mm256_add_pd(high_pd(m[k]), log_pd(s1[k]));
-    hi[k] = to_ps(c0, c1);
-    const __m256 rest = to_ps(_mm256_sub_pd(c0, low_pd(hi[k])), _mm256_sub_pd(c1, high_pd(hi[k])));
-    lo[k] = _mm256_and_ps(rest, _mm256_cmp_ps(rest, rest, _CMP_ORD_Q));  // infinite c: no lo
+    const __m256d l0 = log_pd(s0[k]), l1 = log_pd(s1[k]);
+    if (scaled) {
+      split(_mm256_add_pd(low_pd(m[k]), l0), _mm256_add_pd(high_pd(m[k]), l1), a[k], b[k]);
+      c[k] = _mm256_setzero_ps();
+    } else {
+      a[k] = m[k];
+      split(l0, l1, b[k], c[k]);
+    }
   }
   for (int64_t d = 0; d < dim; ++d)
     for (int k = 0; k < K; ++k) {
       const float* p = x + d * inner + 8 * k;
-      store(y + d * inner + 8 * k, _mm256_sub_ps(_mm256_sub_ps(load(p), hi[k]), lo[k]));
+      store(y + d * inner + 8 * k, _mm256_sub_ps(_mm256_sub_ps(_mm256_sub_ps(load(p), a[k]), b[k]), c[k]));
     }
 }
 

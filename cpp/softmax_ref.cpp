@@ -34,10 +34,10 @@ void softmax_ref(const T* x, T* y, int64_t outer, int64_t dim, int64_t inner, bo
           sum[i] += e;
           if (!log) ys[d * inner + i] = e;
         }
-      if (log) {
-        for (int64_t i = 0; i < nb; ++i) sum[i] = mx[i] + std::log(sum[i]);
+      if (log) {  // (x - max) - log(sum): max + log(sum) would lose log(sum) for a huge max
+        for (int64_t i = 0; i < nb; ++i) sum[i] = std::log(sum[i]);
         for (int64_t d = 0; d < dim; ++d)
-          for (int64_t i = 0; i < nb; ++i) ys[d * inner + i] = xs[d * inner + i] - sum[i];
+          for (int64_t i = 0; i < nb; ++i) ys[d * inner + i] = (xs[d * inner + i] - mx[i]) - sum[i];
       } else {
         for (int64_t i = 0; i < nb; ++i) sum[i] = T(1) / sum[i];
         for (int64_t d = 0; d < dim; ++d)

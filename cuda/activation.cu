@@ -86,9 +86,9 @@ __device__ void softmax_columns(const T* __restrict__ x, T* __restrict__ y, i64 
     if (mx == mc_neg_inf<T>()) mx = T(0);
     T sum = T(0);
     for (i64 d = 0; d < dim; ++d) sum += mc_exp(xs[d * inner] - mx);
-    if (log) {
-      const T shift = mx + mc_log(sum);
-      for (i64 d = 0; d < dim; ++d) ys[d * inner] = xs[d * inner] - shift;
+    if (log) {  // (x - max) - log(sum): max + log(sum) would lose log(sum) for a huge max
+      const T lsum = mc_log(sum);
+      for (i64 d = 0; d < dim; ++d) ys[d * inner] = (xs[d * inner] - mx) - lsum;
     } else {
       const T r = T(1) / sum;
       for (i64 d = 0; d < dim; ++d) ys[d * inner] = mc_exp(xs[d * inner] - mx) * r;
@@ -111,8 +111,8 @@ __device__ void softmax_rows(const T* __restrict__ x, T* __restrict__ y, i64 out
     for (i64 d = threadIdx.x; d < dim; d += MC_THREADS) sum += mc_exp(xs[d] - mx);
     sum = mc_block_sum(sum, buf);
     if (log) {
-      const T shift = mx + mc_log(sum);
-      for (i64 d = threadIdx.x; d < dim; d += MC_THREADS) ys[d] = xs[d] - shift;
+      const T lsum = mc_log(sum);
+      for (i64 d = threadIdx.x; d < dim; d += MC_THREADS) ys[d] = (xs[d] - mx) - lsum;
     } else {
       const T r = T(1) / sum;
       for (i64 d = threadIdx.x; d < dim; d += MC_THREADS) ys[d] = mc_exp(xs[d] - mx) * r;

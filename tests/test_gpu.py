@@ -344,6 +344,9 @@ def test_softmax(cp, rng, shape, dim, dtype):
         gf = B.log_softmax_backward if log else B.softmax_backward
         yy = f(rand(rng, shape, dtype), dim)
         close(cp, gf(*gpu(cp, g, yy), dim), bf(g, yy, dim), dtype, scale=5.0)
+    huge = np.full(shape, 3.0e38, dtype)  # (x - max) - log(sum): max + log(sum) would drop log(sum)
+    want = np.full(shape, -np.log(huge.shape[dim]))
+    np.testing.assert_allclose(cp.asnumpy(F.log_softmax(gpu(cp, huge), dim)), want, rtol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

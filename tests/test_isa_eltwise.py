@@ -322,6 +322,21 @@ def test_softmax_columns_and_short_rows_either_side_of_the_scaled_exp(each_isa, 
             np.testing.assert_array_equal(y[finite], 0.0 if log else 1.0)
 
 
+def test_log_softmax_of_huge_logits(each_isa, rng):
+    # beyond |max| ~1e7, max + log(sum) in float64 would drop log(sum): y = ((x - max) - b) - c with
+    # b + c = log(sum) instead (log_softmax of twenty 3.4e38s gave 0, not -log 20); rows, short rows
+    # and columns
+    tol = 2.5e-7 if each_isa != "scalar" else 1e-5
+    for offset in (1e7, -3e9, 1e30, 3.3e38):
+        x = (rng.standard_normal((40, 37)) * 5 + offset).astype(np.float32)
+        for xin, dim in ((x, 1), (np.ascontiguousarray(x[:, :9]), 1), (np.ascontiguousarray(x.T), 0)):
+            want = _softmax64(xin, dim, True)
+            y = F.log_softmax(xin, dim).astype(np.float64)
+            assert np.all(np.abs(y - want) <= tol * np.maximum(1.0, np.abs(want))), f"{offset} {xin.shape} [{each_isa}]"
+    y = F.log_softmax(np.full((1, 20), 3.4e38, np.float32), 1)
+    np.testing.assert_allclose(y, np.full((1, 20), -np.log(20.0)), rtol=1e-6)
+
+
 @pytest.mark.parametrize("log", [False, True])
 def test_softmax_special_values(each_isa, log):
     f = F.log_softmax if log else F.softmax
