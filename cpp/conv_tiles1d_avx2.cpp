@@ -74,13 +74,7 @@ void fill_phase_rows(const ConvShape& s, const Layout& L, const float* xg, int64
 template <int MR>
 void tile(const Layout& L, const float* ap, const float* rows, int64_t j, const float* bias6, float* y,
           int64_t ldy, int mr, int nr, bool relu) {
-  avx2::Tile6x16 t;
-  t.c00 = t.c01 = _mm256_set1_ps(bias6[0]);
-  t.c10 = t.c11 = _mm256_set1_ps(bias6[1]);
-  t.c20 = t.c21 = _mm256_set1_ps(bias6[2]);
-  t.c30 = t.c31 = _mm256_set1_ps(bias6[3]);
-  t.c40 = t.c41 = _mm256_set1_ps(bias6[4]);
-  t.c50 = t.c51 = _mm256_set1_ps(bias6[5]);
+  avx2::Tile6x16 t = avx2::bias_tile(bias6);
   const int64_t KW = static_cast<int64_t>(L.tap_offset.size()), channel_stride = L.S * L.row_len;
   const int64_t* off = L.tap_offset.data();
   const float* a = ap;
@@ -92,21 +86,7 @@ void tile(const Layout& L, const float* ap, const float* rows, int64_t j, const 
       avx2::rank1_update<MR>(t, a, _mm256_loadu_ps(b), _mm256_loadu_ps(b + 8));
     }
   }
-  const __m256 zero = _mm256_setzero_ps();
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), n = _mm256_set1_epi32(nr);
-  const __m256i m0 = _mm256_cmpgt_epi32(n, lane), m1 = _mm256_cmpgt_epi32(n, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
-  avx2::for_each_row(t, [&](int r, __m256 v0, __m256 v1) {
-    if (r >= mr) return;
-    if (relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);  // NaN stays NaN
-    float* yr = y + r * ldy;
-    if (nr == kTile) {
-      _mm256_storeu_ps(yr, v0);
-      _mm256_storeu_ps(yr + 8, v1);
-    } else {
-      _mm256_maskstore_ps(yr, m0, v0);
-      _mm256_maskstore_ps(yr + 8, m1, v1);
-    }
-  });
+  avx2::store_tile(t, y, ldy, mr, nr, relu);
 }
 
 }  // namespace

@@ -47,6 +47,37 @@ inline __attribute__((always_inline)) void for_each_row(const Tile6x16& t, F f) 
   f(5, t.c50, t.c51);
 }
 
+// Every row r's 16 columns = bias6[r].
+inline Tile6x16 bias_tile(const float* bias6) {
+  Tile6x16 t;
+  t.c00 = t.c01 = _mm256_set1_ps(bias6[0]);
+  t.c10 = t.c11 = _mm256_set1_ps(bias6[1]);
+  t.c20 = t.c21 = _mm256_set1_ps(bias6[2]);
+  t.c30 = t.c31 = _mm256_set1_ps(bias6[3]);
+  t.c40 = t.c41 = _mm256_set1_ps(bias6[4]);
+  t.c50 = t.c51 = _mm256_set1_ps(bias6[5]);
+  return t;
+}
+
+// c row r[0..nr) = t row r (ReLU'd if relu), for r < mr; rows ldc apart.
+inline void store_tile(const Tile6x16& t, float* c, int64_t ldc, int mr, int nr, bool relu) {
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), n = _mm256_set1_epi32(nr);
+  const __m256i m0 = _mm256_cmpgt_epi32(n, lane), m1 = _mm256_cmpgt_epi32(n, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
+  for_each_row(t, [&](int r, __m256 v0, __m256 v1) {
+    if (r >= mr) return;
+    if (relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);  // NaN stays NaN
+    float* cr = c + r * ldc;
+    if (nr == 16) {
+      _mm256_storeu_ps(cr, v0);
+      _mm256_storeu_ps(cr + 8, v1);
+    } else {
+      _mm256_maskstore_ps(cr, m0, v0);
+      _mm256_maskstore_ps(cr + 8, m1, v1);
+    }
+  });
+}
+
 // Output channels per tile of the channel-tiled kernel: 6 channels x 16 columns hold 12
 // accumulators, and each input vector loaded serves 6 FMAs (the GEMM micro-kernel's shape).
 constexpr int kTileOC = 6;
@@ -60,34 +91,13 @@ constexpr int kTileOC = 6;
 template <int MR>
 inline void channel_tile(int64_t nk, const float* const* brow, const int64_t* aoff, const float* ap, int64_t ow,
                          const float* bias6, float* c, int64_t ldc, int mr, int nr, bool relu) {
-  Tile6x16 t;
-  t.c00 = t.c01 = _mm256_set1_ps(bias6[0]);
-  t.c10 = t.c11 = _mm256_set1_ps(bias6[1]);
-  t.c20 = t.c21 = _mm256_set1_ps(bias6[2]);
-  t.c30 = t.c31 = _mm256_set1_ps(bias6[3]);
-  t.c40 = t.c41 = _mm256_set1_ps(bias6[4]);
-  t.c50 = t.c51 = _mm256_set1_ps(bias6[5]);
+  Tile6x16 t = bias_tile(bias6);
 #pragma GCC unroll 4
   for (int64_t k = 0; k < nk; ++k) {
     const float* b = brow[k] + ow;
     rank1_update<MR>(t, ap + aoff[k], _mm256_loadu_ps(b), _mm256_loadu_ps(b + 8));
   }
-  const __m256 zero = _mm256_setzero_ps();
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), n = _mm256_set1_epi32(nr);
-  const __m256i m0 = _mm256_cmpgt_epi32(n, lane), m1 = _mm256_cmpgt_epi32(n, _mm256_add_epi32(lane, _mm256_set1_epi32(8)));
-  auto store = [&](int r, __m256 v0, __m256 v1) {
-    if (r >= std::min(mr, MR)) return;
-    if (relu) v0 = _mm256_max_ps(zero, v0), v1 = _mm256_max_ps(zero, v1);  // NaN stays NaN
-    float* cr = c + r * ldc;
-    if (nr == 16) {
-      _mm256_storeu_ps(cr, v0);
-      _mm256_storeu_ps(cr + 8, v1);
-    } else {
-      _mm256_maskstore_ps(cr, m0, v0);
-      _mm256_maskstore_ps(cr + 8, m1, v1);
-    }
-  };
-  for_each_row(t, store);
+  store_tile(t, c, ldc, std::min(mr, MR), nr, relu);
 }
 
 }  // namespace avx2

@@ -47,6 +47,15 @@ def _expected(nd, x, w, b, kw, relu):
     return np.maximum(y, 0) if relu else y
 
 
+def _check(maybe_torch, nd, y, x, w, b, kw, relu):
+    """y against the numpy reference and, where installed, torch (with the ReLU applied after)."""
+    what = f"x{x.shape} w{w.shape} {kw}"
+    assert_close(y, _expected(nd, x, w, b, kw, relu), dtype=np.float32, what=what)
+    if maybe_torch is not None:
+        t = torch_conv(maybe_torch, x, w, b, **kw)
+        assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what="torch " + what)
+
+
 @pytest.mark.parametrize("nd", [2, 3])
 @pytest.mark.parametrize("k", [3, 5, 7])
 def test_random_shapes(direct, maybe_torch, rng, nd, k):
@@ -58,11 +67,7 @@ def test_random_shapes(direct, maybe_torch, rng, nd, k):
         x, w, b, kw = case
         relu = bool(rng.random() < 0.5)
         y = getattr(F, f"conv{nd}d")(x, w, b, activation="relu" if relu else None, **kw)
-        what = f"x{x.shape} w{w.shape} {kw}"
-        assert_close(y, _expected(nd, x, w, b, kw, relu), dtype=np.float32, what=what)
-        if maybe_torch is not None:
-            t = torch_conv(maybe_torch, x, w, b, **kw)
-            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what="torch " + what)
+        _check(maybe_torch, nd, y, x, w, b, kw, relu)
         checked += 1
 
 
@@ -365,11 +370,7 @@ def test_1d_channel_tiles_random_shapes(direct, maybe_torch, rng):
         if mc.backend_info()["isa"] == "avx2":  # the AVX-512 plan keeps its GEMM for these
             plans = [p["algorithm"] for p in mc._core.conv_plans() if p["W"] == width and p["C"] == cg * groups]
             assert plans[-1] == "direct"
-        what = f"x{x.shape} w{w.shape} {kw}"
-        assert_close(y, _expected(1, x, w, b, kw, relu), dtype=np.float32, what=what)
-        if maybe_torch is not None:
-            t = torch_conv(maybe_torch, x, w, b, **kw)
-            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what="torch " + what)
+        _check(maybe_torch, 1, y, x, w, b, kw, relu)
         checked += 1
     x = rng.standard_normal((3, 48, 1000)).astype(np.float32)
     w = rng.standard_normal((40, 24, 7)).astype(np.float32)
@@ -400,11 +401,7 @@ def test_pointwise_few_outputs_random_shapes(maybe_torch, rng):
         y = getattr(F, f"conv{nd}d")(x, w, b, groups=groups, activation="relu" if relu else None)
         if mc.backend_info()["isa"] == "avx2":
             assert mc._core.conv_plans()[-1]["algorithm"] == "direct"
-        what = f"x{x.shape} w{w.shape} groups={groups}"
-        assert_close(y, _expected(nd, x, w, b, dict(groups=groups), relu), dtype=np.float32, what=what)
-        if maybe_torch is not None:
-            t = torch_conv(maybe_torch, x, w, b, groups=groups)
-            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what="torch " + what)
+        _check(maybe_torch, nd, y, x, w, b, dict(groups=groups), relu)
     x = rng.standard_normal((3, 40, 77, 61)).astype(np.float32)
     w = rng.standard_normal((5, 40, 1, 1)).astype(np.float32)
     same_bits_at_thread_counts(lambda: F.conv2d(x, w))
@@ -435,11 +432,7 @@ def test_phase_rows_random_shapes(maybe_torch, rng):
             continue
         if mc.backend_info()["isa"] == "avx2":
             assert mc._core.conv_plans()[-1]["algorithm"] == "direct"
-        what = f"x{x.shape} w{w.shape} {kw}"
-        assert_close(y, _expected(nd, x, w, b, kw, relu), dtype=np.float32, what=what)
-        if maybe_torch is not None:
-            t = torch_conv(maybe_torch, x, w, b, **kw)
-            assert_close(y, np.maximum(t, 0) if relu else t, dtype=np.float32, what="torch " + what)
+        _check(maybe_torch, nd, y, x, w, b, kw, relu)
         checked += 1
     x = rng.standard_normal((2, 24, 45, 77)).astype(np.float32)
     w = rng.standard_normal((24, 1, 3, 3)).astype(np.float32)

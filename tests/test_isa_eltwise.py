@@ -263,6 +263,16 @@ def test_softmax_vs_float64(each_isa, threads, rng, log):
         assert np.all(err <= bound), f"{shape} dim={dim} [{each_isa}] worst {np.max(err / bound):.3g} x bound"
 
 
+def _softmax_bound(want, x, isa, log):
+    """The SIMD kernels: softmax within 2.5e-7 of float64 down to the smallest normal results,
+    log-softmax within 2.5e-7 max(1, |y|); the portable kernel rounds x - max in float32 (up to an ulp
+    of x more)."""
+    if not log:
+        return (2.5e-7 if isa != "scalar" else 2e-5) * want + TINY32
+    bound = (2.5e-7 if isa != "scalar" else 1e-5) * np.maximum(1.0, np.abs(want))
+    return bound + 2 * np.spacing(np.abs(x)).astype(np.float64) if isa == "scalar" else bound
+
+
 @pytest.mark.parametrize("log", [False, True])
 def test_softmax_rows_either_side_of_the_scaled_exp(each_isa, rng, log):
     # rows whose |max| <= 1000 take exp(x) 2^-k, the others exp(x - max): softmax within 2.5e-7
@@ -273,12 +283,7 @@ def test_softmax_rows_either_side_of_the_scaled_exp(each_isa, rng, log):
         x[5, :] = np.float32(offset) - np.linspace(0, 120, 1003, dtype=np.float32)  # into underflow
         y = (F.log_softmax if log else F.softmax)(x, 1).astype(np.float64)
         want = _softmax64(x, 1, log)
-        if log:  # the portable kernel rounds x - max in float32: up to an ulp of x more
-            bound = (2.5e-7 if each_isa != "scalar" else 1e-5) * np.maximum(1.0, np.abs(want))
-            if each_isa == "scalar":
-                bound = bound + 2 * np.spacing(np.abs(x)).astype(np.float64)
-        else:
-            bound = (2.5e-7 if each_isa != "scalar" else 2e-5) * want + TINY32
+        bound = _softmax_bound(want, x, each_isa, log)
         finite = np.isfinite(want)
         assert np.all(np.abs(y[finite] - want[finite]) <= bound[finite]), f"offset {offset} [{each_isa}]"
         assert y[3, 7] == (-np.inf if log else 0.0)
@@ -305,12 +310,7 @@ def test_softmax_columns_and_short_rows_either_side_of_the_scaled_exp(each_isa, 
             xin, axis = np.ascontiguousarray(x.T), 1
         y = (F.log_softmax if log else F.softmax)(xin, axis).astype(np.float64)
         want = _softmax64(xin, axis, log)
-        if log:
-            bound = (2.5e-7 if each_isa != "scalar" else 1e-5) * np.maximum(1.0, np.abs(want))
-            if each_isa == "scalar":
-                bound = bound + 2 * np.spacing(np.abs(xin)).astype(np.float64)
-        else:
-            bound = (2.5e-7 if each_isa != "scalar" else 2e-5) * want + TINY32
+        bound = _softmax_bound(want, xin, each_isa, log)
         finite = np.isfinite(want)
         assert np.all(np.abs(y[finite] - want[finite]) <= bound[finite]), f"dim {dim} {layout} [{each_isa}]"
         col7 = y[0, :, 7] if layout == "columns" else y[7]
