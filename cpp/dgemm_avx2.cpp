@@ -1,5 +1,6 @@
 // Packed DGEMM micro-kernel and driver, AVX2+FMA (see dgemm_avx2.h).
 #include "dgemm_avx2.h"
+#include "gemm_epilogue_avx2.h"
 
 #include <immintrin.h>
 
@@ -33,41 +34,17 @@ void micro_kernel(int64_t kc, const double* Ap, const double* Bp, double* C, int
       acc[r][1] = _mm256_fmadd_pd(a, b1, acc[r][1]);
     }
   }
-  const __m256d zero = _mm256_setzero_pd();
-  // C row r = epilogue(v0 | v1), 8 columns
-  auto store_row = [&](int r, __m256d v0, __m256d v1) {
-    double* crow = C + r * ldc;
-    if (accumulate) {
-      v0 = _mm256_add_pd(_mm256_loadu_pd(crow), v0);
-      v1 = _mm256_add_pd(_mm256_loadu_pd(crow + 4), v1);
-    } else if (row_bias) {  // bias first, as the reference: bias + sum
-      const __m256d b = _mm256_set1_pd(row_bias[r]);
-      v0 = _mm256_add_pd(b, v0);
-      v1 = _mm256_add_pd(b, v1);
-    } else if (col_bias) {
-      v0 = _mm256_add_pd(_mm256_loadu_pd(col_bias), v0);
-      v1 = _mm256_add_pd(_mm256_loadu_pd(col_bias + 4), v1);
-    }
-    if (last && relu) {  // max(0, v) keeping NaN: max_pd returns its second operand on NaN
-      v0 = _mm256_max_pd(zero, v0);
-      v1 = _mm256_max_pd(zero, v1);
-    }
-    _mm256_storeu_pd(crow, v0);
-    _mm256_storeu_pd(crow + 4, v1);
-  };
   if (mr == MR && nr == NR) {  // a full tile: the epilogue straight from the registers
 #pragma GCC unroll 6
-    for (int r = 0; r < MR; ++r) store_row(r, acc[r][0], acc[r][1]);
+    for (int r = 0; r < MR; ++r)
+      avx2::epilogue_row(C + r * ldc, acc[r][0], acc[r][1], accumulate, row_bias ? row_bias + r : nullptr, col_bias,
+                         last && relu);
     return;
   }
   alignas(32) double tile[MR][NR];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) _mm256_store_pd(tile[r], acc[r][0]), _mm256_store_pd(tile[r] + 4, acc[r][1]);
-  for (int r = 0; r < mr; ++r) {
-    if (nr == NR) store_row(r, _mm256_load_pd(tile[r]), _mm256_load_pd(tile[r] + 4));
-    else gemm_common::store_row_scalar(tile[r], C + r * ldc, nr, accumulate, last, row_bias ? row_bias + r : nullptr,
-                                       col_bias, relu);
-  }
+  avx2::epilogue_partial(tile, C, ldc, mr, nr, accumulate, last, row_bias, col_bias, relu);
 }
 
 }  // namespace

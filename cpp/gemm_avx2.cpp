@@ -1,6 +1,7 @@
 // Packed SGEMM micro-kernel and driver, AVX2+FMA (see gemm_avx2.h).
 #include "gemm_avx2.h"
 #include "gemm_common.h"
+#include "gemm_epilogue_avx2.h"
 #include "tile6x16_avx2.h"
 
 #include <immintrin.h>
@@ -32,27 +33,8 @@ inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
     _mm_prefetch(reinterpret_cast<const char*>(Ap + (k + 16) * MR), _MM_HINT_T0);
     avx2::rank1_update(t, Ap + k * MR, _mm256_load_ps(Bp + k * NR), _mm256_load_ps(Bp + k * NR + 8));
   }
-  const __m256 zero = _mm256_setzero_ps();
-  // C row r = epilogue(v0 | v1), 16 columns
   auto store_row = [&](int r, __m256 v0, __m256 v1) {
-    float* crow = C + r * ldc;
-    if (accumulate) {
-      v0 = _mm256_add_ps(_mm256_loadu_ps(crow), v0);
-      v1 = _mm256_add_ps(_mm256_loadu_ps(crow + 8), v1);
-    } else if (row_bias) {  // bias first, as the reference: bias + sum
-      const __m256 b = _mm256_set1_ps(row_bias[r]);
-      v0 = _mm256_add_ps(b, v0);
-      v1 = _mm256_add_ps(b, v1);
-    } else if (col_bias) {
-      v0 = _mm256_add_ps(_mm256_loadu_ps(col_bias), v0);
-      v1 = _mm256_add_ps(_mm256_loadu_ps(col_bias + 8), v1);
-    }
-    if (last && relu) {  // max(0, v) keeping NaN: max_ps returns its second operand on NaN
-      v0 = _mm256_max_ps(zero, v0);
-      v1 = _mm256_max_ps(zero, v1);
-    }
-    _mm256_storeu_ps(crow, v0);
-    _mm256_storeu_ps(crow + 8, v1);
+    avx2::epilogue_row(C + r * ldc, v0, v1, accumulate, row_bias ? row_bias + r : nullptr, col_bias, last && relu);
   };
   if (mr == MR && nr == NR) {  // a full tile: the epilogue straight from the registers
     avx2::for_each_row(t, store_row);
@@ -63,11 +45,7 @@ inline void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C,
     _mm256_store_ps(tile[r], v0);
     _mm256_store_ps(tile[r] + 8, v1);
   });
-  for (int r = 0; r < mr; ++r) {
-    if (nr == NR) store_row(r, _mm256_load_ps(tile[r]), _mm256_load_ps(tile[r] + 8));
-    else gemm_common::store_row_scalar(tile[r], C + r * ldc, nr, accumulate, last, row_bias ? row_bias + r : nullptr,
-                                       col_bias, relu);
-  }
+  avx2::epilogue_partial(tile, C, ldc, mr, nr, accumulate, last, row_bias, col_bias, relu);
 }
 
 }  // namespace
