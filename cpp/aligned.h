@@ -11,8 +11,8 @@ namespace medconv {
 // conv_subpixel.h, winograd); 1-2 Winograd tiles (1 also conv_subpixel.h's output blocks; both the
 // resampling gradient's rows); 2-5 the row-blocked conv's tap offsets, tap rows, padded rows and
 // spare rows; 3 Winograd filters, softmax's rows and transposed short rows, the adaptive pool's
-// float64 row, the pointwise conv's sums; 4 the weight-gradient GEMM's gathered rows; 5 the 1D
-// tiles' padded rows and the W-strided kernel's phase rows.
+// float64 row, the pointwise conv's sums, pad's output chunks; 4 the weight-gradient GEMM's gathered
+// rows; 5 the 1D tiles' padded rows and the W-strided kernel's phase rows.
 // A kernel must not hold a slot's buffer across a call to another kernel that uses the same slot.
 template <class T>
 T* thread_scratch(int64_t count, int slot = 0) {

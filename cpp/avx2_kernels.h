@@ -11,6 +11,7 @@ void add_pool_avx2(KernelTable& t);      // pool_avx2.cpp
 void add_adaptive_pool_avx2(KernelTable& t);  // adaptive_pool_avx2.cpp
 void add_batchnorm_avx2(KernelTable& t); // batchnorm_avx2.cpp
 void add_interpolate_avx2(KernelTable& t);  // interpolate_avx2.cpp
+void add_pad_avx2(KernelTable& t);       // pad_avx2.cpp
 
 // conv_avx2.cpp: the float32 conv plan, cached per (isa, shape): Winograd, the direct kernel, or
 // `gemm_conv` (each ISA's implicit GEMM: the AVX-512 table passes its own).

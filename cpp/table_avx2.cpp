@@ -13,6 +13,7 @@ KernelTable avx2_table(const KernelTable& base) {
   add_adaptive_pool_avx2(t);
   add_batchnorm_avx2(t);
   add_interpolate_avx2(t);
+  add_pad_avx2(t);
   return t;
 }
 
