@@ -68,9 +68,12 @@ def window_output_size(size: int, kernel: int, pad_total: int, stride: int, dila
 
 class ValidatedCalls:
     """The argument sets an op has already validated, keyed by everything the checks read: the
-    arrays' types, shapes and dtypes and the other arguments with their types. A repeated call on the
-    same shapes skips the checks. Only plain numpy arrays are cached. The arguments enter the key by
-    their types and repr, so that 2 and 2.0, or 1 and True, are different calls."""
+    arrays' shapes and dtypes and the other arguments. A repeated call on the same shapes skips the
+    checks. Only plain numpy arrays, and the ndarray subclasses registered in `array_types`
+    (medconv.nn's Parameter), are cached. The other arguments enter the key by their repr, so that 2
+    and 2.0, or 1 and True, are different calls."""
+
+    array_types = {np.ndarray}
 
     def __init__(self, limit: int = 1024):
         self._done: dict = {}
@@ -78,11 +81,17 @@ class ValidatedCalls:
 
     def key(self, arrays, args: tuple):
         """The call's key, or None when it can not be cached."""
+        types = self.array_types
+        parts = []
         for a in arrays:
-            if a is not None and type(a) is not np.ndarray:
+            if a is None:
+                parts.append(None)
+            elif type(a) in types:
+                parts.append((a.shape, a.dtype))
+            else:
                 return None
-        return (tuple(None if a is None else (a.shape, a.dtype) for a in arrays),
-                tuple(map(type, args)), repr(args))
+        parts.append(repr(args))
+        return tuple(parts)
 
     def get(self, key):
         return None if key is None else self._done.get(key)

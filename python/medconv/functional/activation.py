@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _core
 from .._backend import as_array, contiguous, prepare_out, same_dtype, wrap
-from ._args import check_bool, check_number, normalize_dim
+from ._args import ValidatedCalls, check_bool, check_number, normalize_dim
 
 GELU_APPROXIMATIONS = ("none", "tanh")
 
@@ -124,8 +124,19 @@ def maxout(input, pieces, dim=1, *, out=None):
     return wrap(y, src, out)
 
 
+_LINEAR_CALLS = ValidatedCalls()
+
+
 def linear(input, weight, bias=None, *, out=None):
     """x @ weight.T + bias over the last dim of x; weight: (out_features, in_features)."""
+    key = _LINEAR_CALLS.key((input, weight, bias), ())
+    if _LINEAR_CALLS.get(key):  # numpy arrays of the same shapes and dtypes as a checked call
+        x, w = contiguous(input), contiguous(weight)
+        y = prepare_out(out, x.shape[:-1] + (w.shape[0],), x.dtype)
+        if y.size:
+            m = y.size // w.shape[0]
+            _core.linear(x.reshape(m, w.shape[1]), w, None if bias is None else contiguous(bias), y.reshape(m, w.shape[0]))
+        return y if out is None else out
     x, src = as_array(input, "input")
     w, _ = as_array(weight, "weight")
     same_dtype(w, x, "weight")
@@ -156,4 +167,5 @@ def linear(input, weight, bias=None, *, out=None):
             y[...] = 0 if b is None else b
         else:
             _core.linear(x.reshape(m, w.shape[1]), w, b, y.reshape(m, w.shape[0]))
+            _LINEAR_CALLS.put(key, True)
     return wrap(y, src, out)

@@ -19,6 +19,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .._backend import _is_cupy, array_namespace, as_array, on_gpu, to_namespace
+from ..functional._args import ValidatedCalls
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -111,6 +112,8 @@ class Parameter(np.ndarray, metaclass=_ParameterType):
     def __repr__(self):
         return "Parameter containing:\n" + repr(self.view(np.ndarray))
 
+
+ValidatedCalls.array_types.add(Parameter)  # a layer's repeated calls skip the functional ops' checks
 
 _CUDA_PARAMETER_CLASSES: dict = {}  # cupy.ndarray -> its Parameter subclass
 

@@ -58,13 +58,13 @@ class _BatchNorm(Module):
                 init.zeros_(self.bias)
 
     def forward(self, input):
-        nd = np.ndim(input)
-        if nd not in self._dims:
+        shape = np.shape(input)
+        if len(shape) not in self._dims:
             want = " or ".join(f"{d}D" for d in self._dims)
-            raise ValueError(f"{type(self).__name__} expected {want} input (got {nd}D input)")
-        if np.shape(input)[1] != self.num_features:
-            raise ValueError(f"{type(self).__name__}({self.num_features}) got an input with {np.shape(input)[1]} "
-                             f"channels (shape {tuple(np.shape(input))})")
+            raise ValueError(f"{type(self).__name__} expected {want} input (got {len(shape)}D input)")
+        if shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}) got an input with {shape[1]} "
+                             f"channels (shape {tuple(shape)})")
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked += 1

@@ -1,0 +1,99 @@
+"""Repeated calls on the same shapes skip the argument checks (functional/_args.py's ValidatedCalls):
+the same results as a first, checked call; changed values are read anew; bad arguments are still
+refused; medconv.nn's Parameters take the cached path like plain arrays."""
+import numpy as np
+import pytest
+
+import medconv.functional as F
+import medconv.nn as nn
+from medconv.functional import activation as activation_module
+from medconv.functional import conv as conv_module
+import reference as R
+from conftest import assert_close
+
+
+def _batch_norm(x, rm, rv, w, b, training, momentum, eps):
+    """(y, new running mean, new running var) in float64, as torch: the running variance unbiased."""
+    x64 = x.astype(np.float64)
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if training:
+        mean, var = x64.mean(axis=axes), x64.var(axis=axes)
+        n = x64.size / x64.shape[1]
+        rm = (1 - momentum) * rm + momentum * mean
+        rv = (1 - momentum) * rv + momentum * var * n / (n - 1)
+    else:
+        mean, var = rm.astype(np.float64), rv.astype(np.float64)
+    y = (x64 - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    return y * w.astype(np.float64).reshape(shape) + b.astype(np.float64).reshape(shape), rm, rv
+
+
+def test_linear_repeated_calls(rng):
+    x = rng.standard_normal((5, 3, 7)).astype(np.float32)
+    w = rng.standard_normal((4, 7)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    first = F.linear(x, w, b)
+    assert_close(first, x.astype(np.float64) @ w.T.astype(np.float64) + b, dtype=np.float32)
+    np.testing.assert_array_equal(F.linear(x, w, b), first)
+    np.testing.assert_array_equal(F.linear(np.asfortranarray(x), w, b), first)  # copied, not misread
+    w2 = w * 2
+    assert_close(F.linear(x, w2, b), x.astype(np.float64) @ w2.T.astype(np.float64) + b, dtype=np.float32)
+    out = np.empty((5, 3, 4), np.float32)
+    assert F.linear(x, w, b, out=out) is out
+    np.testing.assert_array_equal(out, first)
+    with pytest.raises(ValueError, match="out has shape"):
+        F.linear(x, w, b, out=np.empty((5, 3, 5), np.float32))
+    with pytest.raises(TypeError, match="weight has dtype"):
+        F.linear(x, w.astype(np.float64), b)
+    with pytest.raises(ValueError, match="bias must have shape"):
+        F.linear(x, w, b[:3])
+    np.testing.assert_array_equal(F.linear(x, w), F.linear(x, w, np.zeros(4, np.float32)))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_batch_norm_repeated_calls(rng, training):
+    x = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    rm, rv = rng.standard_normal(4).astype(np.float32), rng.uniform(0.5, 2, 4).astype(np.float32)
+    w, b = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    want_rm, want_rv = rm.copy(), rv.copy()
+    for step in range(3):  # the first call is checked, the next ones take the cached path
+        y = F.batch_norm(x, rm, rv, w, b, training=training, momentum=0.1, eps=1e-5)
+        want, want_rm, want_rv = _batch_norm(x, want_rm, want_rv, w, b, training, 0.1, 1e-5)
+        assert_close(y, want, dtype=np.float32, what=f"step {step}")
+        assert_close(rm, want_rm, dtype=np.float32, what=f"running_mean, step {step}")
+        assert_close(rv, want_rv, dtype=np.float32, what=f"running_var, step {step}")
+    with pytest.raises(ValueError, match="eps"):
+        F.batch_norm(x, rm, rv, w, b, training=training, eps=-1.0)
+    with pytest.raises(TypeError, match="training"):
+        F.batch_norm(x, rm, rv, w, b, training=int(training))
+    with pytest.raises(TypeError, match="momentum"):
+        F.batch_norm(x, rm, rv, w, b, training=True, momentum="0.1")
+    with pytest.raises(ValueError, match="weight must have shape"):
+        F.batch_norm(x, rm, rv, w[:3], b, training=training)
+    with pytest.raises(ValueError, match="out has shape"):
+        F.batch_norm(x, rm, rv, w, b, training=training, out=np.empty((3, 4, 5, 5), np.float32))
+
+
+def test_layers_with_parameters_take_the_cached_path(rng):
+    conv, lin, bn = nn.Conv2d(2, 3, 3, padding=1), nn.Linear(3 * 4 * 4, 5), nn.BatchNorm2d(3)
+    bn.eval()
+    bn.running_mean[...] = rng.standard_normal(3)
+    x = rng.standard_normal((2, 2, 4, 4)).astype(np.float32)
+    for step in range(3):  # parameters changed in place between calls are read anew
+        y = conv(x)
+        assert_close(y, R.conv2d(x, np.asarray(conv.weight), np.asarray(conv.bias), 1, 1), dtype=np.float32)
+        z = bn(y)
+        want_z, _, _ = _batch_norm(y, bn.running_mean, bn.running_var, np.asarray(bn.weight), np.asarray(bn.bias),
+                                   False, 0.1, bn.eps)
+        assert_close(z, want_z, dtype=np.float32)
+        flat = z.reshape(2, -1)
+        assert_close(lin(flat), flat.astype(np.float64) @ np.asarray(lin.weight, np.float64).T + lin.bias,
+                     dtype=np.float32)
+        for p in (conv.weight, conv.bias, lin.weight, bn.weight, bn.bias):
+            p *= np.float32(-0.5)
+    # the calls above were cached: Parameters are keys like plain arrays
+    args = (2, conv.stride, conv.padding, conv.dilation, conv.groups, None)
+    calls = conv_module._CALLS
+    assert calls.get(calls.key((x, conv.weight, conv.bias), args)) is not None
+    calls = activation_module._LINEAR_CALLS
+    assert calls.get(calls.key((flat, lin.weight, lin.bias), ())) is not None
