@@ -129,9 +129,9 @@ void max_pool_backward_py(const py::array& gy, const py::array& indices, py::arr
   const int64_t* ip = static_cast<const int64_t*>(indices.data());
   int64_t lo = 0, hi = 0;
   for (int64_t i = 0; i < indices.size(); ++i) lo = std::min(lo, ip[i]), hi = std::max(hi, ip[i]);
-  require(lo >= 0 && (indices.size() == 0 || hi < in_plane),
-          "indices must lie in [0, input plane size " + std::to_string(in_plane) + "), got values in [" +
-              std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  if (lo < 0 || (indices.size() > 0 && hi >= in_plane))
+    fail("indices", " must lie in [0, input plane size " + std::to_string(in_plane) + "), got values in [" +
+                        std::to_string(lo) + ", " + std::to_string(hi) + "]");
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* xp = data<T>(gx);

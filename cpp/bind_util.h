@@ -26,16 +26,19 @@ inline DType dtype_of(const py::array& a, const char* name) {
                               std::string(py::str(a.dtype())));
 }
 
-inline void require(bool ok, const std::string& what) {
+// Messages are literals, or built only on failure: these checks run on every call.
+inline void require(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(what);
 }
 
+inline void fail(const char* name, const std::string& what) { throw std::invalid_argument(std::string(name) + what); }
+
 // A kernel argument: C-contiguous, of dtype dt, with ndim dims (-1: any), writeable if an output.
 inline void check_array(const py::array& a, const char* name, DType dt, int ndim, bool output = false) {
-  require(dtype_of(a, name) == dt, std::string(name) + " has a different dtype from the other arrays");
-  if (ndim >= 0) require(a.ndim() == ndim, std::string(name) + " must have " + std::to_string(ndim) + " dims");
-  require((a.flags() & py::array::c_style) != 0, std::string(name) + " must be C-contiguous");
-  if (output) require(a.writeable(), std::string(name) + " must be writeable");
+  if (dtype_of(a, name) != dt) fail(name, " has a different dtype from the other arrays");
+  if (ndim >= 0 && a.ndim() != ndim) fail(name, " must have " + std::to_string(ndim) + " dims");
+  if ((a.flags() & py::array::c_style) == 0) fail(name, " must be C-contiguous");
+  if (output && !a.writeable()) fail(name, " must be writeable");
 }
 
 // An optional argument: None gives a null pointer.
@@ -51,7 +54,7 @@ inline Optional optional_array(const py::object& o, const char* name, DType dt, 
   r.a = o.cast<py::array>();
   r.present = true;
   check_array(r.a, name, dt, -1, output);
-  require(r.a.size() == size, std::string(name) + " must have " + std::to_string(size) + " elements");
+  if (r.a.size() != size) fail(name, " must have " + std::to_string(size) + " elements");
   return r;
 }
 
