@@ -32,8 +32,12 @@ def _padding_pairs(padding, nd, kernel, dilation, stride):
     return [(p, p) for p in values]
 
 
+def _shape5(shape, nd):
+    return tuple(shape[:2]) + (1,) * (3 - nd) + tuple(shape[2:])
+
+
 def _to5d(arr, nd):
-    return arr.reshape(arr.shape[:2] + (1,) * (3 - nd) + arr.shape[2:])
+    return arr.reshape(_shape5(arr.shape, nd))
 
 
 _CALLS = ValidatedCalls()
@@ -45,11 +49,11 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
         key = _CALLS.key((input, weight, bias), (nd, stride, padding, dilation, groups, activation))
     plan = _CALLS.get(key)
     if plan is not None:
-        shape, args = plan
+        shape, args, x5, w5, y5 = plan
         y = prepare_out(out, shape, input.dtype)
         if y.size:
-            _core.conv_forward(_to5d(contiguous(input), nd), _to5d(contiguous(weight), nd),
-                               None if bias is None else contiguous(bias), _to5d(y, nd), *args)
+            _core.conv_forward(contiguous(input).reshape(x5), contiguous(weight).reshape(w5),
+                               None if bias is None else contiguous(bias), y.reshape(y5), *args)
         return y if out is None else out
     x, src = as_array(input, "input")
     w, _ = as_array(weight, "weight")
@@ -120,7 +124,7 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
     args = (one + stride, pad3, one + dilation, groups, ACTIVATIONS.index(activation))
     if y.size:
         _core.conv_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), *args)
-    _CALLS.put(key, (shape, args))
+    _CALLS.put(key, (shape, args, _shape5(x.shape, nd), _shape5(w.shape, nd), _shape5(shape, nd)))
     if unbatched:
         y = y[0]
         if out is not None:

@@ -50,11 +50,15 @@ def _divisor(divisor_override) -> int:
     return int(divisor_override)
 
 
+def _shape4(shape, nd):
+    """(..., *spatial) -> (planes, D, H, W)."""
+    lead = len(shape) - nd
+    return (math.prod(shape[:lead]),) + (1,) * (3 - nd) + tuple(shape[lead:])
+
+
 def _as4d(arr, nd):
     """(..., *spatial) -> (planes, D, H, W) view."""
-    lead = arr.shape[: arr.ndim - nd]
-    planes = math.prod(lead)
-    return arr.reshape((planes,) + (1,) * (3 - nd) + arr.shape[arr.ndim - nd:])
+    return arr.reshape(_shape4(arr.shape, nd))
 
 
 def _pad3(t, nd, fill):
@@ -69,12 +73,12 @@ def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, retu
     key = _MAX_CALLS.key((input,), (nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices))
     done = _MAX_CALLS.get(key)
     if done is not None:  # the same shapes and arguments as a validated call
-        shape, args = done
+        shape, args, x4, y4 = done
         x = contiguous(input)
         y = prepare_out(out, shape, x.dtype)
         idx = np.empty(shape, dtype=np.int64) if return_indices else None
         if y.size:
-            _core.max_pool(_as4d(x, nd), _as4d(y, nd), None if idx is None else _as4d(idx, nd), *args)
+            _core.max_pool(x.reshape(x4), y.reshape(y4), None if idx is None else idx.reshape(y4), *args)
         result = y if out is None else out
         return (result, idx) if return_indices else result
     x, src = _pool_input(input, nd)
@@ -90,7 +94,7 @@ def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, retu
     args = (_pad3(kernel, nd, 1), _pad3(stride, nd, 1), _pad3(padding, nd, 0), _pad3(dilation, nd, 1))
     if y.size:
         _core.max_pool(_as4d(x, nd), _as4d(y, nd), None if idx is None else _as4d(idx, nd), *args)
-    _MAX_CALLS.put(key, (shape, args))
+    _MAX_CALLS.put(key, (shape, args, _shape4(x.shape, nd), _shape4(shape, nd)))
     result = wrap(y, src, out)
     if return_indices:
         return result, wrap(idx, src)
@@ -101,11 +105,11 @@ def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_
     key = _AVG_CALLS.key((input,), (nd, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override))
     done = _AVG_CALLS.get(key)
     if done is not None:  # the same shapes and arguments as a validated call
-        shape, args = done
+        shape, args, x4, y4 = done
         x = contiguous(input)
         y = prepare_out(out, shape, x.dtype)
         if y.size:
-            _core.avg_pool(_as4d(x, nd), _as4d(y, nd), *args)
+            _core.avg_pool(x.reshape(x4), y.reshape(y4), *args)
         return y if out is None else out
     x, src = _pool_input(input, nd)
     kernel, stride, padding, _, osz = _window_args(nd, x, kernel_size, stride, padding, 1, ceil_mode)
@@ -120,7 +124,7 @@ def _avg_pool(nd, input, kernel_size, stride, padding, ceil_mode, count_include_
     args = (_pad3(kernel, nd, 1), _pad3(stride, nd, 1), _pad3(padding, nd, 0), count_include_pad, divisor)
     if y.size:
         _core.avg_pool(_as4d(x, nd), _as4d(y, nd), *args)
-    _AVG_CALLS.put(key, (shape, args))
+    _AVG_CALLS.put(key, (shape, args, _shape4(x.shape, nd), _shape4(shape, nd)))
     return wrap(y, src, out)
 
 
