@@ -158,7 +158,8 @@ class SGD(Optimizer):
                         buf *= p.dtype.type(mom)
                         buf += p.dtype.type(1 - damp) * g
                     g = g + p.dtype.type(mom) * buf if nesterov else buf
-                p -= p.dtype.type(lr) * g
+                values = _values(p)  # in place, without the Parameter's ufunc wrapper
+                values -= p.dtype.type(lr) * g
         return loss
 
 
@@ -198,7 +199,8 @@ class Adam(Optimizer):
                 step = st["step"]
                 if wd != 0:
                     if self._decoupled:
-                        p *= t(1 - lr * wd)
+                        values = _values(p)
+                        values *= t(1 - lr * wd)
                     else:
                         g = g + t(wd) * _values(p)
                 m, v = st["exp_avg"], st["exp_avg_sq"]
@@ -214,7 +216,8 @@ class Adam(Optimizer):
                     denom = xp.sqrt(st["max_exp_avg_sq"]) / t(bias_correction2_sqrt) + t(eps)
                 else:
                     denom = xp.sqrt(v) / t(bias_correction2_sqrt) + t(eps)
-                p -= t(step_size) * (m / denom)
+                values = _values(p)
+                values -= t(step_size) * (m / denom)
         return loss
 
 
