@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import _core
 from .._backend import as_array, contiguous, on_gpu, same_dtype
-from ._args import check_bool, check_ndim, check_number, int_tuple, normalize_dim
+from ._args import ValidatedCalls, check_bool, check_ndim, check_number, int_tuple, normalize_dim
 from ._kernels import kernels
 from .conv import PADDING_MODES, _padding_pairs
 from .extra import _bn_input, _bn_vector, _conv_transpose_args, _interp_call, _interpolate_args, _to5d
@@ -101,8 +101,21 @@ def pad_backward(grad_output, input, pad, mode="constant", value=None):
 # ------------------------------------------------------------------------ convolution
 
 
+_GEOMETRIES = ValidatedCalls()
+
+
 def _conv_geometry(nd, x, w, stride, padding, dilation, groups, padding_mode):
-    """Validated (pairs, stride, dilation, groups, output spatial size) of conv{nd}d on batched x."""
+    """Validated (pairs, stride, dilation, groups, output spatial size) of conv{nd}d on batched x,
+    remembered per shapes and arguments (a training loop asks for the same ones every step)."""
+    key = (nd, tuple(x.shape), tuple(w.shape), repr((stride, padding, dilation, groups, padding_mode)))
+    done = _GEOMETRIES.get(key)
+    if done is None:
+        done = _checked_conv_geometry(nd, x, w, stride, padding, dilation, groups, padding_mode)
+        _GEOMETRIES.put(key, done)
+    return done
+
+
+def _checked_conv_geometry(nd, x, w, stride, padding, dilation, groups, padding_mode):
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
         raise ValueError(f"groups must be a positive int, got {groups!r}")
     groups = int(groups)
@@ -134,7 +147,7 @@ def _conv_geometry(nd, x, w, stride, padding, dilation, groups, padding_mode):
                              f"{size} (dim {i + 2})")
     out = tuple((size + lo + hi - d * (k - 1) - 1) // s + 1
                 for size, (lo, hi), k, d, s in zip(spatial, pairs, kernel, dilation, stride))
-    return pairs, stride, dilation, groups, out
+    return tuple(pairs), stride, dilation, groups, out
 
 
 def _conv_backward(nd, grad_output, input, weight, bias, stride, padding, dilation, groups, padding_mode, output_mask):

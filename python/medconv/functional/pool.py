@@ -17,7 +17,21 @@ def _pool_input(input, nd):
     return x, src
 
 
+_WINDOWS = ValidatedCalls()
+
+
 def _window_args(nd, x, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validated (kernel, stride, padding, dilation, output spatial size), remembered per input shape
+    and arguments."""
+    key = (nd, tuple(x.shape), repr((kernel_size, stride, padding, dilation, ceil_mode)))
+    done = _WINDOWS.get(key)
+    if done is None:
+        done = _checked_window_args(nd, x, kernel_size, stride, padding, dilation, ceil_mode)
+        _WINDOWS.put(key, done)
+    return done
+
+
+def _checked_window_args(nd, x, kernel_size, stride, padding, dilation, ceil_mode):
     kernel = int_tuple(kernel_size, nd, "kernel_size", minimum=1)
     if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
         stride = kernel
