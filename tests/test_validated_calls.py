@@ -97,3 +97,23 @@ def test_layers_with_parameters_take_the_cached_path(rng):
     assert calls.get(calls.key((x, conv.weight, conv.bias), args)) is not None
     calls = activation_module._LINEAR_CALLS
     assert calls.get(calls.key((flat, lin.weight, lin.bias), ())) is not None
+
+
+def test_conv_transpose_repeated_calls(rng):
+    x = rng.standard_normal((2, 4, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    first = F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1)
+    assert_close(first, R.conv_transpose(x, w, b, 2, 1, 1), dtype=np.float32)
+    np.testing.assert_array_equal(F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1), first)
+    strided = np.asfortranarray(x)  # copied on the cached path, not misread
+    np.testing.assert_array_equal(F.conv_transpose2d(strided, w, b, stride=2, padding=1, output_padding=1), first)
+    out = np.empty_like(first)
+    assert F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, out=out) is out
+    np.testing.assert_array_equal(out, first)
+    with pytest.raises(ValueError, match="out has shape"):
+        F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, out=np.empty((2, 3, 10, 11), np.float32))
+    with pytest.raises(TypeError, match="stride"):
+        F.conv_transpose2d(x, w, b, stride=2.0, padding=1, output_padding=1)
+    with pytest.raises(ValueError, match="output_padding"):
+        F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=2)

@@ -9,17 +9,14 @@ import numbers
 import numpy as np
 
 from .. import _core
-from .._backend import Source, as_array, contiguous, same_dtype
+from .._backend import Source, as_array, contiguous, prepare_out, same_dtype
 from ._args import ValidatedCalls, check_bool, check_ndim, check_number, int_tuple
 from ._kernels import kernels
+from .conv import _shape5, _to5d
 from .pool import _as4d
 
 INTERPOLATE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
 _LINEAR_MODES = {"linear": 1, "bilinear": 2, "trilinear": 3}
-
-
-def _to5d(arr, nd):
-    return arr.reshape(arr.shape[:2] + (1,) * (3 - nd) + arr.shape[2:])
 
 
 # ------------------------------------------------------------------------ transposed convolution
@@ -73,7 +70,21 @@ def _conv_transpose_args(nd, x, w, bias, stride, padding, output_padding, groups
     return b, stride, padding, output_padding, groups, dilation, cout, out
 
 
+_TRANSPOSE_CALLS = ValidatedCalls()
+
+
 def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, groups, dilation, out):
+    key = None
+    if getattr(input, "ndim", 0) == nd + 2:  # batched: cacheable
+        key = _TRANSPOSE_CALLS.key((input, weight, bias), (nd, stride, padding, output_padding, groups, dilation))
+    done = _TRANSPOSE_CALLS.get(key)
+    if done is not None:  # numpy arrays of the same shapes and dtypes, the same arguments, as a checked call
+        shape, args, x5, w5, y5 = done
+        y = prepare_out(out, shape, input.dtype)
+        if y.size:
+            _core.conv_transpose_forward(contiguous(input).reshape(x5), contiguous(weight).reshape(w5),
+                                         None if bias is None else contiguous(bias), y.reshape(y5), *args)
+        return y if out is None else out
     x, src = as_array(input, "input")
     dev = kernels(src.kind == "cupy")
     w, _ = as_array(weight, "weight")
@@ -87,10 +98,12 @@ def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, gr
     w = contiguous(w)
     shape = (x.shape[0], cout) + osz
     y = dev.prepare_out(None if unbatched else out, shape, x.dtype)
+    one = (1,) * (3 - nd)
+    args = (one + stride, (0,) * (3 - nd) + padding, one + dilation, groups)
     if y.size:
-        one = (1,) * (3 - nd)
-        dev.conv_transpose_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), one + stride,
-                                   (0,) * (3 - nd) + padding, one + dilation, groups)
+        dev.conv_transpose_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), *args)
+    if src.kind == "numpy":
+        _TRANSPOSE_CALLS.put(key, (shape, args, _shape5(x.shape, nd), _shape5(w.shape, nd), _shape5(shape, nd)))
     if unbatched:
         y = y[0]
         if out is not None:
