@@ -232,6 +232,7 @@ class Runner:
         self.pattern = re.compile(args.only, re.I) if args.only else None
         self.peaks = {}
         self.scaling = []
+        self.small = []
 
     def wanted(self, name):
         return self.pattern is None or bool(self.pattern.search(name))
@@ -438,7 +439,7 @@ def _cnn_training(r, threads, shape, params, x, target):
         def mine():
             opt.zero_grad()
             loss = loss_fn(model(x), target)
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), input_grad=False)  # as torch: the input needs no gradient
             opt.step()
             return float(np.asarray(loss))
 
@@ -469,7 +470,76 @@ def _cnn_training(r, threads, shape, params, x, target):
     return None
 
 
-SECTIONS = [run_convs, run_backward, run_transposed, run_float64, run_memory_bound, run_filters, run_cnn]
+def run_small_calls(r, threads):
+    """Tiny inputs: per-call overhead, in microseconds (beyond the set)."""
+    import medconv.nn as mnn
+
+    for name, mine, peer in shapes.small_calls():
+        if not r.wanted(name):
+            continue
+        ok, msg = close(mine(), peer().numpy(), rtol=1e-5, atol=1e-5)
+        m, p = r.time_pair(mine, peer)
+        r.small.append(dict(case=name, threads=threads, medconv_us=m * 1e6, torch_us=p * 1e6, ratio=p / m,
+                            check="ok" if ok else f"FAIL ({msg})"))
+    x = np.random.default_rng(0).standard_normal(shapes.DIGITS_INPUT, dtype=np.float32)
+    tx = torch.from_numpy(x)
+    if r.wanted("digits CNN forward"):
+        tmodel = shapes.torch_digits_module().eval()
+        model = mnn.from_torch(tmodel)
+        model.eval()
+
+        def mine():
+            with mnn.no_grad():
+                return model(x)
+
+        def peer():
+            with torch.no_grad():
+                return tmodel(tx)
+
+        ok, msg = close(mine(), peer().numpy(), rtol=1e-4, atol=1e-5)
+        m, p = r.time_pair(mine, peer)
+        r.small.append(dict(case="digits CNN forward, 1 image", threads=threads, medconv_us=m * 1e6,
+                            torch_us=p * 1e6, ratio=p / m, check="ok" if ok else f"FAIL ({msg})"))
+    if r.wanted("digits CNN training step"):
+        import medconv.optim as mopt
+
+        tmodel = shapes.torch_digits_module()
+        model = mnn.from_torch(tmodel)
+        target = np.array([3], np.int64)
+        loss_fn, tloss_fn = mnn.CrossEntropyLoss(), torch.nn.CrossEntropyLoss()
+        opt, topt = mopt.SGD(model.parameters(), lr=1e-3), torch.optim.SGD(tmodel.parameters(), lr=1e-3)
+        tt = torch.from_numpy(target)
+
+        def mine():
+            opt.zero_grad()
+            loss = loss_fn(model(x), target)
+            model.backward(loss_fn.backward(), input_grad=False)
+            opt.step()
+            return np.asarray(loss)
+
+        def peer():
+            topt.zero_grad()
+            loss = tloss_fn(tmodel(tx), tt)
+            loss.backward()
+            topt.step()
+            return loss.detach()
+
+        ok, msg = close(mine(), peer().numpy(), rtol=1e-4, atol=1e-5)  # identical weights: the same loss
+        m, p = r.time_pair(mine, peer)
+        r.small.append(dict(case="digits CNN training step, 1 image", threads=threads, medconv_us=m * 1e6,
+                            torch_us=p * 1e6, ratio=p / m, check="ok" if ok else f"FAIL ({msg})"))
+
+
+def small_table(rows):
+    out = ["Small calls (beyond the set: per-call overhead on tiny inputs, microseconds per call):", "",
+           "| case | thr | medconv us | torch us | ratio | check |", "|---|---|---|---|---|---|"]
+    out += [f"| {row['case']} | {row['threads']} | {fmt(row['medconv_us'])} | {fmt(row['torch_us'])} | "
+            f"{row['ratio']:.2f} | {row['check']} |" for row in rows]
+    return "\n".join(out)
+
+
+SECTIONS = [run_convs, run_backward, run_transposed, run_float64, run_memory_bound, run_filters, run_cnn,
+            run_small_calls]
 
 
 SCALING_REPEAT = 9  # samples per thread count at least: a ratio of two noisy times wants more than --repeat's 5
@@ -576,6 +646,8 @@ def main(argv=None):
         medconv.set_num_threads(before[0])
         torch.set_num_threads(before[1])
     print(table(r.rows, r.peaks))
+    if r.small:
+        print("\n" + small_table(r.small))
     if r.scaling:
         print("\n" + scaling_table(r.scaling))
     print(f"\n{info['cpu']}, {info['cores']} cores, medconv ISA {info['isa']}, torch {info['torch']}; "
@@ -583,7 +655,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": info, "peaks": {str(k): v for k, v in r.peaks.items()}, "rows": r.rows,
-                       "scaling": r.scaling, "args": vars(args)}, fh, indent=1)
+                       "scaling": r.scaling, "small_calls": r.small, "args": vars(args)}, fh, indent=1)
     return 1 if any(str(row.get("check", "")).startswith("FAIL") for row in r.rows) else 0
 
 

@@ -240,7 +240,7 @@ class MemCase:
 MEMORY_BOUND = [
     MemCase("max_pool2d 2x2 s2", ACT_SHAPE, "max_pool2d", {"kernel": 2, "stride": 2}, exact=True),
     MemCase("avg_pool2d 2x2 s2", ACT_SHAPE, "avg_pool2d", {"kernel": 2, "stride": 2}, rtol=1e-6),
-    MemCase("relu", ACT_SHAPE, "relu", exact=True),
+    MemCase("relu 1x4x8x8", ACT_SHAPE, "relu", exact=True),
     MemCase("leaky_relu", ACT_SHAPE, "leaky_relu", rtol=1e-6, atol=0.0),
     MemCase("elu", ACT_SHAPE, "elu"),
     MemCase("sigmoid", ACT_SHAPE, "sigmoid"),
@@ -249,7 +249,7 @@ MEMORY_BOUND = [
     MemCase("pad reflect 1", ACT_SHAPE, "pad", {"mode": "reflect"}, exact=True),
     MemCase("pad constant 1", ACT_SHAPE, "pad", {"mode": "constant"}, exact=True),
     MemCase("max_pool3d 2 s2", POOL3D_SHAPE, "max_pool3d", {"kernel": 2, "stride": 2}, exact=True),
-    MemCase("softmax dim=1", SOFTMAX_SHAPE, "softmax", {"dim": 1}, rtol=1e-5, atol=1e-9),
+    MemCase("softmax dim=1 1x4x8x8", SOFTMAX_SHAPE, "softmax", {"dim": 1}, rtol=1e-5, atol=1e-9),
     MemCase("log_softmax dim=1", SOFTMAX_SHAPE, "log_softmax", {"dim": 1}, rtol=1e-5, atol=1e-5),
 ]
 # Beyond the set: softmax over the channels of a segmentation output (dim 1 of NCHW), and a global
@@ -407,3 +407,50 @@ def medconv_cnn_module(params):
             index += 1
     model.load_state_dict(state)
     return model
+
+
+# ------------------------------------------------------------------------ small calls (beyond the set)
+
+def small_calls():
+    """[(name, medconv call, torch call)] on tiny inputs, where the per-call overhead is the whole
+    cost: a patch classifier's layers at batch 1. Each call returns an array / tensor to check."""
+    import torch
+    import torch.nn.functional as TF
+
+    import medconv.functional as F
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 4, 8, 8), dtype=np.float32)
+    w = rng.standard_normal((4, 4, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(4, dtype=np.float32)
+    rv = rng.uniform(0.5, 2.0, 4).astype(np.float32)
+    xl = rng.standard_normal((4, 16), dtype=np.float32)
+    wl = rng.standard_normal((8, 16), dtype=np.float32)
+    bl = rng.standard_normal(8, dtype=np.float32)
+    tx, tw, tb, trv, txl, twl, tbl = map(torch.from_numpy, (x, w, b, rv, xl, wl, bl))
+    return [
+        ("conv2d 3x3 1x4x8x8", lambda: F.conv2d(x, w, b, padding=1), lambda: TF.conv2d(tx, tw, tb, padding=1)),
+        ("conv_transpose2d 3x3 s2 1x4x8x8", lambda: F.conv_transpose2d(x, w, b, stride=2),
+         lambda: TF.conv_transpose2d(tx, tw, tb, stride=2)),
+        ("max_pool2d 2 1x4x8x8", lambda: F.max_pool2d(x, 2), lambda: TF.max_pool2d(tx, 2)),
+        ("avg_pool2d 2 1x4x8x8", lambda: F.avg_pool2d(x, 2), lambda: TF.avg_pool2d(tx, 2)),
+        ("relu 1x4x8x8", lambda: F.relu(x), lambda: TF.relu(tx)),
+        ("softmax dim=1 1x4x8x8", lambda: F.softmax(x, 1), lambda: torch.softmax(tx, 1)),
+        ("batch_norm eval 1x4x8x8", lambda: F.batch_norm(x, b, rv, b, b, training=False),
+         lambda: TF.batch_norm(tx, tb, trv, tb, tb, training=False)),
+        ("linear 4x16 -> 8", lambda: F.linear(xl, wl, bl), lambda: TF.linear(txl, twl, tbl)),
+    ]
+
+
+DIGITS_INPUT = (1, 1, 8, 8)  # one scikit-learn digit
+
+
+def torch_digits_module():
+    """A 10-layer classifier of 8x8 images (conv, batch norm, ReLU, max-pool twice; linear)."""
+    import torch
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(32 * 2 * 2, 10))

@@ -7,6 +7,7 @@
 #include "bind_util.h"
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <stdexcept>
 #include <string>
@@ -334,6 +335,21 @@ void batch_norm_apply_py(const py::array& x, const py::array& mean, const py::ar
   });
 }
 
+// 1 / sqrt(var + eps) per channel, in float64 and rounded once to var's dtype (as numpy's
+// (1.0 / np.sqrt(var.astype(np.float64) + eps)).astype(dtype), in one call).
+py::array batch_norm_invstd_py(const py::array& var, double eps) {
+  DType dt = dtype_of(var, "running_var");
+  check_array(var, "running_var", dt, 1);
+  py::array out(var.dtype(), std::vector<py::ssize_t>{var.shape(0)});
+  with_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* v = cdata<T>(var);
+    T* o = data<T>(out);
+    for (int64_t c = 0; c < var.shape(0); ++c) o[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(v[c]) + eps));
+  });
+  return out;
+}
+
 void batch_norm_backward_py(const py::array& x, const py::array& gy, const py::array& mean, const py::array& invstd,
                          const py::object& gamma, bool training, const py::object& gx, const py::object& ggamma,
                          const py::object& gbeta) {
@@ -391,6 +407,7 @@ void register_nn(py::module_& m) {
         py::arg("mode"), py::arg("align_corners"), py::arg("scale"));
   m.def("batch_norm_stats", &batch_norm_stats_py, py::arg("x"), py::arg("mean"), py::arg("var"), py::arg("invstd"),
         py::arg("eps"));
+  m.def("batch_norm_invstd", &batch_norm_invstd_py, py::arg("var"), py::arg("eps"));
   m.def("batch_norm_apply", &batch_norm_apply_py, py::arg("x"), py::arg("mean"), py::arg("invstd"), py::arg("weight"),
         py::arg("bias"), py::arg("out"));
   m.def("batch_norm_backward", &batch_norm_backward_py, py::arg("x"), py::arg("grad_output"), py::arg("mean"),

@@ -117,3 +117,25 @@ def test_conv_transpose_repeated_calls(rng):
         F.conv_transpose2d(x, w, b, stride=2.0, padding=1, output_padding=1)
     with pytest.raises(ValueError, match="output_padding"):
         F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=2)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_repeated_calls(rng, log):
+    f = F.log_softmax if log else F.softmax
+    x = rng.standard_normal((3, 5, 4)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    want = x64 - x64.max(axis=1, keepdims=True)
+    want = want - np.log(np.exp(want).sum(axis=1, keepdims=True)) if log else np.exp(want) / np.exp(want).sum(
+        axis=1, keepdims=True)
+    for _ in range(3):
+        assert_close(f(x, 1), want, dtype=np.float32)
+    assert_close(f(np.asfortranarray(x), 1), want, dtype=np.float32)  # copied on the cached path, not misread
+    out = np.empty_like(x)
+    assert f(x, 1, out=out) is out
+    assert_close(out, want, dtype=np.float32)
+    with pytest.raises(ValueError, match="out has shape"):
+        f(x, 1, out=np.empty((3, 5, 5), np.float32))
+    with pytest.raises(TypeError, match="dim"):
+        f(x, 1.0)
+    with pytest.raises(ValueError, match="dim"):
+        f(x, 3)

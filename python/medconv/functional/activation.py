@@ -67,7 +67,17 @@ def gelu(input, approximate="none", *, out=None):
     return _unary("gelu" if approximate == "none" else "gelu_tanh", input, out=out)
 
 
+_SOFTMAX_CALLS = ValidatedCalls()
+
+
 def _softmax(input, dim, dtype, log, out):
+    key = _SOFTMAX_CALLS.key((input,), (dim, dtype, log)) if dtype is None else None
+    done = _SOFTMAX_CALLS.get(key)
+    if done is not None:  # a numpy array of the same shape and dtype, the same dim, as a checked call
+        x = contiguous(input)
+        y = prepare_out(out, x.shape, x.dtype)
+        _core.softmax(x, y, *done, log)
+        return y if out is None else out
     x, src = as_array(input, "input")
     if dim is None:
         raise ValueError("dim must be given (softmax over which axis?), e.g. dim=1 for (N, classes)")
@@ -87,6 +97,7 @@ def _softmax(input, dim, dtype, log, out):
     inner = math.prod(shape[d + 1:])
     if x.size:
         _core.softmax(x, y, outer, shape[d], inner, log)
+        _SOFTMAX_CALLS.put(key, (outer, shape[d], inner))
     return wrap(y, src, out)
 
 
