@@ -15,7 +15,9 @@ into a preallocated output: the kernel alone, without the page faults of a fresh
 With two or more thread counts, a last section times medconv's convs at the lowest and highest
 count, interleaved, at least 9 samples each, for the speed-up (the main rows of different thread
 counts run minutes apart). Rows beyond shared/BENCHMARKS.md's set: S5 backward, U-Net up-convs
-(U1-U3) and S3/S6 in float64 (their % of peak is of the float64 FMA peak, half the probe's).
+(U1-U3), S3/S6 in float64 (their % of peak is of the float64 FMA peak, half the probe's), H1, C1,
+D1, channel softmax, a global pool, and a table of small calls (tiny inputs and a digits CNN at
+batch 1, microseconds per call: the per-call overhead, where torch's C++ dispatch is hard to beat).
 
 Calls are interleaved (medconv, peer, medconv, ...) so that drift hits both sides alike. PyTorch's
 OpenMP threads would otherwise keep spinning after each of its calls and take the cores from the

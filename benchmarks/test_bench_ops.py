@@ -199,7 +199,7 @@ def test_small_cnn_training_step(benchmark, threads, lib):
         def step():
             opt.zero_grad()
             loss_fn(model(x), target)
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), input_grad=False)  # as torch: the input needs no gradient
             opt.step()
     else:
         model = shapes.torch_cnn_module(params)
@@ -215,3 +215,19 @@ def test_small_cnn_training_step(benchmark, threads, lib):
     benchmark.group = f"small CNN training step {threads}t"
     benchmark.extra_info["gflop"] = 3 * shapes.cnn_flops() / 1e9
     benchmark.pedantic(step, rounds=3, iterations=1, warmup_rounds=1)
+
+
+# ------------------------------------------------------------------------ small calls (beyond the set)
+
+SMALL_CALLS = [name for name, _, _ in shapes.small_calls()]
+
+
+@pytest.mark.parametrize("lib", ["medconv", "torch"])
+@pytest.mark.parametrize("name", SMALL_CALLS)
+def test_small_call(benchmark, threads, name, lib):
+    """Tiny inputs: the per-call overhead (1000 calls per round)."""
+    mine, peer = next((m, p) for n, m, p in shapes.small_calls() if n == name)
+    if lib == "medconv":
+        np.testing.assert_allclose(mine(), peer().numpy(), rtol=1e-5, atol=1e-5)
+    benchmark.group = f"small call {name} {threads}t"
+    benchmark.pedantic(mine if lib == "medconv" else peer, rounds=ROUNDS, iterations=1000, warmup_rounds=1)
