@@ -31,7 +31,7 @@ inline void require(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(what);
 }
 
-inline void fail(const char* name, const std::string& what) { throw std::invalid_argument(std::string(name) + what); }
+[[noreturn]] inline void fail(const char* name, const std::string& what) { throw std::invalid_argument(std::string(name) + what); }
 
 // A kernel argument: C-contiguous, of dtype dt, with ndim dims (-1: any), writeable if an output.
 inline void check_array(const py::array& a, const char* name, DType dt, int ndim, bool output = false) {

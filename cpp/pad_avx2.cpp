@@ -24,7 +24,8 @@ void pad_streamed(const PadShape& s, const T* x, T* y, PadMode mode, T value) {
   const int64_t total = out.rows * out.OW;
   if (total * static_cast<int64_t>(sizeof(T)) < kStreamStoreBytes) return pad_ref(s, x, y, mode, value);
   // Chunks of y start on its 64-byte boundaries (the first one runs up to the first), so that no
-  // line takes both plain and streaming stores.
+  // line takes both plain and streaming stores (an output not aligned to its element size, which
+  // numpy allows, shares its chunks' boundary lines: right, only slower).
   const int64_t chunk = kChunkBytes / static_cast<int64_t>(sizeof(T));
   const int64_t head = static_cast<int64_t>((64 - (reinterpret_cast<uintptr_t>(y) & 63)) & 63) / sizeof(T);
   const int64_t origin = head == 0 ? 0 : head - chunk;  // where chunk 0 would start if it were whole

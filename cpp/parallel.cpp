@@ -36,7 +36,8 @@ inline void cpu_relax() {
 // which costs tens of microseconds on a VM; the caller likewise sees the last chunk finish.
 constexpr std::chrono::microseconds kSpinTime{60};
 
-// How long a job runs on the caller (and spinning workers) before sleeping workers are woken.
+// How long a job of many chunks runs on the caller (and spinning workers) before sleeping workers
+// are woken (Pool::run).
 constexpr std::chrono::microseconds kWakeAfter{8};
 
 template <class Pred>
@@ -68,11 +69,12 @@ class Pool {
   int sleeping() const { return sleeping_.load(std::memory_order_acquire); }
 
   // Runs the job on the workers and the caller; returns when every chunk is done. Spinning workers
-  // join at once; sleeping ones are woken only when the job is still running kWakeAfter after it
-  // started (waking one costs tens of microseconds on a VM, more than a small op takes alone: a
-  // 1x4x8x8 conv after an idle spell took 52 us at 2 threads, 11 us at 1). Workers still asleep
-  // when the caller has run every chunk itself are not waited for.
-  void run(int64_t n_chunks, const std::function<void(int64_t)>& chunk) {
+  // join at once. Sleeping ones are woken at once for a job of few chunks; for one of many (lazy),
+  // at the first chunk the caller starts kWakeAfter or more after the job did, and never if the
+  // caller has finished it by then (waking one costs tens of microseconds on a VM, more than a small
+  // op takes alone: a 1x4x8x8 conv after an idle spell took 52 us at 2 threads, 11 us at 1). Workers
+  // still asleep when the caller has run every chunk itself are not waited for.
+  void run(int64_t n_chunks, const std::function<void(int64_t)>& chunk, bool lazy) {
     uint64_t epoch;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -81,7 +83,8 @@ class Pool {
       epoch = (epoch_of(claims_.load()) + 1) & kEpochMask;
       claims_.store(epoch << kEpochShift | static_cast<uint64_t>(n_chunks) << kLimitShift, std::memory_order_release);
     }
-    if (sleeping() == 0) {
+    if (!lazy || sleeping() == 0) {
+      wake_.notify_all();
       work(epoch);
     } else {
       const auto wake_at = std::chrono::steady_clock::now() + kWakeAfter;
@@ -200,7 +203,9 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     return;
   }
   Pool& pool = pool_for(threads);
-  // Finer chunks while workers sleep: the caller checks the time between chunks to wake them.
+  // Finer chunks while workers sleep: the caller checks the time between chunks to wake them. A job
+  // of fewer than 4 chunks per thread wakes them at once: waiting for its first chunk to end would
+  // lose a large share of it (2 chunks: the caller took both, the worker woke to nothing).
   const int64_t per_thread = pool.sleeping() ? 16 : 4;
   int64_t n_chunks = std::min<int64_t>({max_chunks, static_cast<int64_t>(threads) * per_thread, int64_t{1} << 16});
   int64_t per = (n + n_chunks - 1) / n_chunks;
@@ -208,7 +213,7 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   pool.run(n_chunks, [&](int64_t c) {
     int64_t b = c * per;
     body(b, std::min(n, b + per));
-  });
+  }, n_chunks >= 4 * static_cast<int64_t>(threads));
 }
 
 }  // namespace medconv

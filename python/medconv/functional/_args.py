@@ -68,10 +68,11 @@ def window_output_size(size: int, kernel: int, pad_total: int, stride: int, dila
 
 class ValidatedCalls:
     """The argument sets an op has already validated, keyed by everything the checks read: the
-    arrays' shapes and dtypes and the other arguments. A repeated call on the same shapes skips the
-    checks. Only plain numpy arrays, and the ndarray subclasses registered in `array_types`
-    (medconv.nn's Parameter), are cached. The other arguments enter the key by their repr, so that 2
-    and 2.0, or 1 and True, are different calls."""
+    arrays' shapes and dtypes and the other arguments with their types. A repeated call on the same
+    shapes skips the checks. Only plain numpy arrays, and the ndarray subclasses registered in
+    `array_types` (medconv.nn's Parameter), are cached. The other arguments enter the key by their
+    types and repr, so that 2 and 2.0, 1 and True, or 1e-7 and numpy.float32(1e-7) are different
+    calls. Ops also use it as a bounded memo of checks that read only shapes, with keys of their own."""
 
     array_types = {np.ndarray}
 
@@ -90,6 +91,7 @@ class ValidatedCalls:
                 parts.append((a.shape, a.dtype))
             else:
                 return None
+        parts.append(tuple(map(type, args)))
         parts.append(repr(args))
         return tuple(parts)
 

@@ -40,6 +40,17 @@ def _to5d(arr, nd):
     return arr.reshape(_shape5(arr.shape, nd))
 
 
+def run_cached(kernel, plan, input, weight, bias, out):
+    """A call with the shapes and arguments of a checked one (numpy arrays): plan = (output shape,
+    the kernel's arguments, the 5D shapes of input, weight and output)."""
+    shape, args, x5, w5, y5 = plan
+    y = prepare_out(out, shape, input.dtype)
+    if y.size:
+        kernel(contiguous(input).reshape(x5), contiguous(weight).reshape(w5), None if bias is None else contiguous(bias),
+               y.reshape(y5), *args)
+    return y if out is None else out
+
+
 _CALLS = ValidatedCalls()
 
 
@@ -49,12 +60,7 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
         key = _CALLS.key((input, weight, bias), (nd, stride, padding, dilation, groups, activation))
     plan = _CALLS.get(key)
     if plan is not None:
-        shape, args, x5, w5, y5 = plan
-        y = prepare_out(out, shape, input.dtype)
-        if y.size:
-            _core.conv_forward(contiguous(input).reshape(x5), contiguous(weight).reshape(w5),
-                               None if bias is None else contiguous(bias), y.reshape(y5), *args)
-        return y if out is None else out
+        return run_cached(_core.conv_forward, plan, input, weight, bias, out)
     x, src = as_array(input, "input")
     w, _ = as_array(weight, "weight")
     same_dtype(w, x, "weight")

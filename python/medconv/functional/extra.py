@@ -9,10 +9,10 @@ import numbers
 import numpy as np
 
 from .. import _core
-from .._backend import Source, as_array, contiguous, prepare_out, same_dtype
+from .._backend import Source, as_array, contiguous, same_dtype
 from ._args import ValidatedCalls, check_bool, check_ndim, check_number, int_tuple
 from ._kernels import kernels
-from .conv import _shape5, _to5d
+from .conv import _shape5, _to5d, run_cached
 from .pool import _as4d
 
 INTERPOLATE_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "trilinear", "area")
@@ -79,12 +79,7 @@ def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, gr
         key = _TRANSPOSE_CALLS.key((input, weight, bias), (nd, stride, padding, output_padding, groups, dilation))
     done = _TRANSPOSE_CALLS.get(key)
     if done is not None:  # numpy arrays of the same shapes and dtypes, the same arguments, as a checked call
-        shape, args, x5, w5, y5 = done
-        y = prepare_out(out, shape, input.dtype)
-        if y.size:
-            _core.conv_transpose_forward(contiguous(input).reshape(x5), contiguous(weight).reshape(w5),
-                                         None if bias is None else contiguous(bias), y.reshape(y5), *args)
-        return y if out is None else out
+        return run_cached(_core.conv_transpose_forward, done, input, weight, bias, out)
     x, src = as_array(input, "input")
     dev = kernels(src.kind == "cupy")
     w, _ = as_array(weight, "weight")
