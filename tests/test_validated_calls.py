@@ -139,3 +139,26 @@ def test_softmax_repeated_calls(rng, log):
         f(x, 1.0)
     with pytest.raises(ValueError, match="dim"):
         f(x, 3)
+
+
+def test_cached_calls_return_the_callers_out(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    for call, shape in [(lambda out: F.pad(x, (1, 1, 1, 1), out=out), (1, 2, 6, 6)),
+                        (lambda out: F.conv2d(x, w, padding=1, out=out), (1, 3, 4, 4)),
+                        (lambda out: F.softmax(x, 1, out=out), (1, 2, 4, 4)),
+                        (lambda out: F.max_pool2d(x, 2, out=out), (1, 2, 2, 2))]:
+        for _ in range(2):  # checked, then cached
+            out = torch.empty(shape)
+            assert call(out) is out
+
+
+def test_arguments_of_another_type_are_checked_again(rng):
+    # under numpy's legacy printing np.float32(0.1) and 0.1 have one repr, not one value
+    x = rng.standard_normal((2, 3, 4))
+    rm, rv = np.zeros(3), np.zeros(3)
+    with np.printoptions(legacy="1.25"):
+        for eps in (0.1, np.float32(0.1), 0.1):
+            y = F.batch_norm(x, rm, rv, training=False, eps=eps)
+            np.testing.assert_allclose(y, x / np.sqrt(float(eps)), rtol=1e-13, err_msg=repr(type(eps)))
