@@ -34,7 +34,7 @@ void conv_backward_input_py(const py::array& gy, const py::array& w, py::array g
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); const T* wp = cdata<T>(w); T* xp = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() * (w.size() / std::max<py::ssize_t>(1, w.shape(0))));
     conv_backward_input<T>(s, gp, wp, xp);
   });
 }
@@ -50,7 +50,7 @@ void conv_backward_weight_py(const py::array& x, const py::array& gy, py::array 
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); const T* gp = cdata<T>(gy); T* wp = data<T>(gw);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() * (gw.size() / std::max<py::ssize_t>(1, gw.shape(0))));
     conv_backward_weight<T>(s, xp, gp, wp);
   });
 }
@@ -67,7 +67,7 @@ void channel_sum_py(const py::array& gy, py::array gb) {
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* bp = data<T>(gb);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size());
     channel_sum_ref<T>(gp, bp, N, C, S);
   });
 }
@@ -85,7 +85,7 @@ void conv_transpose_forward_py(const py::array& x, const py::array& w, const py:
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); const T* wp = cdata<T>(w); const T* bp = cdata_or_null<T>(b); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() * (w.size() / std::max<py::ssize_t>(1, w.shape(0))));
     conv_transpose_forward<T>(s, xp, wp, bp, yp);
   });
 }
@@ -111,7 +111,7 @@ void pad_backward_py(const py::array& gy, py::array gx, Int3 before, Int3 after,
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* xp = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() + gx.size());
     pad_backward_ref<T>(s, gp, xp, m);
   });
 }
@@ -136,7 +136,7 @@ void max_pool_backward_py(const py::array& gy, const py::array& indices, py::arr
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* xp = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() + gx.size());
     max_pool_backward_ref<T>(planes, in_plane, out_plane, gp, ip, xp);
   });
 }
@@ -151,7 +151,7 @@ void avg_pool_backward_py(const py::array& gy, py::array gx, Int3 kernel, Int3 s
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* xp = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() + gx.size());
     avg_pool_backward_ref<T>(s, gp, xp, count_include_pad, divisor);
   });
 }
@@ -164,7 +164,7 @@ void adaptive_avg_pool_backward_py(const py::array& gy, py::array gx) {
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* xp = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() + gx.size());
     adaptive_avg_pool_backward_ref<T>(s, gp, xp);
   });
 }
@@ -185,7 +185,7 @@ void unary_backward_py(int op, const py::object& x, const py::object& y, const p
     using T = decltype(tag);
     const T* xp = cdata_or_null<T>(xa); const T* yp = cdata_or_null<T>(ya);
     const T* gp = cdata<T>(gy); T* op_ = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() + gx.size());
     unary_backward<T>(u, xp, yp, gp, op_, n, static_cast<T>(alpha));
   });
 }
@@ -202,7 +202,7 @@ void softmax_backward_py(const py::array& y, const py::array& gy, py::array gx, 
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* yp = cdata<T>(y); const T* gp = cdata<T>(gy); T* xp = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() + gx.size());
     softmax_backward_ref<T>(yp, gp, xp, outer, dim, inner, log);
   });
 }
@@ -219,7 +219,7 @@ void maxout_backward_py(const py::array& x, const py::array& gy, py::array gx, i
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); const T* gp = cdata<T>(gy); T* op_ = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() + gx.size());
     maxout_backward_ref<T>(xp, gp, op_, outer, groups, pieces, inner);
   });
 }
@@ -235,7 +235,7 @@ void linear_backward_input_py(const py::array& gy, const py::array& w, py::array
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); const T* wp = cdata<T>(w); T* xp = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(M * N * K);
     kernels_for<T>().linear_backward_input(gp, wp, xp, M, N, K);
   });
 }
@@ -252,7 +252,7 @@ void linear_backward_weight_py(const py::array& gy, const py::array& x, py::arra
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); const T* xp = cdata<T>(x); T* wp = data<T>(gw); T* bp = data_or_null<T>(b);
-    py::gil_scoped_release release;
+    const KernelCall call(M * N * K);
     kernels_for<T>().linear_backward_weight(gp, xp, wp, bp, M, N, K);
   });
 }
@@ -279,7 +279,7 @@ void interpolate_py(const py::array& x, py::array y, int mode, bool align_corner
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + y.size());
     kernels_for<T>().interpolate(s, xp, yp);
   });
 }
@@ -292,7 +292,7 @@ void interpolate_backward_py(const py::array& gy, py::array gx, int mode, bool a
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* gp = cdata<T>(gy); T* xp = data<T>(gx);
-    py::gil_scoped_release release;
+    const KernelCall call(gy.size() + gx.size());
     kernels_for<T>().interpolate_backward(s, gp, xp);
   });
 }
@@ -310,7 +310,7 @@ void batch_norm_stats_py(const py::array& x, py::array mean, py::array var, py::
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* mp = data<T>(mean); T* vp = data<T>(var); T* ip = data<T>(invstd);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size());
     kernels_for<T>().batch_norm_stats(xp, N, C, S, eps, mp, vp, ip);
   });
 }
@@ -330,7 +330,7 @@ void batch_norm_apply_py(const py::array& x, const py::array& mean, const py::ar
     using T = decltype(tag);
     const T* xp = cdata<T>(x); const T* mp = cdata<T>(mean); const T* ip = cdata<T>(invstd);
     const T* gp = cdata_or_null<T>(g); const T* bp = cdata_or_null<T>(b); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + y.size());
     kernels_for<T>().batch_norm_apply(xp, N, C, S, mp, ip, gp, bp, yp);
   });
 }
@@ -370,7 +370,7 @@ void batch_norm_backward_py(const py::array& x, const py::array& gy, const py::a
     const T* xp = cdata<T>(x); const T* gp = cdata<T>(gy); const T* mp = cdata<T>(mean);
     const T* ip = cdata<T>(invstd); const T* wp = cdata_or_null<T>(g);
     T* gxp = data_or_null<T>(gxa); T* ggp = data_or_null<T>(gga); T* gbp = data_or_null<T>(gba);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + gy.size());
     kernels_for<T>().batch_norm_backward(xp, gp, N, C, S, mp, ip, wp, training, gxp, ggp, gbp);
   });
 }

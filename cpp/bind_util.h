@@ -9,6 +9,7 @@
 #include <string>
 
 #include "kernels.h"
+#include "parallel.h"
 
 namespace medconv {
 namespace bind {
@@ -57,6 +58,20 @@ inline Optional optional_array(const py::object& o, const char* name, DType dt, 
   if (r.a.size() != size) fail(name, " must have " + std::to_string(size) + " elements");
   return r;
 }
+
+// Around a kernel call: the GIL released, and the kernel kept on this thread when its work (about
+// one unit per element read or written, or per multiply-add) is below kSerialWork, a few
+// microseconds: splitting it over threads and waking them would cost more.
+constexpr int64_t kSerialWork = int64_t{1} << 16;
+
+class KernelCall {
+ public:
+  explicit KernelCall(int64_t work) : serial_(work < kSerialWork) {}
+
+ private:
+  SerialScope serial_;
+  py::gil_scoped_release release_;
+};
 
 template <class T> T* data(py::array& a) { return static_cast<T*>(a.mutable_data()); }
 template <class T> const T* cdata(const py::array& a) { return static_cast<const T*>(a.data()); }

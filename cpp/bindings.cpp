@@ -47,7 +47,7 @@ void conv_forward(const py::array& x, const py::array& w, const py::object& bias
     using T = decltype(tag);
     const T* bp = bias.is_none() ? nullptr : cdata<T>(b);
     const T* xp = cdata<T>(x); const T* wp = cdata<T>(w); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(y.size() * (w.size() / std::max<py::ssize_t>(1, w.shape(0))));
     kernels_for<T>().conv_forward(s, xp, wp, bp, yp, static_cast<Activation>(activation));
   });
 }
@@ -71,7 +71,7 @@ void max_pool(const py::array& x, py::array y, const py::object& indices, Int3 k
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + y.size());
     kernels_for<T>().max_pool(s, xp, yp, ip);
   });
 }
@@ -86,7 +86,7 @@ void avg_pool(const py::array& x, py::array y, Int3 kernel, Int3 stride, Int3 pa
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + y.size());
     kernels_for<T>().avg_pool(s, xp, yp, count_include_pad, divisor);
   });
 }
@@ -99,7 +99,7 @@ void adaptive_avg_pool(const py::array& x, py::array y) {
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + y.size());
     kernels_for<T>().adaptive_avg_pool(s, xp, yp);
   });
 }
@@ -124,7 +124,7 @@ void pad(const py::array& x, py::array y, Int3 before, Int3 after, int mode, dou
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + y.size());
     kernels_for<T>().pad(s, xp, yp, static_cast<PadMode>(mode), static_cast<T>(value));
   });
 }
@@ -139,7 +139,7 @@ void unary(int op, const py::array& x, py::array y, double alpha) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
     int64_t n = x.size();
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + y.size());
     kernels_for<T>().unary(static_cast<UnaryOp>(op), xp, yp, n, static_cast<T>(alpha));
   });
 }
@@ -154,7 +154,7 @@ void softmax(const py::array& x, py::array y, int64_t outer, int64_t dim, int64_
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + y.size());
     kernels_for<T>().softmax(xp, yp, outer, dim, inner, log);
   });
 }
@@ -169,7 +169,7 @@ void maxout(const py::array& x, py::array y, int64_t outer, int64_t groups, int6
   with_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     const T* xp = cdata<T>(x); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(x.size() + y.size());
     kernels_for<T>().maxout(xp, yp, outer, groups, pieces, inner);
   });
 }
@@ -191,7 +191,7 @@ void linear(const py::array& x, const py::array& w, const py::object& bias, py::
     using T = decltype(tag);
     const T* bp = bias.is_none() ? nullptr : cdata<T>(b);
     const T* xp = cdata<T>(x); const T* wp = cdata<T>(w); T* yp = data<T>(y);
-    py::gil_scoped_release release;
+    const KernelCall call(M * N * K);
     kernels_for<T>().linear(xp, wp, bp, yp, M, N, K);
   });
 }

@@ -36,10 +36,6 @@ inline void cpu_relax() {
 // which costs tens of microseconds on a VM; the caller likewise sees the last chunk finish.
 constexpr std::chrono::microseconds kSpinTime{60};
 
-// How long a job of many chunks runs on the caller (and spinning workers) before sleeping workers
-// are woken (Pool::run).
-constexpr std::chrono::microseconds kWakeAfter{8};
-
 template <class Pred>
 bool spin_until(Pred pred) {
   const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
@@ -65,16 +61,10 @@ class Pool {
   }
   int workers() const { return static_cast<int>(threads_.size()); }
 
-  // Workers asleep now (not spinning for the next job).
-  int sleeping() const { return sleeping_.load(std::memory_order_acquire); }
-
-  // Runs the job on the workers and the caller; returns when every chunk is done. Spinning workers
-  // join at once. Sleeping ones are woken at once for a job of few chunks; for one of many (lazy),
-  // at the first chunk the caller starts kWakeAfter or more after the job did, and never if the
-  // caller has finished it by then (waking one costs tens of microseconds on a VM, more than a small
-  // op takes alone: a 1x4x8x8 conv after an idle spell took 52 us at 2 threads, 11 us at 1). Workers
-  // still asleep when the caller has run every chunk itself are not waited for.
-  void run(int64_t n_chunks, const std::function<void(int64_t)>& chunk, bool lazy) {
+  // Runs the job on the workers and the caller; returns when every chunk is done. Workers still
+  // asleep when the caller has run every chunk itself are not waited for (waking one costs tens of
+  // microseconds on a VM: a global pool of 16x512x8x8 at 2 threads took 2x its 1-thread time).
+  void run(int64_t n_chunks, const std::function<void(int64_t)>& chunk) {
     uint64_t epoch;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -83,19 +73,8 @@ class Pool {
       epoch = (epoch_of(claims_.load()) + 1) & kEpochMask;
       claims_.store(epoch << kEpochShift | static_cast<uint64_t>(n_chunks) << kLimitShift, std::memory_order_release);
     }
-    if (!lazy || sleeping() == 0) {
-      wake_.notify_all();
-      work(epoch);
-    } else {
-      const auto wake_at = std::chrono::steady_clock::now() + kWakeAfter;
-      bool woken = false;
-      work(epoch, [&] {
-        if (!woken && std::chrono::steady_clock::now() >= wake_at) {
-          wake_.notify_all();
-          woken = true;
-        }
-      });
-    }
+    wake_.notify_all();
+    work(epoch);
     auto all_done = [&] { return done_.load(std::memory_order_acquire) == n_chunks; };
     if (!spin_until(all_done)) {
       std::unique_lock<std::mutex> lock(mutex_);
@@ -110,15 +89,12 @@ class Pool {
   static constexpr uint64_t kEpochMask = (uint64_t{1} << 24) - 1, kIndexMask = (uint64_t{1} << 20) - 1;
   static uint64_t epoch_of(uint64_t c) { return c >> kEpochShift; }
 
-  // Claims and runs chunks of job `epoch` until none is left or a newer job has started; before each
-  // chunk, before_chunk() (the caller's check on the time to wake the sleepers).
-  template <class BeforeChunk = void (*)()>
-  void work(uint64_t epoch, BeforeChunk before_chunk = [] {}) {
+  // Claims and runs chunks of job `epoch` until none is left or a newer job has started.
+  void work(uint64_t epoch) {
     uint64_t c = claims_.load(std::memory_order_acquire);
     for (;;) {
       const uint64_t limit = (c >> kLimitShift) & kIndexMask, next = c & kIndexMask;
       if (epoch_of(c) != epoch || next >= limit) return;
-      before_chunk();
       if (!claims_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
       (*job_)(static_cast<int64_t>(next));
       if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == static_cast<int64_t>(limit)) {
@@ -137,9 +113,7 @@ class Pool {
     for (;;) {
       if (!spin_until(has_work)) {
         std::unique_lock<std::mutex> lock(mutex_);
-        sleeping_.fetch_add(1, std::memory_order_acq_rel);
         wake_.wait(lock, has_work);
-        sleeping_.fetch_sub(1, std::memory_order_acq_rel);
       }
       if (stopping_.load()) return;
       seen = epoch_of(claims_.load(std::memory_order_acquire));
@@ -153,7 +127,6 @@ class Pool {
   const std::function<void(int64_t)>* job_ = nullptr;
   std::atomic<uint64_t> claims_{0};
   std::atomic<int64_t> done_{0};
-  std::atomic<int> sleeping_{0};
   std::atomic<bool> stopping_{false};
 };
 
@@ -188,10 +161,17 @@ int get_num_threads() {
 
 void set_num_threads(int n) { g_threads.store(n < 1 ? 1 : n); }
 
+namespace {
+thread_local bool t_serial = false;
+}  // namespace
+
+SerialScope::SerialScope(bool serial) : before_(t_serial) { t_serial = t_serial || serial; }
+SerialScope::~SerialScope() { t_serial = before_; }
+
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  int threads = get_num_threads();
+  int threads = t_serial ? 1 : get_num_threads();
   int64_t max_chunks = (n + grain - 1) / grain;
   if (threads <= 1 || max_chunks <= 1) {
     body(0, n);
@@ -202,18 +182,14 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     body(0, n);
     return;
   }
-  Pool& pool = pool_for(threads);
-  // Finer chunks while workers sleep: the caller checks the time between chunks to wake them. A job
-  // of fewer than 4 chunks per thread wakes them at once: waiting for its first chunk to end would
-  // lose a large share of it (2 chunks: the caller took both, the worker woke to nothing).
-  const int64_t per_thread = pool.sleeping() ? 16 : 4;
-  int64_t n_chunks = std::min<int64_t>({max_chunks, static_cast<int64_t>(threads) * per_thread, int64_t{1} << 16});
+  int64_t n_chunks = std::min<int64_t>({max_chunks, static_cast<int64_t>(threads) * 4, int64_t{1} << 16});
   int64_t per = (n + n_chunks - 1) / n_chunks;
   n_chunks = (n + per - 1) / per;
+  Pool& pool = pool_for(threads);
   pool.run(n_chunks, [&](int64_t c) {
     int64_t b = c * per;
     body(b, std::min(n, b + per));
-  }, n_chunks >= 4 * static_cast<int64_t>(threads));
+  });
 }
 
 }  // namespace medconv
