@@ -20,12 +20,12 @@ def restore_threads():
 
 
 def _work(seed=7):
-    """Ops big enough to be split over threads, each with its own input (and a tiny one, over before
-    sleeping workers would be woken)."""
+    """Ops big enough to be split over threads (each over the bindings' kSerialWork of 65536 elements
+    or multiply-adds), each with its own input, and a tiny one that stays on the calling thread."""
     g = np.random.default_rng(seed)
     x_tiny, w_tiny = rand(g, (1, 4, 8, 8), np.float32), rand(g, (4, 4, 3, 3), np.float32)
-    x4 = rand(g, (3, 8, 40, 37), np.float32)
-    x5 = rand(g, (2, 4, 12, 13, 11), np.float64)
+    x4 = rand(g, (3, 8, 80, 74), np.float32)
+    x5 = rand(g, (2, 4, 24, 26, 22), np.float64)
     w4 = rand(g, (12, 8, 3, 3), np.float32)
     w5 = rand(g, (6, 2, 3, 2, 3), np.float64)
     xl, wl = rand(g, (70, 96), np.float32), rand(g, (50, 96), np.float32)
@@ -114,10 +114,9 @@ def test_concurrent_python_threads(restore_threads):
 
 @pytest.mark.parametrize("threads", [2, 3])
 def test_jobs_between_sleeps_and_back_to_back(restore_threads, threads):
-    # the caller runs what chunks are left and returns without waiting for workers still asleep, and
-    # wakes sleeping workers only for a job still running after a few microseconds: workers waking
-    # late, into the next job or none, must leave every result right and nothing hung; pauses on
-    # either side of the workers' spin time, and none at all
+    # the caller wakes the workers, runs what chunks are left and returns without waiting for workers
+    # still asleep: workers waking late, into the next job or none, must leave every result right and
+    # nothing hung; pauses on either side of the workers' spin time, and none at all
     mc.set_num_threads(1)
     work = _work(seed=11)
     expected = {name: call() for name, call in work}

@@ -144,10 +144,11 @@ class SGD(Optimizer):
             lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
             wd, nesterov = group["weight_decay"], group["nesterov"]
             for p, g in self._params_with_grad(group):
+                values = _values(p)  # updated in place, without the Parameter's ufunc wrapper
                 if group["maximize"]:
                     g = -g
                 if wd != 0:
-                    g = g + p.dtype.type(wd) * _values(p)
+                    g = g + p.dtype.type(wd) * values
                 if mom != 0:
                     st = self._state(p)
                     buf = st.get("momentum_buffer")
@@ -158,7 +159,6 @@ class SGD(Optimizer):
                         buf *= p.dtype.type(mom)
                         buf += p.dtype.type(1 - damp) * g
                     g = g + p.dtype.type(mom) * buf if nesterov else buf
-                values = _values(p)  # in place, without the Parameter's ufunc wrapper
                 values -= p.dtype.type(lr) * g
         return loss
 
@@ -184,6 +184,7 @@ class Adam(Optimizer):
         for group in self.param_groups:
             lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             for p, g in self._params_with_grad(group):
+                values = _values(p)  # updated in place, without the Parameter's ufunc wrapper
                 t = p.dtype.type
                 xp = array_namespace(p)
                 if group["maximize"]:
@@ -199,10 +200,9 @@ class Adam(Optimizer):
                 step = st["step"]
                 if wd != 0:
                     if self._decoupled:
-                        values = _values(p)
                         values *= t(1 - lr * wd)
                     else:
-                        g = g + t(wd) * _values(p)
+                        g = g + t(wd) * values
                 m, v = st["exp_avg"], st["exp_avg_sq"]
                 m += t(1 - beta1) * (g - m)  # torch's lerp_(g, 1 - beta1) for a weight below 0.5
                 v *= t(beta2)
@@ -216,7 +216,6 @@ class Adam(Optimizer):
                     denom = xp.sqrt(st["max_exp_avg_sq"]) / t(bias_correction2_sqrt) + t(eps)
                 else:
                     denom = xp.sqrt(v) / t(bias_correction2_sqrt) + t(eps)
-                values = _values(p)
                 values -= t(step_size) * (m / denom)
         return loss
 

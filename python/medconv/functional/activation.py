@@ -141,12 +141,12 @@ _LINEAR_CALLS = ValidatedCalls()
 def linear(input, weight, bias=None, *, out=None):
     """x @ weight.T + bias over the last dim of x; weight: (out_features, in_features)."""
     key = _LINEAR_CALLS.key((input, weight, bias), ())
-    if _LINEAR_CALLS.get(key):  # numpy arrays of the same shapes and dtypes as a checked call
-        x, w = contiguous(input), contiguous(weight)
-        y = prepare_out(out, x.shape[:-1] + (w.shape[0],), x.dtype)
-        if y.size:
-            m = y.size // w.shape[0]
-            _core.linear(x.reshape(m, w.shape[1]), w, None if bias is None else contiguous(bias), y.reshape(m, w.shape[0]))
+    done = _LINEAR_CALLS.get(key)
+    if done is not None:  # numpy arrays of the same shapes and dtypes as a checked call
+        shape, x2, y2 = done
+        y = prepare_out(out, shape, input.dtype)
+        _core.linear(contiguous(input).reshape(x2), contiguous(weight), None if bias is None else contiguous(bias),
+                     y.reshape(y2))
         return y if out is None else out
     x, src = as_array(input, "input")
     w, _ = as_array(weight, "weight")
@@ -178,5 +178,5 @@ def linear(input, weight, bias=None, *, out=None):
             y[...] = 0 if b is None else b
         else:
             _core.linear(x.reshape(m, w.shape[1]), w, b, y.reshape(m, w.shape[0]))
-            _LINEAR_CALLS.put(key, True)
+            _LINEAR_CALLS.put(key, (shape, (m, w.shape[1]), (m, w.shape[0])))
     return wrap(y, src, out)

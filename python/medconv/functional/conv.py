@@ -130,7 +130,8 @@ def _conv(nd, input, weight, bias, stride, padding, dilation, groups, padding_mo
     args = (one + stride, pad3, one + dilation, groups, ACTIVATIONS.index(activation))
     if y.size:
         _core.conv_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), *args)
-    _CALLS.put(key, (shape, args, _shape5(x.shape, nd), _shape5(w.shape, nd), _shape5(shape, nd)))
+    if key is not None:
+        _CALLS.put(key, (shape, args, _shape5(x.shape, nd), _shape5(w.shape, nd), _shape5(shape, nd)))
     if unbatched:
         y = y[0]
         if out is not None:

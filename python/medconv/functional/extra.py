@@ -97,7 +97,7 @@ def _conv_transpose(nd, input, weight, bias, stride, padding, output_padding, gr
     args = (one + stride, (0,) * (3 - nd) + padding, one + dilation, groups)
     if y.size:
         dev.conv_transpose_forward(_to5d(x, nd), _to5d(w, nd), b, _to5d(y, nd), *args)
-    if src.kind == "numpy":
+    if key is not None:
         _TRANSPOSE_CALLS.put(key, (shape, args, _shape5(x.shape, nd), _shape5(w.shape, nd), _shape5(shape, nd)))
     if unbatched:
         y = y[0]
@@ -231,10 +231,9 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training, moment
     key = _BN_CALLS.key((input, running_mean, running_var, weight, bias), (training, eps))
     done = _BN_CALLS.get(key)
     if done is not None:  # numpy arrays of the same shapes and dtypes, the same flags, as a checked call
-        training, eps = done
+        training, eps, (n, c, s) = done
         x, src, dev = input, _NUMPY, kernels(False)
-        x3 = _bn_input(x)
-        n, c, s = x3.shape
+        x3 = contiguous(x).reshape(n, c, s)
         rm, rv, w, b = running_mean, running_var, weight, bias
     else:
         x, src = as_array(input, "input")
@@ -253,7 +252,7 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training, moment
             raise ValueError(f"batch_norm in training needs more than 1 value per channel, got input shape {tuple(x.shape)}")
         if not training and (rm is None or rv is None):
             raise ValueError("running_mean and running_var are required when training=False")
-        _BN_CALLS.put(key, (training, eps))
+        _BN_CALLS.put(key, (training, eps, (n, c, s)))
     if training:
         mean, var, invstd = dev.batch_stats(x3, eps)
         if momentum is not None:
