@@ -11,18 +11,16 @@
 #include "aligned.h"
 #include "avx2_kernels.h"
 #include "parallel.h"
+#include "pool_window.h"
+#include "vecmath_avx2.h"
 
 namespace medconv {
 
 namespace {
 
-inline __m256d low_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
-inline __m256d high_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
-
-inline double hsum_pd(__m256d v) {
-  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
-}
+using avx2::hsum_pd;
+using avx2::high_pd;
+using avx2::low_pd;
 
 // sum_i x[i], i < n: float32 groups (v0 + v1) + (v2 + v3) of 4 vectors (two roundings per term),
 // summed in float64 (half the conversions of converting every vector: 1.6x faster from L3)
@@ -62,10 +60,6 @@ void add_row_wide(double* acc, const float* x, int64_t n) {
   for (; w < n; ++w) acc[w] += x[w];
 }
 
-// Output o's window [start, stop) along an axis of `in` inputs and `out` outputs, as torch's.
-inline int64_t window_start(int64_t o, int64_t in, int64_t out) { return o * in / out; }
-inline int64_t window_stop(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
-
 void adaptive_avg_pool_f32(const PoolShape& s, const float* x, float* y) {
   const int64_t plane = s.D * s.H * s.W;
   if (s.OD == 1 && s.OH == 1 && s.OW == 1) {
@@ -81,14 +75,14 @@ void adaptive_avg_pool_f32(const PoolShape& s, const float* x, float* y) {
     double* acc = thread_scratch<double>(s.W, 3);
     for (int64_t r = begin; r < end; ++r) {
       const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, p = r / (s.OH * s.OD);
-      const int64_t d0 = window_start(od, s.D, s.OD), d1 = window_stop(od, s.D, s.OD);
-      const int64_t h0 = window_start(oh, s.H, s.OH), h1 = window_stop(oh, s.H, s.OH);
+      const int64_t d0 = adaptive_start(od, s.D, s.OD), d1 = adaptive_stop(od, s.D, s.OD);
+      const int64_t h0 = adaptive_start(oh, s.H, s.OH), h1 = adaptive_stop(oh, s.H, s.OH);
       std::fill(acc, acc + s.W, 0.0);
       for (int64_t d = d0; d < d1; ++d)
         for (int64_t h = h0; h < h1; ++h) add_row_wide(acc, x + p * plane + (d * s.H + h) * s.W, s.W);
       const int64_t rows_in = (d1 - d0) * (h1 - h0);
       for (int64_t ow = 0; ow < s.OW; ++ow) {
-        const int64_t w0 = window_start(ow, s.W, s.OW), w1 = window_stop(ow, s.W, s.OW);
+        const int64_t w0 = adaptive_start(ow, s.W, s.OW), w1 = adaptive_stop(ow, s.W, s.OW);
         double sum = 0.0;
         for (int64_t w = w0; w < w1; ++w) sum += acc[w];
         y[r * s.OW + ow] = static_cast<float>(sum / static_cast<double>(rows_in * (w1 - w0)));

@@ -18,8 +18,8 @@ namespace {
 
 using avx2::tail_mask;
 
-inline __m256d widen_lo(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
-inline __m256d widen_hi(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
+using avx2::high_pd;
+using avx2::low_pd;
 
 // The S floats of each of the N rows of channel c (x: [N, C, S]): f(v, lo, hi) per 8-float vector,
 // lo / hi the 64-bit lane masks of its halves (the last vector of a row masked; those lanes read 0).
@@ -44,15 +44,15 @@ void batch_norm_stats_avx2(const float* x, int64_t N, int64_t C, int64_t S, doub
     for (int64_t c = begin; c < end; ++c) {
       __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
       for_each_vector(x, N, C, S, c, [&](__m256 v, __m256d, __m256d) {
-        s0 = _mm256_add_pd(s0, widen_lo(v));
-        s1 = _mm256_add_pd(s1, widen_hi(v));
+        s0 = _mm256_add_pd(s0, low_pd(v));
+        s1 = _mm256_add_pd(s1, high_pd(v));
       });
       const double mu = M > 0 ? avx2::hsum_pd(_mm256_add_pd(s0, s1)) / M : 0.0;
       const __m256d m = _mm256_set1_pd(mu);
       __m256d q0 = _mm256_setzero_pd(), q1 = _mm256_setzero_pd();
       for_each_vector(x, N, C, S, c, [&](__m256 v, __m256d lo, __m256d hi) {
-        const __m256d d0 = _mm256_and_pd(_mm256_sub_pd(widen_lo(v), m), lo);
-        const __m256d d1 = _mm256_and_pd(_mm256_sub_pd(widen_hi(v), m), hi);
+        const __m256d d0 = _mm256_and_pd(_mm256_sub_pd(low_pd(v), m), lo);
+        const __m256d d1 = _mm256_and_pd(_mm256_sub_pd(high_pd(v), m), hi);
         q0 = _mm256_fmadd_pd(d0, d0, q0);
         q1 = _mm256_fmadd_pd(d1, d1, q1);
       });
@@ -79,13 +79,9 @@ void batch_norm_apply_avx2(const float* x, int64_t N, int64_t C, int64_t S, cons
       const __m256 a = _mm256_set1_ps(scale), b = _mm256_set1_ps(shift);
       const float* p = x + r * S;
       float* q = y + r * S;
-      if (stream) {
-        avx2::VectorStream run(q);
-        for (int64_t i = 0; i < full; i += 8) run.put(_mm256_fmadd_ps(_mm256_loadu_ps(p + i), a, b));
-        run.finish();
-      } else {
-        for (int64_t i = 0; i < full; i += 8) _mm256_storeu_ps(q + i, _mm256_fmadd_ps(_mm256_loadu_ps(p + i), a, b));
-      }
+      auto vec = [&](int64_t v) { return _mm256_fmadd_ps(_mm256_loadu_ps(p + 8 * v), a, b); };
+      if (stream) avx2::write_vectors<true>(q, full / 8, vec);
+      else avx2::write_vectors<false>(q, full / 8, vec);
       if (full < S) _mm256_maskstore_ps(q + full, tm, _mm256_fmadd_ps(_mm256_maskload_ps(p + full, tm), a, b));
     }
     if (stream) _mm_sfence();  // the streamed stores are visible before the call returns
@@ -109,11 +105,11 @@ void batch_norm_backward_avx2(const float* x, const float* gy, int64_t N, int64_
         const float* xr = x + (n * C + c) * S;
         const float* gr = gy + (n * C + c) * S;
         auto add = [&](__m256 xv, __m256 gv) {  // masked lanes: gv = 0 adds nothing
-          const __m256d gl = widen_lo(gv), gh = widen_hi(gv);
+          const __m256d gl = low_pd(gv), gh = high_pd(gv);
           g0 = _mm256_add_pd(g0, gl);
           g1 = _mm256_add_pd(g1, gh);
-          p0 = _mm256_fmadd_pd(gl, _mm256_sub_pd(widen_lo(xv), m), p0);
-          p1 = _mm256_fmadd_pd(gh, _mm256_sub_pd(widen_hi(xv), m), p1);
+          p0 = _mm256_fmadd_pd(gl, _mm256_sub_pd(low_pd(xv), m), p0);
+          p1 = _mm256_fmadd_pd(gh, _mm256_sub_pd(high_pd(xv), m), p1);
         };
         for (int64_t i = 0; i < full; i += 8) add(_mm256_loadu_ps(xr + i), _mm256_loadu_ps(gr + i));
         if (full < S) add(_mm256_maskload_ps(xr + full, tm), _mm256_maskload_ps(gr + full, tm));

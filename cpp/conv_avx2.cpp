@@ -100,8 +100,9 @@ void conv_forward_f64_avx2(const ConvShape& s, const double* x, const double* w,
 }  // namespace
 
 // The plan, cached per shape (conv_plan.h): Winograd for the 3x3 stride-1 convs it takes; the
-// direct kernel where a GEMM would spend its time packing (few input channels per group) and W is
-// unstrided; the implicit GEMM everywhere else.
+// direct kernels where a GEMM would spend its time packing or waste its tile (few input or output
+// channels per group; 1D rows; W strided only for the 1D tiles and the phase rows); the implicit
+// GEMM everywhere else.
 void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s, const float* x, const float* w,
                               const float* bias, float* y, bool relu) {
   const int64_t Cg = s.C / s.groups;

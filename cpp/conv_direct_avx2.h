@@ -1,11 +1,12 @@
-// The direct convolution kernel, AVX2+FMA, float32: for few input channels per group, few output
-// channels per group and depthwise convs, where an implicit GEMM would spend its time packing.
+// The direct convolution kernels, AVX2+FMA, float32: for few input or output channels per group,
+// depthwise convs and 1D rows, where an implicit GEMM would spend its time packing or waste its tile.
 #pragma once
 #include "kernels.h"
 
 namespace medconv {
 
-// Needs stride 1 along W; any stride, padding and dilation elsewhere.
+// Needs stride 1 along W, except where conv_tiles1d_applies or conv_phase_rows_applies; any stride,
+// padding and dilation elsewhere. Picks one of the kernels below by shape.
 void conv_direct_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu);
 
 // The row-blocked kernel (conv_rows_avx2.cpp) for stride 1 and no dilation along H and W, and a

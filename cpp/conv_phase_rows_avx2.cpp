@@ -13,6 +13,7 @@
 #include "aligned.h"
 #include "conv_direct_avx2.h"
 #include "parallel.h"
+#include "vecmath_avx2.h"
 
 namespace medconv {
 
@@ -74,8 +75,7 @@ void conv_phase_rows_avx2_f32(const ConvShape& s, const float* x, const float* w
   const int64_t G = s.groups, OCg = s.OC / G, taps_per_row = s.KW;
   const int64_t rows_per_plane = s.KD * s.KH;
   const int64_t full = s.OW / 8 * 8;
-  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(s.OW - full)),
-                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const __m256i tail = avx2::tail_mask(s.OW - full);
   std::vector<int64_t> offset(s.KW);  // tap kw: its phase row and column
   for (int64_t kw = 0; kw < s.KW; ++kw) {
     const int64_t q = kw * s.dilation[2];
@@ -83,10 +83,9 @@ void conv_phase_rows_avx2_f32(const ConvShape& s, const float* x, const float* w
   }
   const int64_t row_floats = L.S * L.len;
   parallel_for(s.N * G * s.OD, 1, [&](int64_t begin, int64_t end) {
-    // every row of the KD input planes of one output plane, split; then a row of zeros
-    float* split = thread_scratch<float>((s.KD * s.H + 1) * row_floats, 5);
-    float* zero_row = split + s.KD * s.H * row_floats;
-    std::fill(zero_row, zero_row + row_floats, 0.0f);
+    // every row of the KD input planes of one output plane, split; rows outside the input read zeros
+    float* split = thread_scratch<float>(s.KD * s.H * row_floats, 5);
+    const float* zero_row = thread_zeros(row_floats);
     std::vector<const float*> rows(rows_per_plane);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t od = t % s.OD, g = (t / s.OD) % G, n = t / (s.OD * G);

@@ -13,6 +13,7 @@
 #include "memory.h"
 #include "parallel.h"
 #include "stream_avx2.h"
+#include "vecmath_avx2.h"
 
 namespace medconv {
 
@@ -21,9 +22,7 @@ namespace {
 constexpr int kMaxOutputs = 8;
 constexpr int64_t kRowFloats = 16384 / 4;  // all OC rows of a task: 16 KiB
 
-inline __m256i lanes_below(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
+using avx2::tail_mask;
 
 // acc[o][j] += sum over the channels c < nc in order of w[o][c] * x[c][j], j < n (a multiple of 8,
 // or the tail masked), for o < OC; x channels ldx floats apart, w rows ldw.
@@ -44,7 +43,7 @@ void sweep(float* acc, int64_t lda, const float* x, int64_t ldx, const float* w,
   const int64_t full = n / 8 * 8;
   for (int64_t j = 0; j < full; j += 8) step(j, [](const float* p) { return _mm256_loadu_ps(p); });
   if (full < n) {
-    const __m256i m = lanes_below(n - full);
+    const __m256i m = tail_mask(n - full);
     step(full, [m](const float* p) { return _mm256_maskload_ps(p, m); });
   }
 }

@@ -72,10 +72,9 @@ DenseTaps<T> dense_taps(const Contributors<T>& c, int64_t in, int64_t zero_slot)
   return t;
 }
 
-// d[j] (+)= w * s[j] (or s[j] unweighted), j < n; `first` starts d from 0 + the term
+// d[j] += w * s[j] (or s[j] unweighted), j < n
 template <class T>
-inline void add_row(T* d, const T* s, T w, bool weighted, bool first, int64_t n) {
-  if (first) std::fill(d, d + n, T(0));
+inline void add_row(T* d, const T* s, T w, bool weighted, int64_t n) {
   if (weighted)
     for (int64_t j = 0; j < n; ++j) d[j] += w * s[j];
   else
@@ -121,18 +120,18 @@ void interpolate_backward_separable(const InterpShape& s, const AllTaps<T>& a, c
       // the D pass's row (id, oh)
       auto d_row = [&](int64_t oh) -> const T* {
         if (cd.identity) return gp + (id * s.OH + oh) * s.OW;
+        std::fill(tmp, tmp + s.OW, T(0));
         for (int64_t e = cd.start[id]; e < cd.start[id + 1]; ++e)
-          add_row(tmp, gp + (cd.out[e] * s.OH + oh) * s.OW, cd.weight[e], wd, e == cd.start[id], s.OW);
-        if (cd.start[id] == cd.start[id + 1]) std::fill(tmp, tmp + s.OW, T(0));
+          add_row(tmp, gp + (cd.out[e] * s.OH + oh) * s.OW, cd.weight[e], wd, s.OW);
         return tmp;
       };
       const T* row;
       if (ch.identity) {
         row = d_row(ih);
       } else {
+        std::fill(acc, acc + s.OW, T(0));
         for (int64_t e = ch.start[ih]; e < ch.start[ih + 1]; ++e)
-          add_row(acc, d_row(ch.out[e]), ch.weight[e], wh, e == ch.start[ih], s.OW);
-        if (ch.start[ih] == ch.start[ih + 1]) std::fill(acc, acc + s.OW, T(0));
+          add_row(acc, d_row(ch.out[e]), ch.weight[e], wh, s.OW);
         row = acc;
       }
       T* dst = gx + r * s.W;

@@ -57,8 +57,6 @@ void avg_pool_backward_ref(const PoolShape& s, const T* gy, T* gx, bool count_in
 template <class T>
 void adaptive_avg_pool_backward_ref(const PoolShape& s, const T* gy, T* gx) {
   const int64_t in_plane = s.D * s.H * s.W, out_plane = s.OD * s.OH * s.OW;
-  auto start = [](int64_t o, int64_t in, int64_t out) { return (o * in) / out; };
-  auto stop = [](int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; };
   parallel_for(s.NC, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, in_plane + out_plane)),
                [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
@@ -66,11 +64,11 @@ void adaptive_avg_pool_backward_ref(const PoolShape& s, const T* gy, T* gx) {
       std::fill(g, g + in_plane, T(0));
       const T* gp = gy + p * out_plane;
       for (int64_t od = 0; od < s.OD; ++od) {
-        const int64_t d0 = start(od, s.D, s.OD), d1 = stop(od, s.D, s.OD);
+        const int64_t d0 = adaptive_start(od, s.D, s.OD), d1 = adaptive_stop(od, s.D, s.OD);
         for (int64_t oh = 0; oh < s.OH; ++oh) {
-          const int64_t h0 = start(oh, s.H, s.OH), h1 = stop(oh, s.H, s.OH);
+          const int64_t h0 = adaptive_start(oh, s.H, s.OH), h1 = adaptive_stop(oh, s.H, s.OH);
           for (int64_t ow = 0; ow < s.OW; ++ow) {
-            const int64_t w0 = start(ow, s.W, s.OW), w1 = stop(ow, s.W, s.OW);
+            const int64_t w0 = adaptive_start(ow, s.W, s.OW), w1 = adaptive_stop(ow, s.W, s.OW);
             const T v = gp[(od * s.OH + oh) * s.OW + ow] / static_cast<T>((d1 - d0) * (h1 - h0) * (w1 - w0));
             for (int64_t d = d0; d < d1; ++d)
               for (int64_t h = h0; h < h1; ++h) {

@@ -83,16 +83,14 @@ void avg_pool_ref(const PoolShape& s, const T* x, T* y, bool count_include_pad, 
 template <class T>
 void adaptive_avg_pool_ref(const PoolShape& s, const T* x, T* y) {
   const int64_t rows = s.NC * s.OD * s.OH;
-  auto start = [](int64_t o, int64_t in, int64_t out) { return (o * in) / out; };
-  auto stop = [](int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; };
   parallel_for(rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const int64_t oh = r % s.OH, od = (r / s.OH) % s.OD, p = r / (s.OH * s.OD);
       const T* xp = x + p * s.D * s.H * s.W;
-      const int64_t d0 = start(od, s.D, s.OD), d1 = stop(od, s.D, s.OD);
-      const int64_t h0 = start(oh, s.H, s.OH), h1 = stop(oh, s.H, s.OH);
+      const int64_t d0 = adaptive_start(od, s.D, s.OD), d1 = adaptive_stop(od, s.D, s.OD);
+      const int64_t h0 = adaptive_start(oh, s.H, s.OH), h1 = adaptive_stop(oh, s.H, s.OH);
       for (int64_t ow = 0; ow < s.OW; ++ow) {
-        const int64_t w0 = start(ow, s.W, s.OW), w1 = stop(ow, s.W, s.OW);
+        const int64_t w0 = adaptive_start(ow, s.W, s.OW), w1 = adaptive_stop(ow, s.W, s.OW);
         double sum = 0;  // float64 for float32 too: a global pool sums up to millions of terms
         for (int64_t d = d0; d < d1; ++d)
           for (int64_t h = h0; h < h1; ++h)

@@ -1,5 +1,6 @@
-// The windows of average pooling, clipped to the input, and their divisors: one definition for the
-// forward (pool_ref.cpp, pool_avx2.cpp) and the backward (pool_backward_ref.cpp).
+// The windows of average and adaptive average pooling, clipped to the input, and their divisors: one
+// definition for the forward (pool_ref.cpp, pool_avx2.cpp, adaptive_pool_avx2.cpp) and the backward
+// (pool_backward_ref.cpp).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -46,5 +47,9 @@ inline AvgCols avg_cols(const PoolShape& s, const AvgRows& r, int64_t ow, bool c
   c.count = divisor > 0 ? divisor : count_include_pad ? padded : (r.d1 - r.d0) * (r.h1 - r.h0) * (c.w1 - c.w0);
   return c;
 }
+
+// Adaptive pooling: output o's window [start, stop) along an axis of `in` inputs and `out` outputs, as torch's.
+inline int64_t adaptive_start(int64_t o, int64_t in, int64_t out) { return o * in / out; }
+inline int64_t adaptive_stop(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
 
 }  // namespace medconv

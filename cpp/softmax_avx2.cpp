@@ -185,13 +185,12 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
       // e[i] = exp(x[i] - m) into es (softmax only), sum = sum_i e[i]. Rows with |m| <= 1000 take
       // exp(x[i]) 2^-k instead, the same up to a factor that cancels (14% faster); log-softmax then
       // divides the sum by that factor as computed, so a lone or dominant logit still gives exactly 0.
-      // A size-1 softmax keeps exp(0) = 1 and so gives exactly 1.
       const float* ahead = row + kAhead < rows && dim <= kAheadMaxDim ? xs + kAhead * dim : nullptr;
       auto pass = [&](auto e_of) {  // log-softmax needs only the sum
         return log ? exp_pass<false>(xs, nullptr, dim, ahead, e_of) : exp_pass<true>(xs, es, dim, ahead, e_of);
       };
       double sum;
-      const bool scaled = dim > 1 && std::fabs(m1) <= kScaledMaxAbs;
+      const bool scaled = std::fabs(m1) <= kScaledMaxAbs;  // dim >= 16 here (softmax_f32)
       if (scaled) {
         const __m256 k = _mm256_set1_ps(static_cast<float>(std::floor(static_cast<double>(m1) * 1.4426950408889634) - 127.0));
         const float lowest = m1 - 89.0f;  // there n - k <= -127: -inf gives exactly 0
@@ -251,16 +250,14 @@ inline __m256d log_pd(__m256d s) {
   return _mm256_blendv_pd(out, _mm256_set1_pd(-std::numeric_limits<double>::infinity()), zero);
 }
 
-inline __m256d low_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
-inline __m256d high_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
-inline __m256 to_ps(__m256d lo, __m256d hi) {
-  return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
-}
+using avx2::high_pd;
+using avx2::low_pd;
+using avx2::to_ps;
 
 // Softmax down K column vectors (8 columns each, the last with `lanes` of them) of [dim, inner] at
 // x, y: the rows' recipe per column. Columns whose |max| are all <= kScaledMaxAbs take
 // exp(x) 2^-k with k per column, the others exp(x - max); float64 sums of float32 groups of up to
-// 4 terms; y = e / s, or log-softmax's (x - c_hi) - c_lo with c = max + log(s) = c_hi + c_lo. An
+// 4 terms; y = e * (1 / s), or log-softmax's ((x - a) - b) - c of log_subtrahends. An
 // all -inf column takes max 0 (as the reference); a NaN reaches the sum, and so the whole column.
 template <int K>
 inline void softmax_column_vectors(const float* x, float* y, int64_t dim, int64_t inner, int64_t lanes, bool log) {
