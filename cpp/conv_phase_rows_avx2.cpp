@@ -13,6 +13,7 @@
 #include "aligned.h"
 #include "conv_direct_avx2.h"
 #include "parallel.h"
+#include "phase_rows_avx2.h"
 #include "vecmath_avx2.h"
 
 namespace medconv {
@@ -29,36 +30,6 @@ PhaseLayout phase_layout(const ConvShape& s) {
   L.reach = (s.KW - 1) * s.dilation[2] / L.S;
   L.len = (s.OW + 31) / 32 * 32 + L.reach + 8;  // whole runs of 4 vectors
   return L;
-}
-
-// dst[p][j] = row[first + p + j S] inside [0, W), else 0, first = -pad. Stride 2: where all 16
-// columns of 8 j lie in the row, both phases from one pair of loads, split into even and odd lanes.
-void split_phases(const ConvShape& s, const PhaseLayout& L, const float* row, float* dst) {
-  const int64_t first = -s.pad[2];
-  int64_t v_lo = 0, v_hi = 0;
-  if (L.S == 2) {
-    v_lo = v_hi = first >= 0 ? 0 : (1 - first) / 2;
-    while (v_hi + 8 <= L.len && first + 2 * v_hi + 15 < s.W) v_hi += 8;
-  }
-  for (int64_t p = 0; p < L.S; ++p) {
-    float* d = dst + p * L.len;
-    const int64_t at = first + p;  // input column of d[0]
-    const int64_t lo = std::min(L.len, at >= 0 ? int64_t{0} : (-at + L.S - 1) / L.S);    // first j inside
-    const int64_t hi = std::clamp<int64_t>(s.W > at ? (s.W - at + L.S - 1) / L.S : 0, lo, L.len);  // past the last
-    std::fill(d, d + lo, 0.0f);
-    std::fill(d + hi, d + L.len, 0.0f);
-    for (int64_t j = lo; j < hi; ++j) {
-      if (j == v_lo && v_hi > v_lo) j = v_hi;
-      if (j >= hi) break;
-      d[j] = row[at + j * L.S];
-    }
-  }
-  const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
-  for (int64_t j = v_lo; j < v_hi; j += 8) {
-    const __m256 a = _mm256_loadu_ps(row + first + 2 * j), b = _mm256_loadu_ps(row + first + 2 * j + 8);
-    _mm256_storeu_ps(dst + j, _mm256_permutevar8x32_ps(_mm256_shuffle_ps(a, b, 0x88), order));
-    _mm256_storeu_ps(dst + L.len + j, _mm256_permutevar8x32_ps(_mm256_shuffle_ps(a, b, 0xDD), order));
-  }
 }
 
 }  // namespace
@@ -79,7 +50,7 @@ void conv_phase_rows_avx2_f32(const ConvShape& s, const float* x, const float* w
   std::vector<int64_t> offset(s.KW);  // tap kw: its phase row and column
   for (int64_t kw = 0; kw < s.KW; ++kw) {
     const int64_t q = kw * s.dilation[2];
-    offset[kw] = (q % L.S) * L.len + q / L.S;
+    offset[kw] = phase_tap_offset(q, L.S, L.len);
   }
   const int64_t row_floats = L.S * L.len;
   parallel_for(s.N * G * s.OD, 1, [&](int64_t begin, int64_t end) {
@@ -94,7 +65,8 @@ void conv_phase_rows_avx2_f32(const ConvShape& s, const float* x, const float* w
         const int64_t id = od * s.stride[0] - s.pad[0] + kd * s.dilation[0];
         if (id >= 0 && id < s.D)
           for (int64_t ih = 0; ih < s.H; ++ih)
-            split_phases(s, L, xp + (id * s.H + ih) * s.W, split + (kd * s.H + ih) * row_floats);
+            split_row_phases(xp + (id * s.H + ih) * s.W, s.W, -s.pad[2], L.S, L.len,
+                             split + (kd * s.H + ih) * row_floats);
       }
       for (int64_t oh = 0; oh < s.OH; ++oh) {
         // the split rows the taps of output row (od, oh) read, in (kd, kh) order

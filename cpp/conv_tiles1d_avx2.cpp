@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -15,6 +14,7 @@
 #include "conv_direct_avx2.h"
 #include "gemm_avx2.h"
 #include "parallel.h"
+#include "phase_rows_avx2.h"
 #include "tile6x16_avx2.h"
 
 namespace medconv {
@@ -40,7 +40,7 @@ Layout layout(const ConvShape& s) {
   L.row_len = kBlock + reach / L.S + kTile;
   for (int64_t k = 0; k < s.KW; ++k) {
     const int64_t q = k * s.dilation[2];
-    L.tap_offset.push_back((q % L.S) * L.row_len + q / L.S);
+    L.tap_offset.push_back(phase_tap_offset(q, L.S, L.row_len));
   }
   return L;
 }
@@ -48,25 +48,8 @@ Layout layout(const ConvShape& s) {
 // rows[c][p][j] = x[c, (ow0 + j) S + p - pad] inside [0, W), else 0, for j < row_len.
 // xg: [Cg, W] of one image and group
 void fill_phase_rows(const ConvShape& s, const Layout& L, const float* xg, int64_t ow0, float* rows) {
-  for (int64_t c = 0; c < L.Cg; ++c) {
-    const float* xr = xg + c * s.W;
-    for (int64_t p = 0; p < L.S; ++p) {
-      float* d = rows + (c * L.S + p) * L.row_len;
-      const int64_t first = ow0 * L.S + p - s.pad[2];  // input index of d[0]
-      if (L.S == 1) {
-        const int64_t lo = std::clamp<int64_t>(-first, 0, L.row_len);
-        const int64_t hi = std::clamp<int64_t>(s.W - first, lo, L.row_len);
-        std::fill(d, d + lo, 0.0f);
-        std::memcpy(d + lo, xr + first + lo, (hi - lo) * sizeof(float));
-        std::fill(d + hi, d + L.row_len, 0.0f);
-      } else {
-        for (int64_t j = 0; j < L.row_len; ++j) {
-          const int64_t iw = first + j * L.S;
-          d[j] = iw >= 0 && iw < s.W ? xr[iw] : 0.0f;
-        }
-      }
-    }
-  }
+  for (int64_t c = 0; c < L.Cg; ++c)
+    split_row_phases(xg + c * s.W, s.W, ow0 * L.S - s.pad[2], L.S, L.row_len, rows + c * L.S * L.row_len);
 }
 
 // One tile: y rows r < mr, columns < nr = act(bias[r] + sum over (c, k) in order of a[c, k][r] *
