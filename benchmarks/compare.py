@@ -472,17 +472,21 @@ def _cnn_training(r, threads, shape, params, x, target):
     return None
 
 
+def _small_row(r, threads, name, mine, peer, rtol):
+    """Checks mine() against peer() (a tensor), times both, and adds the row to the small calls."""
+    ok, msg = close(mine(), peer().numpy(), rtol=rtol, atol=1e-5)
+    m, p = r.time_pair(mine, peer)
+    r.small.append(dict(case=name, threads=threads, medconv_us=m * 1e6, torch_us=p * 1e6, ratio=p / m,
+                        check="ok" if ok else f"FAIL ({msg})"))
+
+
 def run_small_calls(r, threads):
     """Tiny inputs: per-call overhead, in microseconds (beyond the set)."""
     import medconv.nn as mnn
 
     for name, mine, peer in shapes.small_calls():
-        if not r.wanted(name):
-            continue
-        ok, msg = close(mine(), peer().numpy(), rtol=1e-5, atol=1e-5)
-        m, p = r.time_pair(mine, peer)
-        r.small.append(dict(case=name, threads=threads, medconv_us=m * 1e6, torch_us=p * 1e6, ratio=p / m,
-                            check="ok" if ok else f"FAIL ({msg})"))
+        if r.wanted(name):
+            _small_row(r, threads, name, mine, peer, rtol=1e-5)
     x = np.random.default_rng(0).standard_normal(shapes.DIGITS_INPUT, dtype=np.float32)
     tx = torch.from_numpy(x)
     if r.wanted("digits CNN forward"):
@@ -498,10 +502,7 @@ def run_small_calls(r, threads):
             with torch.no_grad():
                 return tmodel(tx)
 
-        ok, msg = close(mine(), peer().numpy(), rtol=1e-4, atol=1e-5)
-        m, p = r.time_pair(mine, peer)
-        r.small.append(dict(case="digits CNN forward, 1 image", threads=threads, medconv_us=m * 1e6,
-                            torch_us=p * 1e6, ratio=p / m, check="ok" if ok else f"FAIL ({msg})"))
+        _small_row(r, threads, "digits CNN forward, 1 image", mine, peer, rtol=1e-4)
     if r.wanted("digits CNN training step"):
         import medconv.optim as mopt
 
@@ -526,10 +527,8 @@ def run_small_calls(r, threads):
             topt.step()
             return loss.detach()
 
-        ok, msg = close(mine(), peer().numpy(), rtol=1e-4, atol=1e-5)  # identical weights: the same loss
-        m, p = r.time_pair(mine, peer)
-        r.small.append(dict(case="digits CNN training step, 1 image", threads=threads, medconv_us=m * 1e6,
-                            torch_us=p * 1e6, ratio=p / m, check="ok" if ok else f"FAIL ({msg})"))
+        # identical weights: the same loss
+        _small_row(r, threads, "digits CNN training step, 1 image", mine, peer, rtol=1e-4)
 
 
 def small_table(rows):

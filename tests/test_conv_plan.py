@@ -106,6 +106,16 @@ def test_plan_is_cached_per_shape(fresh_plans):
     assert {(p["C"], p["OC"], p["pad_h"], p["OH"]) for p in plans} == {(4, 2, 0, 8), (4, 2, 1, 10)}
 
 
+def _planned_on_avx2(xs, ws, **kw):
+    """The algorithm the plan picks for a conv of ones on these shapes (the rules were measured on
+    AVX2; other ISAs have their own)."""
+    if mc.backend_info()["isa"] != "avx2":
+        pytest.skip("the rule measured on AVX2; other ISAs have their own")
+    conv = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[len(xs)]
+    conv(np.ones(xs, np.float32), np.ones(ws, np.float32), **kw)
+    return _core.conv_plans()[-1]["algorithm"]
+
+
 @pytest.mark.parametrize("xs,ws,algo", [
     ((1, 4, 32, 32), (32, 4, 3, 3), "direct"),        # few inputs, many outputs: the direct kernel's channel tiles
     ((1, 6, 32, 32), (16, 6, 3, 3), "direct"),
@@ -114,12 +124,7 @@ def test_plan_is_cached_per_shape(fresh_plans):
     ((1, 3, 8, 32, 32), (16, 3, 3, 3, 3), "direct"),
 ])
 def test_rule_for_few_input_channels(fresh_plans, xs, ws, algo):
-    if mc.backend_info()["isa"] != "avx2":
-        pytest.skip("the rule measured on AVX2; other ISAs have their own")
-    x = np.ones(xs, np.float32)
-    conv = F.conv3d if len(xs) == 5 else F.conv2d
-    conv(x, np.ones(ws, np.float32), padding=1)
-    assert _core.conv_plans()[-1]["algorithm"] == algo
+    assert _planned_on_avx2(xs, ws, padding=1) == algo
 
 
 @pytest.mark.parametrize("xs,ws,algo", [
@@ -129,12 +134,7 @@ def test_rule_for_few_input_channels(fresh_plans, xs, ws, algo):
     ((1, 128, 16, 16), (128, 128, 5, 5), "gemm"),     # 128 outputs: the GEMM packs each column for enough rows
 ])
 def test_rule_for_large_kernels(fresh_plans, xs, ws, algo):
-    if mc.backend_info()["isa"] != "avx2":
-        pytest.skip("the rule measured on AVX2; other ISAs have their own")
-    x = np.ones(xs, np.float32)
-    conv = F.conv3d if len(xs) == 5 else F.conv2d
-    conv(x, np.ones(ws, np.float32), padding=ws[-1] // 2)
-    assert _core.conv_plans()[-1]["algorithm"] == algo
+    assert _planned_on_avx2(xs, ws, padding=ws[-1] // 2) == algo
 
 
 @pytest.mark.parametrize("xs,ws,kw,algo", [
@@ -145,10 +145,7 @@ def test_rule_for_large_kernels(fresh_plans, xs, ws, algo):
     ((2, 64, 300), (64, 64, 7), dict(padding=3, stride=5), "gemm"),  # strides over 4: the GEMM
 ])
 def test_rule_for_1d_convs(fresh_plans, xs, ws, kw, algo):
-    if mc.backend_info()["isa"] != "avx2":
-        pytest.skip("the rule measured on AVX2; other ISAs have their own")
-    F.conv1d(np.ones(xs, np.float32), np.ones(ws, np.float32), **kw)
-    assert _core.conv_plans()[-1]["algorithm"] == algo
+    assert _planned_on_avx2(xs, ws, **kw) == algo
 
 
 @pytest.mark.parametrize("xs,ws,algo", [
@@ -157,11 +154,7 @@ def test_rule_for_1d_convs(fresh_plans, xs, ws, kw, algo):
     ((2, 64, 64, 64), (16, 64, 1, 1), "gemm"),          # 16 outputs: the GEMM
 ])
 def test_rule_for_pointwise_heads(fresh_plans, xs, ws, algo):
-    if mc.backend_info()["isa"] != "avx2":
-        pytest.skip("the rule measured on AVX2; other ISAs have their own")
-    conv = F.conv3d if len(xs) == 5 else F.conv2d
-    conv(np.ones(xs, np.float32), np.ones(ws, np.float32))
-    assert _core.conv_plans()[-1]["algorithm"] == algo
+    assert _planned_on_avx2(xs, ws) == algo
 
 
 @pytest.mark.parametrize("xs,ws,kw,algo", [
@@ -170,8 +163,4 @@ def test_rule_for_pointwise_heads(fresh_plans, xs, ws, algo):
     ((2, 1, 224, 224), (64, 1, 7, 7), dict(padding=3, stride=2), "gemm"),  # a grayscale stem: 64 outputs
 ])
 def test_rule_for_w_strided_single_channel_convs(fresh_plans, xs, ws, kw, algo):
-    if mc.backend_info()["isa"] != "avx2":
-        pytest.skip("the rule measured on AVX2; other ISAs have their own")
-    conv = F.conv3d if len(xs) == 5 else F.conv2d
-    conv(np.ones(xs, np.float32), np.ones(ws, np.float32), **kw)
-    assert _core.conv_plans()[-1]["algorithm"] == algo
+    assert _planned_on_avx2(xs, ws, **kw) == algo
