@@ -65,9 +65,12 @@ def test_unary_special_values(maybe_torch, isa, name, kw, dtype):
     x = np.array(SPECIAL * 2, dtype=dtype)[:33]  # 33: one full vector and a tail
     y = getattr(F, name)(x, **kw)
     tol = 1e-5 if dtype == np.float32 else 1e-10
-    for expected, who in [(getattr(R, name)(x, **kw), "reference")] + (
-            [(torch_apply(maybe_torch, name, x, **kw), "torch")] if maybe_torch is not None else []):
-        np.testing.assert_allclose(y, expected, rtol=tol, atol=tol, equal_nan=True, err_msg=f"{who} {name} {kw}")
+    np.testing.assert_allclose(y, getattr(R, name)(x, **kw), rtol=tol, atol=tol, equal_nan=True,
+                               err_msg=f"reference {name} {kw}")
+    if maybe_torch is not None:  # on the finite inputs: torch's AVX-512 gelu gives NaN for +-inf
+        finite = np.isfinite(x)
+        np.testing.assert_allclose(y[finite], torch_apply(maybe_torch, name, x, **kw)[finite], rtol=tol, atol=tol,
+                                   equal_nan=True, err_msg=f"torch {name} {kw}")
 
 
 @pytest.mark.parametrize("name,kw", UNARY, ids=UNARY_IDS)
