@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "nn_kernels.h"
+#include "panel_gemm.h"
 #include "parallel.h"
 #include "range.h"
 
@@ -96,13 +97,13 @@ constexpr int MR = 4, NR = 3;
 // gw[oc, j] = sum_{n, p} gy[n, oc, p] * col_n[j, p], j = (ic, kd, kh, kw), p = (od, oh, ow),
 // col_n[j, p] = x[n, g*Cg + ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0 outside)
 template <class T>
-void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw) {
+void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw, const PanelGemm& gemm) {
   if constexpr (std::is_same<T, float>::value) {
     // Channel-rich layers: the packed GEMM keeps its blocks in L1/L2 and scales across threads, where
     // the dot-product tiles below stream the im2col chunk from L3; it needs enough output channels
     // and columns to pay for gathering and transposing its columns.
     if (s.OC / s.groups >= 64 && (s.C / s.groups) * s.KD * s.KH * s.KW >= 512) {
-      conv_backward_weight_gemm_f32(s, x, gy, gw);
+      conv_backward_weight_gemm_f32(s, x, gy, gw, gemm);
       return;
     }
   }
@@ -172,7 +173,8 @@ void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* g
   }
 }
 
-template void conv_backward_weight_avx2<float>(const ConvShape&, const float*, const float*, float*);
-template void conv_backward_weight_avx2<double>(const ConvShape&, const double*, const double*, double*);
+template void conv_backward_weight_avx2<float>(const ConvShape&, const float*, const float*, float*, const PanelGemm&);
+template void conv_backward_weight_avx2<double>(const ConvShape&, const double*, const double*, double*,
+                                                 const PanelGemm&);
 
 }  // namespace medconv

@@ -1,4 +1,4 @@
-// Convolution weight gradient, float32, on the packed AVX2 SGEMM (gemm_avx2.h): per group,
+// Convolution weight gradient, float32, on the panel GEMM (panel_gemm.h: AVX2's or AVX-512's): per group,
 //   gw[oc, j] = sum_k gy(oc, k) * col(k, j),  k = (n, od, oh, ow),  j = (ic, kd, kh, kw),
 // with col(k, j) = x[n, g*Cg + ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0
 // outside), packed straight from the input. K is cut into fixed chunks (a run of one image's output
@@ -9,15 +9,15 @@
 #include <algorithm>
 
 #include "aligned.h"
-#include "gemm_avx2.h"
+#include "panel_gemm.h"
 #include "nn_kernels.h"
 #include "parallel.h"
 
 namespace medconv {
 namespace {
 
-constexpr int NR = gemm::NR;
-constexpr int64_t kChunk = 16 * gemm::KC;  // output positions per K chunk
+constexpr int NR = kPanelColumns;
+constexpr int64_t kChunk = 4096;  // output positions per K chunk
 
 // rows[t][kk] = col(p_begin + kk, j0 + t) for t < count (zero rows after), kk < kc: for each column
 // j of the panel, the input values along the output rows, copied in runs.
@@ -97,7 +97,7 @@ void transpose_rows(const float* rows, int64_t ld, int64_t kc, float* dst) {
 // group: Bp[jp][kk][t] = col(p_begin + kk, jc + jp * NR + t). xg: [Cg, D, H, W].
 void pack_weight_columns(const ConvShape& s, const float* xg, int64_t p_begin, int64_t kc, int64_t jc, int64_t nc,
                          float* Bp) {
-  const int64_t ld = gemm::KC;
+  const int64_t ld = kPanelMaxKc;
   float* rows = thread_scratch<float>(NR * ld, 4);
   for (int64_t j0 = 0; j0 < nc; j0 += NR) {
     gather_rows(s, xg, p_begin, kc, jc + j0, static_cast<int>(std::min<int64_t>(NR, nc - j0)), rows, ld);
@@ -108,7 +108,7 @@ void pack_weight_columns(const ConvShape& s, const float* xg, int64_t p_begin, i
 }  // namespace
 
 // x: [N, C, D, H, W], gy: [N, OC, OD, OH, OW], gw: [OC, Cg, KD, KH, KW]
-void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw) {
+void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw, const PanelGemm& gemm) {
   const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
   const int64_t J = Cg * s.KD * s.KH * s.KW, P = s.OD * s.OH * s.OW;
   if (P == 0 || s.N == 0) {
@@ -116,30 +116,30 @@ void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const flo
     return;
   }
   const int64_t p_chunks = (P + kChunk - 1) / kChunk, chunks = s.N * p_chunks;
-  const int64_t j_tiles = (J + gemm::NC - 1) / gemm::NC;
+  const int64_t j_tiles = (J + gemm.nc - 1) / gemm.nc;
   // A = gy, packed per (group, chunk): [ceil(OCg / MR)][chunk length][MR]
-  const int64_t a_size = gemm::packed_a_size(OCg, kChunk);
+  const int64_t a_size = gemm.packed_a_size(OCg, kChunk);
   auto Ap = aligned_floats(G * chunks * a_size);
   parallel_for(G * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t g = t / chunks, c = t % chunks, n = c / p_chunks, p0 = (c % p_chunks) * kChunk;
-      gemm::pack_a(gy + (n * s.OC + g * OCg) * P + p0, P, 1, OCg, std::min(kChunk, P - p0), Ap.get() + t * a_size);
+      gemm.pack_a(gy + (n * s.OC + g * OCg) * P + p0, P, 1, OCg, std::min(kChunk, P - p0), Ap.get() + t * a_size);
     }
   });
   // partial[g][chunk]: [OCg, J]
   auto partial = aligned_floats(G * chunks * OCg * J);
   parallel_for(G * chunks * j_tiles, 1, [&](int64_t begin, int64_t end) {
-    float* work = thread_scratch<float>(gemm::KC * gemm::NC);
+    float* work = thread_scratch<float>(gemm.kc * gemm.nc);
     for (int64_t t = begin; t < end; ++t) {
       const int64_t tile = t % j_tiles, gc = t / j_tiles, g = gc / chunks, c = gc % chunks;
       const int64_t n = c / p_chunks, p0 = (c % p_chunks) * kChunk;
       const float* xg = x + (n * s.C + g * Cg) * s.D * s.H * s.W;
-      const int64_t j0 = tile * gemm::NC, j1 = std::min(J, j0 + gemm::NC);
-      gemm::gemm_columns(OCg, std::min(kChunk, P - p0), Ap.get() + gc * a_size,
+      const int64_t j0 = tile * gemm.nc, j1 = std::min(J, j0 + gemm.nc);
+      gemm.gemm_columns(OCg, std::min(kChunk, P - p0), Ap.get() + gc * a_size,
                          [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
                            pack_weight_columns(s, xg, p0 + pc, kc, jc, nc, Bp);
                          },
-                         j0, j1, partial.get() + gc * OCg * J, J, gemm::Epilogue{}, work);
+                         j0, j1, partial.get() + gc * OCg * J, J, gemm_common::Epilogue{}, work);
     }
   });
   // gw[g*OCg + oc, j] = the group's partials added in chunk order

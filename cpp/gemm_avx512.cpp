@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "gemm_common.h"
+#include "panel_gemm.h"
 
 namespace medconv {
 namespace gemm_avx512 {
@@ -21,61 +22,53 @@ inline __mmask16 first_lanes(int n) {
   return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1);
 }
 
-// acc[r][0..31] = sum_k Ap[k][r] * Bp[k][0..31] (k in order); then for r < mr, j < nr:
+// acc[r][0..NR) = sum_k Ap[k][r] * Bp[k][0..NR) (k in order), NR = 16 * NV; then for r < mr, j < nr:
 // C[r][j] = (accumulate ? C[r][j] : row_bias[r] or col_bias[j] or 0) + acc[r][j], relu'd when last.
 // Ap: [kc][MR], Bp: [kc][NR] (64-byte aligned), C: rows of stride ldc
+template <int MR, int NV>
 void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, int mr, int nr,
                   bool accumulate, bool last, const float* row_bias, const float* col_bias, bool relu) {
-  __m512 acc[MR][2];
-#pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  constexpr int NR = 16 * NV;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
   for (int r = 0; r < mr; ++r) _mm_prefetch(reinterpret_cast<const char*>(C + r * ldc), _MM_HINT_T0);
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; ++k) {
-    _mm_prefetch(reinterpret_cast<const char*>(Bp + (k + 8) * NR), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(Bp + (k + 8) * NR + 16), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(Ap + (k + 16) * MR), _MM_HINT_T0);
-    const __m512 b0 = _mm512_load_ps(Bp + k * NR), b1 = _mm512_load_ps(Bp + k * NR + 16);
+    for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(Bp + (k + 8) * NR + 16 * v), _MM_HINT_T0);
+    for (int q = 0; q < MR; q += 16) _mm_prefetch(reinterpret_cast<const char*>(Ap + (k + 16) * MR + q), _MM_HINT_T0);
+    __m512 b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_load_ps(Bp + k * NR + 16 * v);
     const float* a = Ap + k * MR;
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {  // a broadcast operand: vfmadd231ps zmm, zmm, [a + 4r]{1to16}
       const __m512 av = _mm512_set1_ps(a[r]);
-      acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(av, b[v], acc[r][v]);
     }
   }
   // Columns past nr are masked off: masked loads do not touch (or fault on) those lanes.
-  const __mmask16 m0 = first_lanes(nr), m1 = first_lanes(nr - 16);
+  __mmask16 m[NV];
+  for (int v = 0; v < NV; ++v) m[v] = first_lanes(nr - 16 * v);
   const __mmask16 all = static_cast<__mmask16>(0xFFFF);
   const __m512 zero = _mm512_setzero_ps();
-  __m512 cb0 = zero, cb1 = zero;
-  if (!accumulate && !row_bias && col_bias) {
-    cb0 = _mm512_maskz_loadu_ps(m0, col_bias);
-    cb1 = _mm512_maskz_loadu_ps(m1, col_bias + 16);
-  }
-#pragma GCC unroll 8
+  __m512 cb[NV];
+  for (int v = 0; v < NV; ++v)
+    cb[v] = !accumulate && !row_bias && col_bias ? _mm512_maskz_loadu_ps(m[v], col_bias + 16 * v) : zero;
+#pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) {
     if (r >= mr) break;
     float* crow = C + r * ldc;
-    __m512 v0 = acc[r][0], v1 = acc[r][1];
-    if (accumulate) {
-      v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, crow), v0);
-      v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, crow + 16), v1);
-    } else if (row_bias) {  // bias first, as the reference: bias + sum
-      const __m512 b = _mm512_set1_ps(row_bias[r]);
-      v0 = _mm512_add_ps(b, v0);
-      v1 = _mm512_add_ps(b, v1);
-    } else if (col_bias) {
-      v0 = _mm512_add_ps(cb0, v0);
-      v1 = _mm512_add_ps(cb1, v1);
+    for (int v = 0; v < NV; ++v) {
+      __m512 o = acc[r][v];
+      if (accumulate) o = _mm512_add_ps(_mm512_maskz_loadu_ps(m[v], crow + 16 * v), o);
+      else if (row_bias) o = _mm512_add_ps(_mm512_set1_ps(row_bias[r]), o);  // bias first, as the reference
+      else if (col_bias) o = _mm512_add_ps(cb[v], o);
+      // max(0, v) keeping NaN: max_ps returns its second operand on NaN (the all-lanes masked
+      // form: GCC 12 warns about the unmasked one's undefined source)
+      if (last && relu) o = _mm512_mask_max_ps(o, all, zero, o);
+      _mm512_mask_storeu_ps(crow + 16 * v, m[v], o);
     }
-    if (last && relu) {  // max(0, v) keeping NaN: max_ps returns its second operand on NaN
-      // (the all-lanes masked form: GCC 12 warns about the unmasked one's undefined source)
-      v0 = _mm512_mask_max_ps(v0, all, zero, v0);
-      v1 = _mm512_mask_max_ps(v1, all, zero, v1);
-    }
-    _mm512_mask_storeu_ps(crow, m0, v0);
-    _mm512_mask_storeu_ps(crow + 16, m1, v1);
   }
 }
 
@@ -83,8 +76,36 @@ void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_
 
 void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
                   int64_t ldc, const Epilogue& ep, float* work) {
-  gemm_common::gemm_blocked<MR, NR, KC, NC>(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work, micro_kernel);
+  gemm_common::gemm_blocked<MR, NR, KC, NC>(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work, micro_kernel<MR, NR / 16>);
 }
 
+namespace {
+
+// The 16 x 16 tile over 16-column panels (panel_gemm.h): 16 zmm accumulators, one B vector and 16
+// broadcast A operands per k. MR = 16 divides the channel counts CNNs use.
+constexpr int kMR16 = 16;
+constexpr int64_t kKC16 = 256, kNC16 = 192;
+static_assert(kMR16 <= kPanelMaxRows && kKC16 <= kPanelMaxKc, "the tile fits the panel contract");
+
+int64_t packed_a_size16(int64_t M, int64_t K) { return gemm_common::packed_a_size<kMR16>(M, K); }
+
+void pack_a16(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, float* Ap) {
+  gemm_common::pack_a<kMR16>(a, lda, ska, M, K, Ap);
+}
+
+void gemm_columns16(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
+                    int64_t ldc, const Epilogue& ep, float* work) {
+  gemm_common::gemm_blocked<kMR16, kPanelColumns, kKC16, kNC16>(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work,
+                                                                micro_kernel<kMR16, 1>);
+}
+
+}  // namespace
 }  // namespace gemm_avx512
+
+const PanelGemm& panel_gemm_avx512() {
+  using namespace gemm_avx512;
+  static const PanelGemm g{kMR16, kKC16, kNC16, packed_a_size16, pack_a16, gemm_columns16};
+  return g;
+}
+
 }  // namespace medconv

@@ -11,6 +11,8 @@
 
 namespace medconv {
 
+struct PanelGemm;  // panel_gemm.h
+
 // ---------------------------------------------------------------- convolution (conv_backward_ref.cpp)
 // s describes the forward conv x [N, C, D, H, W] * w [OC, C/groups, KD, KH, KW] -> y [N, OC, OD, OH, OW].
 // gx[n, c, i] = sum_{oc in c's group, k, o: o*stride - pad + k*dilation = i} gy[n, oc, o] * w[oc, c % Cg, k]
@@ -22,9 +24,10 @@ template <class T> void conv_backward_input(const ConvShape& s, const T* gy, con
 // gw[oc, ic, k] = sum_{n, o} gy[n, oc, o] * x[n, g*Cg + ic, o*stride - pad + k*dilation]
 template <class T> void conv_backward_weight_ref(const ConvShape& s, const T* x, const T* gy, T* gw);
 // The same, im2col + register-tiled dot products (conv_backward_avx2.cpp; x86 builds only).
-template <class T> void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw);
+template <class T>
+void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw, const PanelGemm& gemm);
 // The same in float32 as a packed SGEMM over im2col columns packed from x (conv_weight_grad_gemm_avx2.cpp).
-void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw);
+void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw, const PanelGemm& gemm);
 // The fastest of the two that the active ISA (dispatch.h; MEDCONV_ISA) allows.
 template <class T> void conv_backward_weight(const ConvShape& s, const T* x, const T* gy, T* gw);
 // gb[c] = sum_{n, i} gy[n, c, i]     gy: [N, C, S]

@@ -3,11 +3,11 @@
 // Lavin & Gray's F(4x4, 3x3) with the interpolation points 0, 1, -1, 2, -2, inf:
 //   y(4x4 tile) = A^T [ (G g G^T) .* (B^T d B) ] A     d: 6x6 input tile, g: 3x3 filter.
 // Per call: the filters are transformed (U = G g G^T, 36 values per (oc, ic, kd)) straight into the
-// packed A layout of gemm_avx2, one [OC x C*KD] matrix per transformed element xi = 0..35. Then per
-// block of output tiles: the input tiles are transformed (V = B^T d B, vectorised over 8 tiles at a
-// time) straight into the packed B layout, the 36 products M[xi] = U[xi] V[xi] run through
-// gemm::gemm_columns, and the output transform A^T M A adds the bias, applies the ReLU and writes
-// the 4x4 tiles (partial at the borders).
+// packed A layout of the panel GEMM (panel_gemm.h: AVX2's or AVX-512's), one [OC x C*KD] matrix per
+// transformed element xi = 0..35. Then per block of output tiles: the input tiles are transformed
+// (V = B^T d B, vectorised over 8 tiles at a time) straight into the packed B layout, the 36
+// products M[xi] = U[xi] V[xi] run through its gemm_columns, and the output transform A^T M A adds
+// the bias, applies the ReLU and writes the 4x4 tiles (partial at the borders).
 //
 // Dilation d in (H, W) (stride 1): the outputs at positions p + d*a, a = 0, 1, ..., depend only on
 // the inputs at p - pad + d*m, so each of the d x d phase subgrids is an undilated conv, handled by
@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "aligned.h"
-#include "gemm_avx2.h"
+#include "panel_gemm.h"
 #include "lanes_avx2.h"
 #include "parallel.h"
 
@@ -44,7 +44,7 @@ namespace medconv {
 namespace {
 
 constexpr int kXi = 36;            // transformed tile elements: 6 x 6
-constexpr int64_t kPanel = gemm::NR;  // 16 tiles per GEMM column panel
+constexpr int64_t kPanel = kPanelColumns;  // 16 tiles per GEMM column panel
 constexpr int64_t kMaxPanels = 8;     // panels per block
 static_assert(kPanel == 16, "a panel is two halves of 8 lanes");
 
@@ -156,6 +156,7 @@ struct Ctx {
   int64_t sd = 1, pd = 0, dd = 1;
   int64_t HW = 0, DHW = 0, OHW = 0, ODHW = 0;
   const float* x = nullptr;
+  const PanelGemm* gemm = nullptr;
   const float* Ap = nullptr;  // [G][36][a_size]
   int64_t a_size = 0;
   const float* bias = nullptr;
@@ -209,44 +210,46 @@ int make_runs(int64_t t_first, int count, const Axis& ah, int64_t ph, int64_t tH
 
 // ---------------------------------------------------------------------------------------- filter transform
 
-// Ap[g][xi] (packed A of gemm_avx2, [ceil(OCg/6)][K][6]) = U[xi][oc][k], k = kd*Cg + ic,
-// U = G g G^T. One (group, 6-row panel) per call; lanes are the panel's rows. The 36 matrices are
-// written in chunks of 16 consecutive k staged in L1 (36 scattered 24-byte stores per k cost twice
-// as much), with streaming stores when `stream`.
+// Ap[g][xi] (the GEMM's packed A, [ceil(OCg/mr)][K][mr]) = U[xi][oc][k], k = kd*Cg + ic,
+// U = G g G^T. One (group, mr-row panel) per call; lanes are the panel's rows, 8 at a time. The 36
+// matrices are written in chunks of 16 consecutive k staged in L1 (36 scattered 24-byte stores per k
+// cost twice as much), with streaming stores when `stream`.
 void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, float* Ap, bool stream) {
-  const int64_t Cg = cx.Cg, OCg = cx.OCg, KD = cx.KD, K = cx.K;
-  const int64_t rows = std::min<int64_t>(gemm::MR, OCg - panel * gemm::MR);
+  const int64_t Cg = cx.Cg, OCg = cx.OCg, KD = cx.KD, K = cx.K, MR = cx.gemm->mr;
+  const int64_t rows = std::min<int64_t>(MR, OCg - panel * MR);
   constexpr int kChunk = 16;
-  constexpr int kStage = kChunk * gemm::MR + 8;
+  constexpr int kStage = kChunk * kPanelMaxRows + 8;
   float* stage_buf = thread_scratch<float>(kXi * kStage, 0);
   auto stage = [&](int xi) { return stage_buf + xi * kStage; };
   for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
     const int n = static_cast<int>(std::min<int64_t>(kChunk, K - k0));
     for (int kk = 0; kk < n; ++kk) {
       const int64_t k = k0 + kk, kd = k / Cg, ic = k % Cg;
-      // gv[t], lane r: tap t of row r of the panel (rows past OCg: 0), by an 8x8 transpose of the
-      // rows' first 8 taps; tap 8 separately.
-      __m256 rowv[8];
-      alignas(32) float t8[8] = {};
-      for (int r = 0; r < 8; ++r) {
-        if (r < rows) {
-          const float* src = w + (((g * OCg + panel * gemm::MR + r) * Cg + ic) * KD + kd) * 9;
-          rowv[r] = _mm256_loadu_ps(src);
-          t8[r] = src[8];
-        } else {
-          rowv[r] = _mm256_setzero_ps();
+      for (int64_t r0 = 0; r0 < MR; r0 += 8) {
+        // gv[t], lane r: tap t of row r0 + r of the panel (rows past OCg: 0), by an 8x8 transpose of
+        // the rows' first 8 taps; tap 8 separately.
+        __m256 rowv[8];
+        alignas(32) float t8[8] = {};
+        for (int r = 0; r < 8; ++r) {
+          if (r0 + r < rows) {
+            const float* src = w + (((g * OCg + panel * MR + r0 + r) * Cg + ic) * KD + kd) * 9;
+            rowv[r] = _mm256_loadu_ps(src);
+            t8[r] = src[8];
+          } else {
+            rowv[r] = _mm256_setzero_ps();
+          }
         }
+        __m256 gv[9], u[18], U[kXi];
+        avx2::transpose8(rowv, gv);
+        gv[8] = _mm256_load_ps(t8);
+        for (int j = 0; j < 3; ++j) g3(gv + j, 3, u + j, 3);        // u[a][j] = (G g)[a][j]
+        for (int a = 0; a < 6; ++a) g3(u + a * 3, 1, U + a * 6, 1);  // U[a][b] = (G g G^T)[a][b]
+        // 8 floats: with mr = 6, the 6 of row kk and 2 of row kk + 1, which the next kk overwrites.
+        for (int xi = 0; xi < kXi; ++xi) _mm256_storeu_ps(stage(xi) + kk * MR + r0, U[xi]);
       }
-      __m256 gv[9], u[18], U[kXi];
-      avx2::transpose8(rowv, gv);
-      gv[8] = _mm256_load_ps(t8);
-      for (int j = 0; j < 3; ++j) g3(gv + j, 3, u + j, 3);        // u[a][j] = (G g)[a][j]
-      for (int a = 0; a < 6; ++a) g3(u + a * 3, 1, U + a * 6, 1);  // U[a][b] = (G g G^T)[a][b]
-      // 8 floats: the 6 of row kk and 2 of row kk + 1, which the next kk overwrites.
-      for (int xi = 0; xi < kXi; ++xi) _mm256_storeu_ps(stage(xi) + kk * gemm::MR, U[xi]);
     }
-    float* dst = Ap + (g * kXi) * cx.a_size + (panel * K + k0) * gemm::MR;
-    const int count = n * gemm::MR;
+    float* dst = Ap + (g * kXi) * cx.a_size + (panel * K + k0) * MR;
+    const int count = static_cast<int>(n * MR);
     for (int xi = 0; xi < kXi; ++xi) {  // (not memcpy: GCC makes that a rep movs, slow at these sizes)
       float* d = dst + xi * cx.a_size;
       int i = 0;
@@ -478,10 +481,11 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
   // The B panel of output plane od is the K = KD*Cg rows of planes od*sd - pd + kd*dd: contiguous in V
   // when dd == 1 (or KD == 1), so gemm_columns reads it in place (its work buffer is the panel and the
   // packer does nothing); otherwise, or when K > KC, the packer copies the rows.
-  const bool in_place = (cx.dd == 1 || cx.KD == 1) && K <= gemm::KC;
+  const PanelGemm& gemm = *cx.gemm;
+  const bool in_place = (cx.dd == 1 || cx.KD == 1) && K <= gemm.kc;
   int64_t cur_xi = 0, cur_panel = 0, cur_od = 0;
-  const gemm::PackB noop = [](int64_t, int64_t, int64_t, int64_t, float*) {};
-  const gemm::PackB copy = [&](int64_t pc, int64_t kc, int64_t, int64_t, float* Bp) {
+  const gemm_common::PackB noop = [](int64_t, int64_t, int64_t, int64_t, float*) {};
+  const gemm_common::PackB copy = [&](int64_t pc, int64_t kc, int64_t, int64_t, float* Bp) {
     for (int64_t k = pc; k < pc + kc; ++k) {
       const int64_t kd = k / Cg, ic = k % Cg;
       const int64_t p = (cur_od * cx.sd - cx.pd + kd * cx.dd) - pmin;
@@ -489,8 +493,8 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
       std::memcpy(Bp + (k - pc) * kPanel, src, kPanel * sizeof(float));
     }
   };
-  float* work = in_place ? nullptr : thread_scratch<float>(gemm::KC * kPanel, 0);
-  const gemm::Epilogue ep;
+  float* work = in_place ? nullptr : thread_scratch<float>(gemm.kc * kPanel, 0);
+  const gemm_common::Epilogue ep;
   for (int64_t xi = 0; xi < kXi; ++xi) {
     const float* Ax = cx.Ap + (it.g * kXi + xi) * cx.a_size;
     for (int64_t odl = 0; odl < it.db; ++odl)
@@ -499,12 +503,12 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
         if (in_place) {
           const int64_t p = (it.d0 + odl) * cx.sd - cx.pd - pmin;
           float* B = V + xi * xi_stride + (panel * NP + p) * plane_stride;
-          gemm::gemm_columns(OCg, K, Ax, noop, 0, kPanel, C, moc_stride, ep, B);
+          gemm.gemm_columns(OCg, K, Ax, noop, 0, kPanel, C, moc_stride, ep, B);
         } else {
           cur_xi = xi;
           cur_panel = panel;
           cur_od = it.d0 + odl;
-          gemm::gemm_columns(OCg, K, Ax, copy, 0, kPanel, C, moc_stride, ep, work);
+          gemm.gemm_columns(OCg, K, Ax, copy, 0, kPanel, C, moc_stride, ep, work);
         }
       }
   }
@@ -613,9 +617,11 @@ bool winograd_applicable(const ConvShape& s) {
   return all_tiles >= 16;
 }
 
-bool conv_winograd_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
+bool conv_winograd_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
+                       const PanelGemm& gemm) {
   Ctx cx;
   cx.s = &s;
+  cx.gemm = &gemm;
   cx.G = s.groups;
   cx.Cg = s.C / s.groups;
   cx.OCg = s.OC / s.groups;
@@ -635,8 +641,8 @@ bool conv_winograd_f32(const ConvShape& s, const float* x, const float* w, const
   const Axis ah(s.OH, s.pad[1], s.dilation[1], false), aw(s.OW, s.pad[2], s.dilation[2], true);
 
   // Filter transform into the packed A matrices (+ 8 floats of slack for the 8-wide stores).
-  cx.a_size = gemm::packed_a_size(cx.OCg, cx.K);
-  const int64_t a_panels = (cx.OCg + gemm::MR - 1) / gemm::MR;
+  cx.a_size = gemm.packed_a_size(cx.OCg, cx.K);
+  const int64_t a_panels = (cx.OCg + gemm.mr - 1) / gemm.mr;
   float* Ap = thread_scratch<float>(cx.G * kXi * cx.a_size + 8, 3);
   cx.Ap = Ap;
   // Filter sets larger than the caches are written with streaming stores: they would only evict

@@ -40,7 +40,7 @@ CASES = [  # x shape, w shape, stride, padding, dilation, groups
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_weight_grad_matches_reference(maybe_torch, rng, case):
+def test_weight_grad_matches_reference(maybe_torch, isa, rng, case):
     xs, ws, stride, padding, dilation, groups = CASES[case]
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
@@ -58,7 +58,7 @@ def test_weight_grad_matches_reference(maybe_torch, rng, case):
         assert_close(gw, tgw.numpy(), dtype=np.float32, scale=4, what="torch")
 
 
-def test_weight_grad_same_bits_for_any_thread_count(rng):
+def test_weight_grad_same_bits_for_any_thread_count(isa, rng):
     x = rng.standard_normal((2, 64, 40, 70)).astype(np.float32)
     w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
     gy = rng.standard_normal((2, 64, 40, 70)).astype(np.float32)
