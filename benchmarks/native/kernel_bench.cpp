@@ -114,7 +114,11 @@ int main(int argc, char** argv) {
     keep.push_back(std::make_unique<Buffers>(N * C * D * H * W + nw + OC, out, 1.0f));
     Buffers* b = keep.back().get();
     const float* w = b->x + N * C * D * H * W;
+#ifdef KERNEL_BENCH_WINOGRAD_AVX2_GEMM
     cases.push_back({name, out, [=] { conv_winograd_f32(s, b->x, w, w + nw, b->y, false); }});
+#else
+    cases.push_back({name, out, [=] { conv_winograd_f32(s, b->x, w, w + nw, b->y, false, panel_gemm_avx2()); }});
+#endif
   };
   winograd("winograd S3 8x64x64x64->64", 8, 64, 64, 1, 64, 64, 1, 1);
   winograd("winograd S9 2x32x32x64x64->32", 2, 32, 32, 32, 64, 64, 3, 1);
