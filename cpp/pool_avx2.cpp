@@ -149,15 +149,12 @@ inline bool whole_2x2_windows(const PoolShape& s) {
          2 * s.OW <= s.W;
 }
 
-// Where every input row starts on a cache line (torch's tensors, medconv's own outputs), the 2x2 loops
-// prefetch each row 64 floats (4 lines, 4 blocks of 8 outputs) ahead: without it they ran 1.3-1.5x
-// slower (1t) and 1.7x (2t) than on rows 16 bytes off (numpy's), whose pair loads each reach into
-// the next line early; those gain nothing from it (0.93-1.09x).
+// The 2x2 loops prefetch each input row 64 floats (4 lines, 4 blocks of 8 outputs) ahead. Without it,
+// on Zen 3 rows that start on a cache line ran 1.3-1.5x slower (1t) and 1.7x (2t) than rows 16 bytes
+// off (numpy's), whose pair loads each reach into the next line early, and those gained nothing from
+// it (0.93-1.09x); on Zen 5 every alignment ran 1.7-1.8x slower without it (8x64x128x128, 1 thread:
+// 2.49 -> 1.41 ms on numpy's rows). 32 floats ahead: 1.1x slower; 128 or 256: 1.4-1.6x slower.
 constexpr int64_t kPrefetchFloats = 64;
-
-inline bool rows_on_lines(const PoolShape& s, const float* x) {
-  return (reinterpret_cast<uintptr_t>(x) & 63) == 0 && s.W % 16 == 0;
-}
 
 // Fetches, for each of a window's 2 KD input rows (first: its first tap), the line kPrefetchFloats
 // further along (a hint: it may lie past the input, and never faults).
@@ -175,7 +172,6 @@ void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices
   const int64_t HW = s.H * s.W;
   const __m256i even_cols = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   const __m256i one = _mm256_set1_epi32(1);
-  const bool prefetch = rows_on_lines(s, x);
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
@@ -186,7 +182,7 @@ void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices
       for (int64_t ow = 0; ow < s.OW; ow += 8) {
         const int64_t ow0 = std::min(ow, s.OW - 8);  // the last block overlaps the one before: same values
         const int64_t at = first + 2 * ow0;
-        if (prefetch) prefetch_window_rows<KD>(xp + at, HW, s.W);
+        prefetch_window_rows<KD>(xp + at, HW, s.W);
         __m256 best, odd;
         load_tap_pair(xp + at, best, odd);
         __m256i best_i = kIndex ? _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(at)), even_cols) : even_cols;
@@ -210,7 +206,6 @@ template <int KD>
 void avg_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t divisor) {
   const int64_t HW = s.H * s.W;
   const __m256 div = _mm256_set1_ps(static_cast<float>(divisor > 0 ? divisor : 4 * KD));
-  const bool prefetch = rows_on_lines(s, x);
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
@@ -219,7 +214,7 @@ void avg_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t divisor)
       for (int64_t ow = 0; ow < s.OW; ow += 8) {
         const int64_t ow0 = std::min(ow, s.OW - 8);
         __m256 acc = _mm256_setzero_ps();
-        if (prefetch) prefetch_window_rows<KD>(xr + 2 * ow0, HW, s.W);
+        prefetch_window_rows<KD>(xr + 2 * ow0, HW, s.W);
         for (int t = 0; t < 2 * KD; ++t) {
           __m256 even, odd;
           load_tap_pair(xr + (t / 2) * HW + (t % 2) * s.W + 2 * ow0, even, odd);
