@@ -125,7 +125,7 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
   const bool strided_winograd = winograd_s2_applicable(s);
   auto run_winograd = [&] {  // false from Winograd (non-finite values): redo exactly
     const bool ok = strided_winograd ? conv_winograd_s2_f32(s, x, w, bias, y, relu)
-                                     : conv_winograd_f32(s, x, w, bias, y, relu, panel_gemm(isa));
+                                     : conv_winograd_f32(s, x, w, bias, y, relu, panel16_gemm(isa));
     if (!ok) gemm_conv(s, x, w, bias, y, relu);
   };
   auto run_direct = [&] { conv_direct_avx2_f32(s, x, w, bias, y, relu); };

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "nn_kernels.h"
-#include "panel_gemm.h"
+#include "packed_gemm.h"
 #include "parallel.h"
 #include "range.h"
 
@@ -97,7 +97,7 @@ constexpr int MR = 4, NR = 3;
 // gw[oc, j] = sum_{n, p} gy[n, oc, p] * col_n[j, p], j = (ic, kd, kh, kw), p = (od, oh, ow),
 // col_n[j, p] = x[n, g*Cg + ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0 outside)
 template <class T>
-void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw, const PanelGemm& gemm) {
+void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw, const PackedGemm& gemm) {
   if constexpr (std::is_same<T, float>::value) {
     // Channel-rich layers: the packed GEMM keeps its blocks in L1/L2 and scales across threads, where
     // the dot-product tiles below stream the im2col chunk from L3; it needs enough output channels
@@ -173,8 +173,8 @@ void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* g
   }
 }
 
-template void conv_backward_weight_avx2<float>(const ConvShape&, const float*, const float*, float*, const PanelGemm&);
+template void conv_backward_weight_avx2<float>(const ConvShape&, const float*, const float*, float*, const PackedGemm&);
 template void conv_backward_weight_avx2<double>(const ConvShape&, const double*, const double*, double*,
-                                                 const PanelGemm&);
+                                                 const PackedGemm&);
 
 }  // namespace medconv

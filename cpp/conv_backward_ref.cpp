@@ -5,7 +5,7 @@
 
 #include "dispatch.h"
 #include "nn_kernels.h"
-#include "panel_gemm.h"
+#include "packed_gemm.h"
 #include "parallel.h"
 #include "range.h"
 
@@ -113,7 +113,7 @@ void conv_backward_weight(const ConvShape& s, const T* x, const T* gy, T* gw) {
 #if defined(MEDCONV_X86)
   const Isa isa = kernels().isa;
   if (isa == Isa::avx2 || isa == Isa::avx512) {
-    conv_backward_weight_avx2<T>(s, x, gy, gw, panel_gemm(isa));
+    conv_backward_weight_avx2<T>(s, x, gy, gw, widest_gemm(isa));
     return;
   }
 #endif

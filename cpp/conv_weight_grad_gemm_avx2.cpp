@@ -1,4 +1,4 @@
-// Convolution weight gradient, float32, on the panel GEMM (panel_gemm.h: AVX2's or AVX-512's): per group,
+// Convolution weight gradient, float32, on a packed GEMM (packed_gemm.h: AVX2's 6x16 or AVX-512's 8x32): per group,
 //   gw[oc, j] = sum_k gy(oc, k) * col(k, j),  k = (n, od, oh, ow),  j = (ic, kd, kh, kw),
 // with col(k, j) = x[n, g*Cg + ic, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw] (0
 // outside), packed straight from the input. K is cut into fixed chunks (a run of one image's output
@@ -9,18 +9,18 @@
 #include <algorithm>
 
 #include "aligned.h"
-#include "panel_gemm.h"
+#include "packed_gemm.h"
 #include "nn_kernels.h"
 #include "parallel.h"
 
 namespace medconv {
 namespace {
 
-constexpr int NR = kPanelColumns;
 constexpr int64_t kChunk = 4096;  // output positions per K chunk
 
-// rows[t][kk] = col(p_begin + kk, j0 + t) for t < count (zero rows after), kk < kc: for each column
-// j of the panel, the input values along the output rows, copied in runs.
+// rows[t][kk] = col(p_begin + kk, j0 + t) for t < count (zero rows after NR), kk < kc: for each
+// column j of the panel, the input values along the output rows, copied in runs.
+template <int NR>
 void gather_rows(const ConvShape& s, const float* xg, int64_t p_begin, int64_t kc, int64_t j0, int count,
                  float* rows, int64_t ld) {
   const int64_t plane = s.D * s.H * s.W;
@@ -63,11 +63,12 @@ void gather_rows(const ConvShape& s, const float* xg, int64_t p_begin, int64_t k
   }
 }
 
-// dst[kk * NR + t] = rows[t][kk] for t < 16, kk < kc: 8 x 8 transposes of the gathered rows.
+// dst[kk * NR + t] = rows[t][kk] for t < NR, kk < kc: 8 x 8 transposes of the gathered rows.
+template <int NR>
 void transpose_rows(const float* rows, int64_t ld, int64_t kc, float* dst) {
   int64_t kk = 0;
   for (; kk + 8 <= kc; kk += 8)
-    for (int half = 0; half < 2; ++half) {
+    for (int half = 0; half < NR / 8; ++half) {
       const float* src = rows + half * 8 * ld + kk;
       __m256 r[8], t[8];
       for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
@@ -95,20 +96,21 @@ void transpose_rows(const float* rows, int64_t ld, int64_t kc, float* dst) {
 
 // gemm's packed B block ([ceil(nc / NR)][kc][NR], columns past nc zero) of col for one image and
 // group: Bp[jp][kk][t] = col(p_begin + kk, jc + jp * NR + t). xg: [Cg, D, H, W].
+template <int NR>
 void pack_weight_columns(const ConvShape& s, const float* xg, int64_t p_begin, int64_t kc, int64_t jc, int64_t nc,
                          float* Bp) {
-  const int64_t ld = kPanelMaxKc;
+  const int64_t ld = kPackedMaxKc;
   float* rows = thread_scratch<float>(NR * ld, 4);
   for (int64_t j0 = 0; j0 < nc; j0 += NR) {
-    gather_rows(s, xg, p_begin, kc, jc + j0, static_cast<int>(std::min<int64_t>(NR, nc - j0)), rows, ld);
-    transpose_rows(rows, ld, kc, Bp + (j0 / NR) * kc * NR);
+    gather_rows<NR>(s, xg, p_begin, kc, jc + j0, static_cast<int>(std::min<int64_t>(NR, nc - j0)), rows, ld);
+    transpose_rows<NR>(rows, ld, kc, Bp + (j0 / NR) * kc * NR);
   }
 }
 
 }  // namespace
 
 // x: [N, C, D, H, W], gy: [N, OC, OD, OH, OW], gw: [OC, Cg, KD, KH, KW]
-void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw, const PanelGemm& gemm) {
+void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw, const PackedGemm& gemm) {
   const int64_t G = s.groups, Cg = s.C / G, OCg = s.OC / G;
   const int64_t J = Cg * s.KD * s.KH * s.KW, P = s.OD * s.OH * s.OW;
   if (P == 0 || s.N == 0) {
@@ -137,7 +139,8 @@ void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const flo
       const int64_t j0 = tile * gemm.nc, j1 = std::min(J, j0 + gemm.nc);
       gemm.gemm_columns(OCg, std::min(kChunk, P - p0), Ap.get() + gc * a_size,
                          [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
-                           pack_weight_columns(s, xg, p0 + pc, kc, jc, nc, Bp);
+                           if (gemm.nr == 32) pack_weight_columns<32>(s, xg, p0 + pc, kc, jc, nc, Bp);
+                           else pack_weight_columns<16>(s, xg, p0 + pc, kc, jc, nc, Bp);
                          },
                          j0, j1, partial.get() + gc * OCg * J, J, gemm_common::Epilogue{}, work);
     }

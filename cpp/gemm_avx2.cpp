@@ -2,7 +2,7 @@
 #include "gemm_avx2.h"
 #include "gemm_common.h"
 #include "gemm_epilogue_avx2.h"
-#include "panel_gemm.h"
+#include "packed_gemm.h"
 #include "tile6x16_avx2.h"
 
 #include <immintrin.h>
@@ -59,10 +59,9 @@ void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, in
 
 }  // namespace gemm
 
-const PanelGemm& panel_gemm_avx2() {
-  static_assert(gemm::NR == kPanelColumns && gemm::MR <= kPanelMaxRows && gemm::KC <= kPanelMaxKc,
-                "AVX2's GEMM fits the panel contract");
-  static const PanelGemm g{gemm::MR, gemm::KC, gemm::NC, gemm::packed_a_size, gemm::pack_a, gemm::gemm_columns};
+const PackedGemm& packed_gemm_avx2() {
+  static_assert(gemm::MR <= kPackedMaxRows && gemm::NR <= kPackedMaxColumns && gemm::KC <= kPackedMaxKc, "fits");
+  static const PackedGemm g{gemm::MR, gemm::NR, gemm::KC, gemm::NC, gemm::packed_a_size, gemm::pack_a, gemm::gemm_columns};
   return g;
 }
 

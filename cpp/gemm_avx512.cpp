@@ -4,7 +4,7 @@
 #include <immintrin.h>
 
 #include "gemm_common.h"
-#include "panel_gemm.h"
+#include "packed_gemm.h"
 
 namespace medconv {
 namespace gemm_avx512 {
@@ -81,11 +81,11 @@ void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, in
 
 namespace {
 
-// The 16 x 16 tile over 16-column panels (panel_gemm.h): 16 zmm accumulators, one B vector and 16
-// broadcast A operands per k. MR = 16 divides the channel counts CNNs use.
+// The 16 x 16 tile, for B packed in 16-column panels (Winograd's): 16 zmm accumulators, one B vector
+// and 16 broadcast A operands per k. MR = 16 divides the channel counts CNNs use.
 constexpr int kMR16 = 16;
 constexpr int64_t kKC16 = 256, kNC16 = 192;
-static_assert(kMR16 <= kPanelMaxRows && kKC16 <= kPanelMaxKc, "the tile fits the panel contract");
+static_assert(MR <= kPackedMaxRows && NR <= kPackedMaxColumns && KC <= kPackedMaxKc && kKC16 <= kPackedMaxKc, "fits");
 
 int64_t packed_a_size16(int64_t M, int64_t K) { return gemm_common::packed_a_size<kMR16>(M, K); }
 
@@ -95,16 +95,22 @@ void pack_a16(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, fl
 
 void gemm_columns16(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, int64_t j0, int64_t j1, float* C,
                     int64_t ldc, const Epilogue& ep, float* work) {
-  gemm_common::gemm_blocked<kMR16, kPanelColumns, kKC16, kNC16>(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work,
+  gemm_common::gemm_blocked<kMR16, 16, kKC16, kNC16>(M, K, Ap, pack_b, j0, j1, C, ldc, ep, work,
                                                                 micro_kernel<kMR16, 1>);
 }
 
 }  // namespace
 }  // namespace gemm_avx512
 
-const PanelGemm& panel_gemm_avx512() {
+const PackedGemm& packed_gemm_avx512() {
   using namespace gemm_avx512;
-  static const PanelGemm g{kMR16, kKC16, kNC16, packed_a_size16, pack_a16, gemm_columns16};
+  static const PackedGemm g{MR, NR, KC, NC, packed_a_size, pack_a, gemm_columns};
+  return g;
+}
+
+const PackedGemm& packed_gemm_avx512_16x16() {
+  using namespace gemm_avx512;
+  static const PackedGemm g{kMR16, 16, kKC16, kNC16, packed_a_size16, pack_a16, gemm_columns16};
   return g;
 }
 

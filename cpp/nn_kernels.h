@@ -11,7 +11,7 @@
 
 namespace medconv {
 
-struct PanelGemm;  // panel_gemm.h
+struct PackedGemm;  // packed_gemm.h
 
 // ---------------------------------------------------------------- convolution (conv_backward_ref.cpp)
 // s describes the forward conv x [N, C, D, H, W] * w [OC, C/groups, KD, KH, KW] -> y [N, OC, OD, OH, OW].
@@ -25,9 +25,9 @@ template <class T> void conv_backward_input(const ConvShape& s, const T* gy, con
 template <class T> void conv_backward_weight_ref(const ConvShape& s, const T* x, const T* gy, T* gw);
 // The same, im2col + register-tiled dot products (conv_backward_avx2.cpp; x86 builds only).
 template <class T>
-void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw, const PanelGemm& gemm);
+void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw, const PackedGemm& gemm);
 // The same in float32 as a packed SGEMM over im2col columns packed from x (conv_weight_grad_gemm_avx2.cpp).
-void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw, const PanelGemm& gemm);
+void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw, const PackedGemm& gemm);
 // The fastest of the two that the active ISA (dispatch.h; MEDCONV_ISA) allows.
 template <class T> void conv_backward_weight(const ConvShape& s, const T* x, const T* gy, T* gw);
 // gb[c] = sum_{n, i} gy[n, c, i]     gy: [N, C, S]

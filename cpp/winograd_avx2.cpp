@@ -3,7 +3,7 @@
 // Lavin & Gray's F(4x4, 3x3) with the interpolation points 0, 1, -1, 2, -2, inf:
 //   y(4x4 tile) = A^T [ (G g G^T) .* (B^T d B) ] A     d: 6x6 input tile, g: 3x3 filter.
 // Per call: the filters are transformed (U = G g G^T, 36 values per (oc, ic, kd)) straight into the
-// packed A layout of the panel GEMM (panel_gemm.h: AVX2's or AVX-512's), one [OC x C*KD] matrix per
+// packed A layout of the GEMM (packed_gemm.h's panel16_gemm: AVX2's or AVX-512's), one [OC x C*KD] matrix per
 // transformed element xi = 0..35. Then per block of output tiles: the input tiles are transformed
 // (V = B^T d B, vectorised over 8 tiles at a time) straight into the packed B layout, the 36
 // products M[xi] = U[xi] V[xi] run through its gemm_columns, and the output transform A^T M A adds
@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "aligned.h"
-#include "panel_gemm.h"
+#include "packed_gemm.h"
 #include "lanes_avx2.h"
 #include "parallel.h"
 
@@ -44,7 +44,7 @@ namespace medconv {
 namespace {
 
 constexpr int kXi = 36;            // transformed tile elements: 6 x 6
-constexpr int64_t kPanel = kPanelColumns;  // 16 tiles per GEMM column panel
+constexpr int64_t kPanel = 16;  // tiles per GEMM column panel
 constexpr int64_t kMaxPanels = 8;     // panels per block
 static_assert(kPanel == 16, "a panel is two halves of 8 lanes");
 
@@ -156,7 +156,7 @@ struct Ctx {
   int64_t sd = 1, pd = 0, dd = 1;
   int64_t HW = 0, DHW = 0, OHW = 0, ODHW = 0;
   const float* x = nullptr;
-  const PanelGemm* gemm = nullptr;
+  const PackedGemm* gemm = nullptr;
   const float* Ap = nullptr;  // [G][36][a_size]
   int64_t a_size = 0;
   const float* bias = nullptr;
@@ -218,7 +218,7 @@ void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, 
   const int64_t Cg = cx.Cg, OCg = cx.OCg, KD = cx.KD, K = cx.K, MR = cx.gemm->mr;
   const int64_t rows = std::min<int64_t>(MR, OCg - panel * MR);
   constexpr int kChunk = 16;
-  constexpr int kStage = kChunk * kPanelMaxRows + 8;
+  constexpr int kStage = kChunk * kPackedMaxRows + 8;
   float* stage_buf = thread_scratch<float>(kXi * kStage, 0);
   auto stage = [&](int xi) { return stage_buf + xi * kStage; };
   for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
@@ -481,7 +481,7 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
   // The B panel of output plane od is the K = KD*Cg rows of planes od*sd - pd + kd*dd: contiguous in V
   // when dd == 1 (or KD == 1), so gemm_columns reads it in place (its work buffer is the panel and the
   // packer does nothing); otherwise, or when K > KC, the packer copies the rows.
-  const PanelGemm& gemm = *cx.gemm;
+  const PackedGemm& gemm = *cx.gemm;
   const bool in_place = (cx.dd == 1 || cx.KD == 1) && K <= gemm.kc;
   int64_t cur_xi = 0, cur_panel = 0, cur_od = 0;
   const gemm_common::PackB noop = [](int64_t, int64_t, int64_t, int64_t, float*) {};
@@ -618,7 +618,7 @@ bool winograd_applicable(const ConvShape& s) {
 }
 
 bool conv_winograd_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
-                       const PanelGemm& gemm) {
+                       const PackedGemm& gemm) {
   Ctx cx;
   cx.s = &s;
   cx.gemm = &gemm;

@@ -1,7 +1,7 @@
 // Winograd F(4x4, 3x3) convolution, AVX2+FMA, float32 (winograd_avx2.cpp).
 #pragma once
 #include "kernels.h"
-#include "panel_gemm.h"
+#include "packed_gemm.h"
 
 namespace medconv {
 
@@ -17,8 +17,8 @@ bool winograd_applicable(const ConvShape& s);
 // Results are bitwise the same for any thread count. Returns false when some output came out
 // non-finite (Inf/NaN in the input or weights, or overflow): Winograd's transforms spread those over
 // a whole 4x4 tile, so the caller must then recompute y with an exact algorithm.
-// The transforms are AVX2; the 36 GEMMs run on `gemm` (panel_gemm(isa)).
+// The transforms are AVX2; the 36 GEMMs run on `gemm`, one over 16-column panels (panel16_gemm).
 bool conv_winograd_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
-                       const PanelGemm& gemm);
+                       const PackedGemm& gemm);
 
 }  // namespace medconv

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(params=[i for i in ("avx2", "avx512") if i in medconv.backend_info()["supported_isas"]])
 def winograd(monkeypatch, request):
-    """AVX2 and AVX-512 kernels (the transforms are AVX2's; the GEMMs each ISA's own, panel_gemm.h)
+    """AVX2 and AVX-512 kernels (the transforms are AVX2's; the GEMMs each ISA's own, packed_gemm.h)
     with Winograd forced wherever it applies (3x3 in H, W, stride 1 in H, W); restores the automatic
     ISA choice, the thread count and fresh plans afterwards."""
     threads = medconv.get_num_threads()

@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
 #ifdef KERNEL_BENCH_WINOGRAD_AVX2_GEMM
     cases.push_back({name, out, [=] { conv_winograd_f32(s, b->x, w, w + nw, b->y, false); }});
 #else
-    cases.push_back({name, out, [=] { conv_winograd_f32(s, b->x, w, w + nw, b->y, false, panel_gemm_avx2()); }});
+    cases.push_back({name, out, [=] { conv_winograd_f32(s, b->x, w, w + nw, b->y, false, packed_gemm_avx2()); }});
 #endif
   };
   winograd("winograd S3 8x64x64x64->64", 8, 64, 64, 1, 64, 64, 1, 1);

@@ -49,8 +49,8 @@ def build(cpp_dir, out, cxx):
 
     # trees before the GEMM drivers became templates over the scalar call the SGEMM conv conv_gemm_f32
     older = ["-DKERNEL_BENCH_CONV_GEMM_F32"] if "void conv_gemm_f32(" in (cpp_dir / "conv_gemm.h").read_text() else []
-    # and before Winograd took its GEMM as an argument (panel_gemm.h)
-    older += [] if "PanelGemm" in (cpp_dir / "winograd_avx2.h").read_text() else ["-DKERNEL_BENCH_WINOGRAD_AVX2_GEMM"]
+    # and before Winograd took its GEMM as an argument (packed_gemm.h)
+    older += [] if "PackedGemm" in (cpp_dir / "winograd_avx2.h").read_text() else ["-DKERNEL_BENCH_WINOGRAD_AVX2_GEMM"]
 
     def one(src):
         obj = objs / (Path(src).stem + ".o")
