@@ -123,9 +123,10 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
                       (s.KH >= 5 && OCg <= 64 && conv_rows_channel_tiles(s)) || tiles1d || phase_rows ||
                       (isa == Isa::avx2 && conv_pointwise_applies(s)));
   const bool strided_winograd = winograd_s2_applicable(s);
+  const PackedGemm& winograd_gemm = panel16_gemm(isa);
   auto run_winograd = [&] {  // false from Winograd (non-finite values): redo exactly
-    const bool ok = strided_winograd ? conv_winograd_s2_f32(s, x, w, bias, y, relu)
-                                     : conv_winograd_f32(s, x, w, bias, y, relu, panel16_gemm(isa));
+    const bool ok = strided_winograd ? conv_winograd_s2_f32(s, x, w, bias, y, relu, winograd_gemm)
+                                     : conv_winograd_f32(s, x, w, bias, y, relu, winograd_gemm);
     if (!ok) gemm_conv(s, x, w, bias, y, relu);
   };
   auto run_direct = [&] { conv_direct_avx2_f32(s, x, w, bias, y, relu); };

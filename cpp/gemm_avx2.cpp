@@ -61,6 +61,7 @@ void gemm_columns(int64_t M, int64_t K, const float* Ap, const PackB& pack_b, in
 
 const PackedGemm& packed_gemm_avx2() {
   static_assert(gemm::MR <= kPackedMaxRows && gemm::NR <= kPackedMaxColumns && gemm::KC <= kPackedMaxKc, "fits");
+  static_assert(gemm::NR == 16 && gemm::NC >= kPanel16MinNc, "AVX2's GEMM is panel16_gemm's too");
   static const PackedGemm g{gemm::MR, gemm::NR, gemm::KC, gemm::NC, gemm::packed_a_size, gemm::pack_a, gemm::gemm_columns};
   return g;
 }

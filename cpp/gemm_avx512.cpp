@@ -86,6 +86,7 @@ namespace {
 constexpr int kMR16 = 16;
 constexpr int64_t kKC16 = 256, kNC16 = 192;
 static_assert(MR <= kPackedMaxRows && NR <= kPackedMaxColumns && KC <= kPackedMaxKc && kKC16 <= kPackedMaxKc, "fits");
+static_assert(kNC16 >= kPanel16MinNc, "panel16_gemm's column blocks");
 
 int64_t packed_a_size16(int64_t M, int64_t K) { return gemm_common::packed_a_size<kMR16>(M, K); }
 

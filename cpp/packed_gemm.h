@@ -30,7 +30,9 @@ const PackedGemm& packed_gemm_avx2();          // 6 x 16, gemm_avx2.cpp
 const PackedGemm& packed_gemm_avx512();        // 8 x 32, gemm_avx512.cpp
 const PackedGemm& packed_gemm_avx512_16x16();  // 16 x 16, gemm_avx512.cpp
 
-// A GEMM over 16-column panels, which Winograd's input transform writes: AVX2's 6x16 or AVX-512's 16x16.
+// A GEMM over 16-column panels, which Winograd's input transforms write: AVX2's 6x16 or AVX-512's
+// 16x16, each with column blocks of at least kPanel16MinNc.
+constexpr int64_t kPanel16MinNc = 192;
 inline const PackedGemm& panel16_gemm(Isa isa) {
   return isa == Isa::avx512 ? packed_gemm_avx512_16x16() : packed_gemm_avx2();
 }

@@ -15,13 +15,14 @@
 // Depth (3D convs) runs direct: output plane od sums over kd the 2D products of input plane
 // od*sd - pd + kd*dd, a longer GEMM reduction (K_xi = KD * (its phase pairs) * Cg).
 //
-// Per call the filters are transformed straight into the packed A matrices of gemm_avx2, one
-// [OCg x K_xi] matrix per element xi, rows (kd, phase pair, ic). Per block of tiles (one output
-// plane, 2-4 panels of 16 tiles): the input transform (8 tiles of a tile row in the lanes; one 8x8
-// transpose per input row gives all 9 columns of the 8 tiles, both column phases) writes V[xi] as
-// packed B panels, the 25 GEMMs M[xi] = U[xi] V[xi] run through gemm::gemm_columns, and the output
-// transform adds the bias, applies the ReLU and writes the 4x4 tiles. As in winograd_avx2.cpp, every output gets one fixed
-// sequence of operations, so results do not depend on the blocking or the thread count.
+// Per call the filters are transformed straight into the packed A matrices of a GEMM over 16-column
+// panels (packed_gemm.h's panel16_gemm: AVX2's or AVX-512's), one [OCg x K_xi] matrix per element
+// xi, rows (kd, phase pair, ic). Per block of tiles (one output plane, 2-4 panels of 16 tiles): the
+// input transform (8 tiles of a tile row in the lanes; one 8x8 transpose per input row gives all 9
+// columns of the 8 tiles, both column phases) writes V[xi] as packed B panels, the 25 GEMMs
+// M[xi] = U[xi] V[xi] run through its gemm_columns, and the output transform adds the bias, applies
+// the ReLU and writes the 4x4 tiles. As in winograd_avx2.cpp, every output gets one fixed sequence
+// of operations, so results do not depend on the blocking or the thread count.
 #include "winograd_s2_avx2.h"
 
 #include <immintrin.h>
@@ -33,7 +34,7 @@
 #include <vector>
 
 #include "aligned.h"
-#include "gemm_avx2.h"
+#include "packed_gemm.h"
 #include "lanes_avx2.h"
 #include "parallel.h"
 
@@ -42,7 +43,7 @@ namespace {
 
 constexpr int kXi = 25;               // transformed tile elements: 5 x 5
 constexpr int kInf = 4;               // the point inf along an axis
-constexpr int64_t kPanel = gemm::NR;  // 16 tiles per GEMM column panel
+constexpr int64_t kPanel = 16;  // tiles per GEMM column panel
 constexpr int64_t kHalfLanes = 8;
 static_assert(kPanel == 2 * kHalfLanes, "a panel is two halves of 8 tiles");
 
@@ -111,6 +112,7 @@ struct Ctx {
   int64_t K[kXi];                  // GEMM depth of element xi: KD * Kd[xi], rows kd * Kd + pos * Cg + ic
   int64_t aoff[kXi + 1];           // packed A of element xi within a group's
   const float* x = nullptr;
+  const PackedGemm* gemm = nullptr;
   const float* Ap = nullptr;       // [G][aoff[kXi]]
   const float* bias = nullptr;
   float* y = nullptr;
@@ -119,22 +121,23 @@ struct Ctx {
 
 // ---------------------------------------------------------------------------------------- filter transform
 
-// The packed A rows of the 6-channel panel `panel` of group g: U[xi][oc][kd * Kd + pos * Cg + ic]
-// for the panel's channels (rows past OCg zero), the 6 channels in the lanes.
+// The packed A rows of the mr-channel panel `panel` of group g: U[xi][oc][kd * Kd + pos * Cg + ic]
+// for the panel's channels (rows past OCg zero), 8 channels at a time in the lanes.
 void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, float* Ap) {
-  const int64_t Cg = cx.Cg, OCg = cx.OCg, KD = cx.s->KD, MR = gemm::MR;
+  const int64_t Cg = cx.Cg, OCg = cx.OCg, KD = cx.s->KD, MR = cx.gemm->mr;
   const int64_t rows = std::min<int64_t>(MR, OCg - panel * MR);
   float* Ag = Ap + g * cx.aoff[kXi];
   const __m256 zero = _mm256_setzero_ps();
   for (int64_t kd = 0; kd < KD; ++kd)
-  for (int64_t ic = 0; ic < Cg; ++ic) {
-    // tap[t] lane r: tap t = 3 kh + kw of channel row r of the panel, by an 8x8 transpose of the
-    // rows' first 8 taps; tap 8 separately.
+  for (int64_t ic = 0; ic < Cg; ++ic)
+  for (int64_t r0 = 0; r0 < MR; r0 += 8) {
+    // tap[t] lane r: tap t = 3 kh + kw of channel row r0 + r of the panel, by an 8x8 transpose of
+    // the rows' first 8 taps; tap 8 separately.
     __m256 rowv[8], tap[9];
     alignas(32) float t8[8] = {};
     for (int r = 0; r < 8; ++r) {
-      if (r < rows) {
-        const float* f = w + (((g * OCg + panel * MR + r) * Cg + ic) * KD + kd) * 9;
+      if (r0 + r < rows) {
+        const float* f = w + (((g * OCg + panel * MR + r0 + r) * Cg + ic) * KD + kd) * 9;
         rowv[r] = _mm256_loadu_ps(f);
         t8[r] = f[8];
       } else {
@@ -156,9 +159,13 @@ void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, 
       for (int xi = 0; xi < kXi; ++xi) {
         const int pos = kElements.pos[xi][pair];
         if (pos < 0) continue;
-        float* d = Ag + cx.aoff[xi] + (panel * cx.K[xi] + kd * cx.Kd[xi] + pos * Cg + ic) * MR;  // 6 floats
-        _mm_storeu_ps(d, _mm256_castps256_ps128(U[xi]));
-        _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(U[xi], 1));
+        float* d = Ag + cx.aoff[xi] + (panel * cx.K[xi] + kd * cx.Kd[xi] + pos * Cg + ic) * MR + r0;
+        if (MR - r0 >= 8) {
+          _mm256_storeu_ps(d, U[xi]);
+        } else {  // 6 floats (AVX2's tile)
+          _mm_storeu_ps(d, _mm256_castps256_ps128(U[xi]));
+          _mm_storel_pi(reinterpret_cast<__m64*>(d + 4), _mm256_extractf128_ps(U[xi], 1));
+        }
       }
     }
   }
@@ -266,8 +273,8 @@ inline int64_t input_plane(const ConvShape& s, int64_t od, int64_t kd) {
   return id >= 0 && id < s.D ? id : -1;
 }
 
-constexpr int64_t kMaxPanels = 12;  // 16 * 12 = gemm::NC columns: one GEMM column block
-static_assert(kPanel * kMaxPanels <= gemm::NC, "a block's columns fit one GEMM column block");
+constexpr int64_t kMaxPanels = 12;  // 16 * 12 columns: one GEMM column block
+static_assert(kPanel * kMaxPanels <= kPanel16MinNc, "a block's columns fit one GEMM column block");
 
 // Part `part` of `parts` of the input rows of block `it`, prefetched: the input transform does too
 // little work per cache line to hide its misses, while the GEMMs leave the loads idle.
@@ -336,23 +343,24 @@ void run_item(const Ctx& cx, const Item& it, const Item* next, std::atomic<bool>
   // nothing); deeper ones are copied a K slice at a time.
   const float* Ag = cx.Ap + it.g * cx.aoff[kXi];
   int64_t cur_xi = 0;
-  const gemm::PackB noop = [](int64_t, int64_t, int64_t, int64_t, float*) {};
-  const gemm::PackB copy = [&](int64_t pc, int64_t kc, int64_t, int64_t, float* Bp) {
+  const PackedGemm& gemm = *cx.gemm;
+  const gemm_common::PackB noop = [](int64_t, int64_t, int64_t, int64_t, float*) {};
+  const gemm_common::PackB copy = [&](int64_t pc, int64_t kc, int64_t, int64_t, float* Bp) {
     for (int64_t p = 0; p < panels; ++p)
       std::memcpy(Bp + p * kc * kPanel, vl.V + vl.voff[cur_xi] + (p * cx.K[cur_xi] + pc) * kPanel,
                   kc * kPanel * sizeof(float));
   };
   float* work = nullptr;
-  const gemm::Epilogue ep;
+  const gemm_common::Epilogue ep;
   for (int xi = 0; xi < kXi; ++xi) {
     if (next) prefetch_block_input(cx, *next, xi, kXi);
     float* C = M + xi * ldM;
-    if (cx.K[xi] <= gemm::KC) {
-      gemm::gemm_columns(OCg, cx.K[xi], Ag + cx.aoff[xi], noop, 0, ldM, C, moc_stride, ep, vl.V + vl.voff[xi]);
+    if (cx.K[xi] <= gemm.kc) {
+      gemm.gemm_columns(OCg, cx.K[xi], Ag + cx.aoff[xi], noop, 0, ldM, C, moc_stride, ep, vl.V + vl.voff[xi]);
     } else {
-      if (!work) work = thread_scratch<float>(gemm::KC * gemm::NC, 0);
+      if (!work) work = thread_scratch<float>(gemm.kc * gemm.nc, 0);
       cur_xi = xi;
-      gemm::gemm_columns(OCg, cx.K[xi], Ag + cx.aoff[xi], copy, 0, ldM, C, moc_stride, ep, work);
+      gemm.gemm_columns(OCg, cx.K[xi], Ag + cx.aoff[xi], copy, 0, ldM, C, moc_stride, ep, work);
     }
   }
 
@@ -415,9 +423,10 @@ bool winograd_s2_applicable(const ConvShape& s) {
 }
 
 bool conv_winograd_s2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                          bool relu) {
+                          bool relu, const PackedGemm& gemm) {
   Ctx cx;
   cx.s = &s;
+  cx.gemm = &gemm;
   cx.Cg = s.C / s.groups;
   cx.OCg = s.OC / s.groups;
   cx.HW = s.H * s.W;
@@ -434,11 +443,11 @@ bool conv_winograd_s2_f32(const ConvShape& s, const float* x, const float* w, co
   for (int xi = 0; xi < kXi; ++xi) {
     cx.Kd[xi] = kElements.count[xi] * cx.Cg;
     cx.K[xi] = s.KD * cx.Kd[xi];
-    cx.aoff[xi + 1] = cx.aoff[xi] + gemm::packed_a_size(cx.OCg, cx.K[xi]);
+    cx.aoff[xi + 1] = cx.aoff[xi] + gemm.packed_a_size(cx.OCg, cx.K[xi]);
   }
 
   const int64_t G = s.groups;
-  const int64_t a_panels = (cx.OCg + gemm::MR - 1) / gemm::MR;
+  const int64_t a_panels = (cx.OCg + gemm.mr - 1) / gemm.mr;
   float* Ap = thread_scratch<float>(G * cx.aoff[kXi], 3);
   cx.Ap = Ap;
   parallel_for(G * a_panels, 1, [&](int64_t begin, int64_t end) {

@@ -2,6 +2,7 @@
 // float32 (winograd_s2_avx2.cpp).
 #pragma once
 #include "kernels.h"
+#include "packed_gemm.h"
 
 namespace medconv {
 
@@ -16,7 +17,8 @@ bool winograd_s2_applicable(const ConvShape& s);
 // bounds as F(4x4, 3x3) (measured <= 6e-6 * max|y64| on unit-normal data). Bitwise the same for any
 // thread count. Returns false when some output came out non-finite; the caller then recomputes y
 // with an exact algorithm.
+// The transforms are AVX2; the GEMMs run on `gemm`, one over 16-column panels (panel16_gemm).
 bool conv_winograd_s2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                          bool relu);
+                          bool relu, const PackedGemm& gemm);
 
 }  // namespace medconv
