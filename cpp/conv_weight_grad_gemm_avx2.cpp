@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "aligned.h"
+#include "lanes_avx2.h"
 #include "packed_gemm.h"
 #include "nn_kernels.h"
 #include "parallel.h"
@@ -69,29 +70,34 @@ void transpose_rows(const float* rows, int64_t ld, int64_t kc, float* dst) {
   int64_t kk = 0;
   for (; kk + 8 <= kc; kk += 8)
     for (int half = 0; half < NR / 8; ++half) {
-      const float* src = rows + half * 8 * ld + kk;
-      __m256 r[8], t[8];
-      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
-      for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-      }
-      for (int i = 0; i < 8; i += 4) {
-        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-      }
-      // r[c] holds column c of rows 0-3 (low lanes) and column c + 4 (high); r[4 + c] those of rows 4-7
-      for (int c = 0; c < 4; ++c) {
-        const __m256 lo = _mm256_permute2f128_ps(r[c], r[4 + c], 0x20);
-        const __m256 hi = _mm256_permute2f128_ps(r[c], r[4 + c], 0x31);
-        _mm256_storeu_ps(dst + (kk + c) * NR + half * 8, lo);
-        _mm256_storeu_ps(dst + (kk + 4 + c) * NR + half * 8, hi);
-      }
+      __m256 r[8], c[8];
+      for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(rows + (half * 8 + i) * ld + kk);
+      avx2::transpose8(r, c);
+      for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (kk + j) * NR + half * 8, c[j]);
     }
   for (; kk < kc; ++kk)
     for (int t = 0; t < NR; ++t) dst[kk * NR + t] = rows[t * ld + kk];
+}
+
+// gemm.pack_a of A(i, k) = a[i * lda + k] (i < M, k < K): by 8 x 8 transposes where the tile's rows
+// come in eights (AVX-512's), else the GEMM's own (its strided loads were 6% of the gradient's time).
+void pack_output_grad(const PackedGemm& gemm, const float* a, int64_t lda, int64_t M, int64_t K, float* Ap) {
+  if (gemm.mr % 8 != 0) return gemm.pack_a(a, lda, 1, M, K, Ap);
+  const int mr = gemm.mr;
+  for (int64_t i0 = 0; i0 < M; i0 += mr)
+    for (int r0 = 0; r0 < mr; r0 += 8) {
+      float* dst = Ap + i0 * K + r0;  // panel i0 / mr, rows r0..r0+7
+      auto row = [&](int r) { return i0 + r0 + r < M ? a + (i0 + r0 + r) * lda : nullptr; };
+      int64_t k = 0;
+      for (; k + 8 <= K; k += 8) {
+        __m256 r[8], c[8];
+        for (int i = 0; i < 8; ++i) r[i] = row(i) ? _mm256_loadu_ps(row(i) + k) : _mm256_setzero_ps();
+        avx2::transpose8(r, c);
+        for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * mr, c[j]);
+      }
+      for (; k < K; ++k)
+        for (int i = 0; i < 8; ++i) dst[k * mr + i] = row(i) ? row(i)[k] : 0.0f;
+    }
 }
 
 // gemm's packed B block ([ceil(nc / NR)][kc][NR], columns past nc zero) of col for one image and
@@ -125,7 +131,7 @@ void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const flo
   parallel_for(G * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t g = t / chunks, c = t % chunks, n = c / p_chunks, p0 = (c % p_chunks) * kChunk;
-      gemm.pack_a(gy + (n * s.OC + g * OCg) * P + p0, P, 1, OCg, std::min(kChunk, P - p0), Ap.get() + t * a_size);
+      pack_output_grad(gemm, gy + (n * s.OC + g * OCg) * P + p0, P, OCg, std::min(kChunk, P - p0), Ap.get() + t * a_size);
     }
   });
   // partial[g][chunk]: [OCg, J]
