@@ -1,5 +1,5 @@
 // Elementwise activations and maxout, AVX2+FMA. relu, leaky_relu and maxout are bitwise equal to
-// the reference; elu, sigmoid, tanh and gelu use the polynomials of vecmath_avx2.h (float32;
+// the reference; elu, sigmoid, tanh and gelu use the polynomials of vecmath.h (float32;
 // float64 keeps the reference for those).
 #include <immintrin.h>
 
@@ -81,10 +81,7 @@ void unary_f32(UnaryOp op, const float* x, float* y, int64_t n, float alpha) {
     case UnaryOp::elu: {
       // y = x > 0 ? x : alpha * expm1(x)
       const __m256 a = _mm256_set1_ps(alpha);
-      map_f32(x, y, n, [&](__m256 v) {
-        const __m256 neg = _mm256_mul_ps(a, avx2::expm1_nonpos(_mm256_min_ps(zero, v)));  // min keeps a NaN v
-        return _mm256_blendv_ps(neg, v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ));
-      });
+      map_f32(x, y, n, [&](__m256 v) { return vecmath::elu<avx2::Avx2Vec>(v, a); });
       return;
     }
     case UnaryOp::sigmoid:

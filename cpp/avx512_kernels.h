@@ -7,5 +7,6 @@ namespace medconv {
 
 void add_conv_avx512(KernelTable& t);    // conv_avx512.cpp, gemm_avx512.cpp
 void add_linear_avx512(KernelTable& t);  // linear_avx512.cpp
+void add_eltwise_avx512(KernelTable& t); // act_avx512.cpp
 
 }  // namespace medconv

@@ -8,6 +8,7 @@ KernelTable avx512_table(const KernelTable& base) {
   t.isa = Isa::avx512;
   add_conv_avx512(t);
   add_linear_avx512(t);
+  add_eltwise_avx512(t);
   return t;
 }
 

@@ -25,3 +25,26 @@ static inline void isa_check_mask_storeu_ps(void* p, simde__mmask16 k, simde__m5
 
 #define _mm512_maskz_loadu_ps(k, p) isa_check_maskz_loadu_ps((k), (p))
 #define _mm512_mask_storeu_ps(p, k, v) isa_check_mask_storeu_ps((p), (k), (v))
+
+// r[i] = mask bit i ? nearest integer to v[i] (ties to even, as the default rounding mode) : 0
+static inline simde__m512i isa_check_maskz_cvtps_epi32(simde__mmask16 k, simde__m512 v) {
+  const simde__m512_private a = simde__m512_to_private(v);
+  simde__m512i_private r;
+  for (int i = 0; i < 16; ++i) r.i32[i] = (k >> i) & 1 ? static_cast<int32_t>(__builtin_nearbyintf(a.f32[i])) : 0;
+  return simde__m512i_from_private(r);
+}
+
+// r[i] = mask bit i ? v[i] << n : 0 (0 for n > 31)
+static inline simde__m512i isa_check_maskz_slli_epi32(simde__mmask16 k, simde__m512i v, unsigned n) {
+  const simde__m512i_private a = simde__m512i_to_private(v);
+  simde__m512i_private r;
+  for (int i = 0; i < 16; ++i) r.u32[i] = (k >> i) & 1 && n < 32 ? a.u32[i] << n : 0u;
+  return simde__m512i_from_private(r);
+}
+
+// a streaming store is a store
+static inline void isa_check_stream_ps(void* p, simde__m512 v) { simde_mm512_storeu_ps(p, v); }
+
+#define _mm512_maskz_cvtps_epi32(k, v) isa_check_maskz_cvtps_epi32((k), (v))
+#define _mm512_maskz_slli_epi32(k, v, n) isa_check_maskz_slli_epi32((k), (v), (n))
+#define _mm512_stream_ps(p, v) isa_check_stream_ps((p), (v))
