@@ -10,8 +10,9 @@
 
 #include "aligned.h"
 #include "lanes_avx2.h"
-#include "packed_gemm.h"
+#include "memory.h"
 #include "nn_kernels.h"
+#include "packed_gemm.h"
 #include "parallel.h"
 
 namespace medconv {
@@ -127,7 +128,7 @@ void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const flo
   const int64_t j_tiles = (J + gemm.nc - 1) / gemm.nc;
   // A = gy, packed per (group, chunk): [ceil(OCg / MR)][chunk length][MR]
   const int64_t a_size = gemm.packed_a_size(OCg, kChunk);
-  auto Ap = aligned_floats(G * chunks * a_size);
+  auto Ap = call_buffer<float>(G * chunks * a_size);  // from the output cache when large: no page faults per call
   parallel_for(G * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t g = t / chunks, c = t % chunks, n = c / p_chunks, p0 = (c % p_chunks) * kChunk;
@@ -135,7 +136,7 @@ void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const flo
     }
   });
   // partial[g][chunk]: [OCg, J]
-  auto partial = aligned_floats(G * chunks * OCg * J);
+  auto partial = call_buffer<float>(G * chunks * OCg * J);
   parallel_for(G * chunks * j_tiles, 1, [&](int64_t begin, int64_t end) {
     float* work = thread_scratch<float>(gemm.kc * gemm.nc);
     for (int64_t t = begin; t < end; ++t) {

@@ -42,11 +42,15 @@ class CPU:
 
     @staticmethod
     def empty(shape, dtype):
-        return np.empty(shape, dtype)
+        """From the output cache (memory.h), as the forward ops' results: a gradient as large as an
+        activation would otherwise pay its page faults again on every training step."""
+        return _core.empty(shape, np.dtype(dtype))
 
     @staticmethod
     def zeros(shape, dtype):
-        return np.zeros(shape, dtype)
+        a = _core.empty(shape, np.dtype(dtype))
+        a.fill(0)
+        return a
 
     @staticmethod
     def ones(shape, dtype):

@@ -83,6 +83,9 @@ _MAX_CALLS = ValidatedCalls()
 _AVG_CALLS = ValidatedCalls()
 
 
+_INDEX_DTYPE = np.dtype(np.int64)  # indices come from the output cache, as the pooled values
+
+
 def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, out):
     key = _MAX_CALLS.key((input,), (nd, kernel_size, stride, padding, dilation, ceil_mode, return_indices))
     done = _MAX_CALLS.get(key)
@@ -90,7 +93,7 @@ def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, retu
         shape, args, x4, y4 = done
         x = contiguous(input)
         y = prepare_out(out, shape, x.dtype)
-        idx = np.empty(shape, dtype=np.int64) if return_indices else None
+        idx = _core.empty(shape, _INDEX_DTYPE) if return_indices else None
         if y.size:
             _core.max_pool(x.reshape(x4), y.reshape(y4), None if idx is None else idx.reshape(y4), *args)
         result = y if out is None else out
@@ -104,7 +107,7 @@ def _max_pool(nd, input, kernel_size, stride, padding, dilation, ceil_mode, retu
     x = contiguous(x)
     shape = x.shape[: x.ndim - nd] + osz
     y = prepare_out(out, shape, x.dtype)
-    idx = np.empty(shape, dtype=np.int64) if return_indices else None
+    idx = _core.empty(shape, _INDEX_DTYPE) if return_indices else None
     args = (_pad3(kernel, nd, 1), _pad3(stride, nd, 1), _pad3(padding, nd, 0), _pad3(dilation, nd, 1))
     if y.size:
         _core.max_pool(_as4d(x, nd), _as4d(y, nd), None if idx is None else _as4d(idx, nd), *args)
