@@ -23,6 +23,23 @@ constexpr int kBurst = 4;                // vectors computed before their stores
 
 inline __mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }  // n < 16
 
+// ys[16v, 16v + 16) = f(xs[16v, 16v + 16)) for v in [begin, stop), kBurst vectors computed before
+// their stores (independent chains); streamed with kStream (ys 64-byte aligned).
+template <bool kStream, class F>
+inline void map_vectors(const float* xs, float* ys, int64_t begin, int64_t stop, F f) {
+  auto put = [ys](int64_t v, __m512 b) {
+    if (kStream) _mm512_stream_ps(ys + 16 * v, b);
+    else _mm512_storeu_ps(ys + 16 * v, b);
+  };
+  int64_t v = begin;
+  for (; v + kBurst <= stop; v += kBurst) {
+    __m512 b[kBurst];
+    for (int k = 0; k < kBurst; ++k) b[k] = f(_mm512_loadu_ps(xs + 16 * (v + k)));
+    for (int k = 0; k < kBurst; ++k) put(v + k, b[k]);
+  }
+  for (; v < stop; ++v) put(v, f(_mm512_loadu_ps(xs + 16 * v)));
+}
+
 // y[i] = f(x[i]) over n floats, 16 at a time. The vectors are laid on y's 64-byte lines: the
 // elements before y's first line boundary, and the last partial vector, go through the same f
 // with masked loads and stores, so every element's bits are the same wherever a chunk ends. A large
@@ -40,22 +57,14 @@ void map_f32(const float* x, float* y, int64_t n, F f) {
   const float* xs = x + head;
   float* ys = y + head;
   const int64_t full = (n - head) / 16, rest = (n - head) % 16;
-  parallel_for(full + (rest ? 1 : 0), kGrainVectors, [&](int64_t begin, int64_t end) {
+  parallel_for(full + (rest ? 1 : 0), kGrainVectors, [=](int64_t begin, int64_t end) {
     const int64_t stop = std::min(end, full);
-    int64_t v = begin;
-    for (; v + kBurst <= stop; v += kBurst) {
-      __m512 b[kBurst];
-      for (int k = 0; k < kBurst; ++k) b[k] = f(_mm512_loadu_ps(xs + 16 * (v + k)));
-      for (int k = 0; k < kBurst; ++k) {
-        if (stream) _mm512_stream_ps(ys + 16 * (v + k), b[k]);
-        else _mm512_storeu_ps(ys + 16 * (v + k), b[k]);
-      }
+    if (stream) {
+      map_vectors<true>(xs, ys, begin, stop, f);
+      _mm_sfence();  // the streamed stores are visible before the call returns
+    } else {
+      map_vectors<false>(xs, ys, begin, stop, f);
     }
-    for (; v < stop; ++v) {
-      if (stream) _mm512_stream_ps(ys + 16 * v, f(_mm512_loadu_ps(xs + 16 * v)));
-      else _mm512_storeu_ps(ys + 16 * v, f(_mm512_loadu_ps(xs + 16 * v)));
-    }
-    if (stream) _mm_sfence();  // the streamed stores are visible before the call returns
     if (end > full) {
       const __mmask16 m = first_lanes(rest);
       _mm512_mask_storeu_ps(ys + 16 * full, m, f(_mm512_maskz_loadu_ps(m, xs + 16 * full)));
@@ -68,16 +77,16 @@ void unary_f32(UnaryOp op, const float* x, float* y, int64_t n, float alpha) {
   const __m512 zero = _mm512_setzero_ps();
   switch (op) {
     case UnaryOp::relu:  // y = x > 0 || x != x ? x : +0
-      map_f32(x, y, n, [&](__m512 v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ), v); });
+      map_f32(x, y, n, [=](__m512 v) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ), v); });
       return;
     case UnaryOp::leaky_relu: {  // y = x > 0 ? x : x * alpha
       const __m512 a = _mm512_set1_ps(alpha);
-      map_f32(x, y, n, [&](__m512 v) { return V::select(V::gt(v, zero), v, _mm512_mul_ps(v, a)); });
+      map_f32(x, y, n, [=](__m512 v) { return V::select(V::gt(v, zero), v, _mm512_mul_ps(v, a)); });
       return;
     }
     case UnaryOp::elu: {  // y = x > 0 ? x : alpha * expm1(x)
       const __m512 a = _mm512_set1_ps(alpha);
-      map_f32(x, y, n, [&](__m512 v) { return vecmath::elu<V>(v, a); });
+      map_f32(x, y, n, [=](__m512 v) { return vecmath::elu<V>(v, a); });
       return;
     }
     case UnaryOp::sigmoid:
