@@ -7,6 +7,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -99,6 +101,11 @@ constexpr int MR = 4, NR = 3;
 template <class T>
 void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw, const PackedGemm& gemm) {
   if constexpr (std::is_same<T, float>::value) {
+    // 3x3 stride-1 layers: Winograd (4x fewer products), unless MEDCONV_CONV_ALGO asks for an exact
+    // algorithm; redone exactly where it produced a non-finite value.
+    const char* algo = std::getenv("MEDCONV_CONV_ALGO");
+    const bool exact = algo && (std::strcmp(algo, "gemm") == 0 || std::strcmp(algo, "direct") == 0);
+    if (!exact && conv_weight_grad_winograd_applies(s) && conv_backward_weight_winograd_f32(s, x, gy, gw, gemm)) return;
     // Channel-rich layers: the packed GEMM keeps its blocks in L1/L2 and scales across threads, where
     // the dot-product tiles below stream the im2col chunk from L3; it needs enough output channels
     // and columns to pay for gathering and transposing its columns.

@@ -28,6 +28,12 @@ template <class T>
 void conv_backward_weight_avx2(const ConvShape& s, const T* x, const T* gy, T* gw, const PackedGemm& gemm);
 // The same in float32 as a packed SGEMM over im2col columns packed from x (conv_weight_grad_gemm_avx2.cpp).
 void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const float* gy, float* gw, const PackedGemm& gemm);
+// The same for 3x3 stride-1 2D convs through Winograd F(3x3, 4x4) (conv_weight_grad_winograd_avx2.cpp),
+// where conv_weight_grad_winograd_applies(s); false when some result came out non-finite (then the
+// caller recomputes gw exactly).
+bool conv_weight_grad_winograd_applies(const ConvShape& s);
+bool conv_backward_weight_winograd_f32(const ConvShape& s, const float* x, const float* gy, float* gw,
+                                       const PackedGemm& gemm);
 // The fastest of the two that the active ISA (dispatch.h; MEDCONV_ISA) allows.
 template <class T> void conv_backward_weight(const ConvShape& s, const T* x, const T* gy, T* gw);
 // gb[c] = sum_{n, i} gy[n, c, i]     gy: [N, C, S]

@@ -72,3 +72,76 @@ def test_weight_grad_same_bits_for_any_thread_count(isa, rng):
         mc.set_num_threads(before)
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
+
+
+# 3x3 stride-1 2D layers take Winograd F(3x3, 4x4) (16+ channels in and out per group, tile rows at
+# most a quarter padding, 64+ tiles in all). Its extra rounding against the float64 reference:
+# max |gw - gw64| <= BOUND_S * max(sum of |products|), measured <= 3.3e-7.
+BOUND_S = 2e-6
+WINOGRAD_CASES = [  # x shape, out channels, padding, groups
+    ((2, 16, 32, 32), 16, 1, 1),
+    ((1, 24, 29, 61), 40, 1, 1),   # tiles past the output's edge; channels not multiples of 8
+    ((3, 32, 22, 23), 16, 2, 1),   # padding 2
+    ((2, 20, 30, 30), 18, 0, 1),   # no padding
+    ((1, 64, 34, 62), 32, 1, 2),   # groups
+    ((5, 16, 17, 64), 16, 1, 1),   # several chunks of tile rows, the last one short
+]
+SIMD_ISAS = [i for i in ("avx2", "avx512") if i in mc.backend_info()["supported_isas"]]
+
+
+def _winograd_case(rng, case):
+    xs, oc, pad, groups = WINOGRAD_CASES[case]
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal((oc, xs[1] // groups, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((xs[0], oc, xs[2] + 2 * pad - 2, xs[3] + 2 * pad - 2)).astype(np.float32)
+    return x, w, gy, dict(padding=pad, groups=groups)
+
+
+def _gw(gy, x, w, kw):
+    return B.conv2d_backward(gy, x, w, None, **kw, output_mask=(False, True, False))[1]
+
+
+@pytest.mark.skipif(not SIMD_ISAS, reason="Winograd's transforms are AVX2")
+@pytest.mark.parametrize("isa_name", SIMD_ISAS)
+@pytest.mark.parametrize("case", range(len(WINOGRAD_CASES)))
+def test_winograd_weight_grad_error_bound(monkeypatch, rng, isa_name, case):
+    x, w, gy, kw = _winograd_case(rng, case)
+    before = mc.backend_info()["isa"]
+    mc._core.select_isa(isa_name)
+    try:
+        gw = _gw(gy, x, w, kw)
+        monkeypatch.setenv("MEDCONV_CONV_ALGO", "gemm")  # the exact algorithms
+        exact = _gw(gy, x, w, kw)
+    finally:
+        mc._core.select_isa(before)
+    ref = weight_grad(x, gy, (3, 3), (1, 1), (kw["padding"],) * 2, (1, 1), kw["groups"])
+    sums = weight_grad(np.abs(x), np.abs(gy), (3, 3), (1, 1), (kw["padding"],) * 2, (1, 1), kw["groups"])
+    err = np.abs(gw.astype(np.float64) - ref).max()
+    assert err <= BOUND_S * sums.max(), f"error {err:.3g} > {BOUND_S} * max sum {sums.max():.3g}"
+    assert_close(exact, ref, dtype=np.float32, scale=4)
+    assert not np.array_equal(gw, exact), "the case did not take Winograd"
+
+
+@pytest.mark.skipif(not SIMD_ISAS, reason="Winograd's transforms are AVX2")
+def test_winograd_weight_grad_same_bits_for_any_thread_count(rng):
+    x, w, gy, kw = _winograd_case(rng, 5)
+    before = mc.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2, 3):
+            mc.set_num_threads(t)
+            results.append(_gw(gy, x, w, kw))
+    finally:
+        mc.set_num_threads(before)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+@pytest.mark.skipif(not SIMD_ISAS, reason="Winograd's transforms are AVX2")
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+def test_winograd_weight_grad_non_finite_inputs_give_the_exact_result(monkeypatch, rng, bad):
+    x, w, gy, kw = _winograd_case(rng, 0)
+    x[1, 3, 7, 9] = bad
+    gw = _gw(gy, x, w, kw)
+    monkeypatch.setenv("MEDCONV_CONV_ALGO", "gemm")
+    np.testing.assert_array_equal(gw, _gw(gy, x, w, kw))
