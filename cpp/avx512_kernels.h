@@ -9,4 +9,11 @@ void add_conv_avx512(KernelTable& t);    // conv_avx512.cpp, gemm_avx512.cpp
 void add_linear_avx512(KernelTable& t);  // linear_avx512.cpp
 void add_eltwise_avx512(KernelTable& t); // act_avx512.cpp
 
+// One 8-channel x 32-column tile of conv_tiles1d_avx2.cpp's 1D convs (conv_tiles1d_avx512.cpp): y rows
+// r < mr, columns < nr = act(bias8[r] + sum over (c, k) in order of ap[(c KW + k) 8 + r] *
+// (rows + c channel_stride + tap_offset[k] + j)[0..32)).
+void conv_tiles1d_tile_avx512(const float* ap, const float* rows, int64_t j, const int64_t* tap_offset, int64_t KW,
+                              int64_t Cg, int64_t channel_stride, const float* bias8, float* y, int64_t ldy, int mr,
+                              int nr, bool relu);
+
 }  // namespace medconv

@@ -186,10 +186,10 @@ void run_blocks(const ConvShape& s, const float* x, const float* w, const float*
 }  // namespace
 
 void conv_direct_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                          bool relu) {
+                          bool relu, Isa isa) {
   if (conv_pointwise_applies(s)) return conv_pointwise_avx2_f32(s, x, w, bias, y, relu);
   if (conv_rows_avx2_f32(s, x, w, bias, y, relu)) return;
-  if (conv_tiles1d_applies(s)) return conv_tiles1d_avx2_f32(s, x, w, bias, y, relu);
+  if (conv_tiles1d_applies(s)) return conv_tiles1d_avx2_f32(s, x, w, bias, y, relu, isa);
   if (conv_phase_rows_applies(s)) return conv_phase_rows_avx2_f32(s, x, w, bias, y, relu);
   // Outputs whose taps all fall inside the row: ow - pw >= 0 and ow - pw + (KW-1)*dw <= W - 1.
   Range interior;

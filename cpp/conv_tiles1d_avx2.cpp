@@ -1,8 +1,9 @@
 // 1D convolutions with many channels (conv1d, and any conv whose kernel and input run along W
-// only), AVX2+FMA, float32: the SGEMM's 6 x 16 register tile (tile6x16_avx2.h) reading its 16
-// columns straight from zero-padded input rows, where the implicit GEMM packs every column for few
-// output rows (16x64x2500 -> 64, kernel 7: 1.4x faster). Any stride and dilation along W: a stride s
-// splits each padded row into s phase rows, so that every tap reads 16 consecutive floats.
+// only), AVX2+FMA, float32: the SGEMM's 6 x 16 register tile (tile6x16_avx2.h), or on AVX-512 an
+// 8 x 32 one (conv_tiles1d_avx512.cpp), reading its columns straight from zero-padded input rows,
+// where the implicit GEMM packs every column for few output rows (16x64x2500 -> 64, kernel 7: 1.4x
+// faster on either ISA). Any stride and dilation along W: a stride s splits each padded row into s
+// phase rows, so that every tap reads consecutive floats.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -11,8 +12,10 @@
 #include <vector>
 
 #include "aligned.h"
+#include "avx512_kernels.h"
 #include "conv_direct_avx2.h"
 #include "gemm_avx2.h"
+#include "packed_gemm.h"
 #include "parallel.h"
 #include "phase_rows_avx2.h"
 #include "tile6x16_avx2.h"
@@ -22,7 +25,7 @@ namespace medconv {
 namespace {
 
 constexpr int64_t kBlock = 256;  // outputs per task: a group's padded rows for them stay in L2
-constexpr int kTile = 16;
+constexpr int kMaxTile = 32;     // columns per tile: 16 (AVX2), 32 (AVX-512)
 
 struct Layout {
   int64_t Cg, OCg, K, panels, S, row_len;  // row_len: floats per phase row
@@ -34,10 +37,10 @@ Layout layout(const ConvShape& s) {
   L.Cg = s.C / s.groups;
   L.OCg = s.OC / s.groups;
   L.K = L.Cg * s.KW;
-  L.panels = (L.OCg + gemm::MR - 1) / gemm::MR;
+
   L.S = s.stride[2];
   const int64_t reach = (s.KW - 1) * s.dilation[2];
-  L.row_len = kBlock + reach / L.S + kTile;
+  L.row_len = kBlock + reach / L.S + kMaxTile;
   for (int64_t k = 0; k < s.KW; ++k) {
     const int64_t q = k * s.dilation[2];
     L.tap_offset.push_back(phase_tap_offset(q, L.S, L.row_len));
@@ -83,13 +86,17 @@ bool conv_tiles1d_applies(const ConvShape& s) {
 }
 
 void conv_tiles1d_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
-                           bool relu) {
-  const Layout L = layout(s);
+                           bool relu, Isa isa) {
+  Layout L = layout(s);
+  const bool wide = isa == Isa::avx512;
+  const PackedGemm& packer = widest_gemm(isa);  // its A panels: the tiles' weights, [K][mr]
+  const int MR = packer.mr, tile_cols = wide ? 32 : 16;
+  L.panels = (L.OCg + MR - 1) / MR;
   const int64_t G = s.groups, blocks = (s.OW + kBlock - 1) / kBlock;
-  const int64_t panel_floats = L.K * gemm::MR;
-  std::unique_ptr<float, FreeDeleter> packed = aligned_floats(G * L.panels * panel_floats);  // [G][panels][K][6]
+  const int64_t panel_floats = L.K * MR;
+  std::unique_ptr<float, FreeDeleter> packed = aligned_floats(G * L.panels * panel_floats);  // [G][panels][K][MR]
   for (int64_t g = 0; g < G; ++g)
-    gemm::pack_a(w + g * L.OCg * L.K, L.K, 1, L.OCg, L.K, packed.get() + g * L.panels * panel_floats);
+    packer.pack_a(w + g * L.OCg * L.K, L.K, 1, L.OCg, L.K, packed.get() + g * L.panels * panel_floats);
   const int64_t row_floats = L.Cg * L.S * L.row_len;
   parallel_for(s.N * G * blocks, 1, [&](int64_t begin, int64_t end) {
     float* rows = thread_scratch<float>(row_floats, 5);
@@ -98,15 +105,18 @@ void conv_tiles1d_avx2_f32(const ConvShape& s, const float* x, const float* w, c
       const int64_t ow0 = b * kBlock, ow1 = std::min(s.OW, ow0 + kBlock);
       fill_phase_rows(s, L, x + (n * s.C + g * L.Cg) * s.W, ow0, rows);
       for (int64_t p = 0; p < L.panels; ++p) {
-        const int64_t oc0 = g * L.OCg + p * gemm::MR;
-        const int mr = static_cast<int>(std::min<int64_t>(gemm::MR, L.OCg - p * gemm::MR));
-        alignas(32) float bias6[gemm::MR] = {};
+        const int64_t oc0 = g * L.OCg + p * MR;
+        const int mr = static_cast<int>(std::min<int64_t>(MR, L.OCg - p * MR));
+        alignas(32) float bias6[kPackedMaxRows] = {};
         for (int r = 0; r < mr; ++r) bias6[r] = bias ? bias[oc0 + r] : 0.0f;
         const float* ap = packed.get() + (g * L.panels + p) * panel_floats;
         float* yp = y + (n * s.OC + oc0) * s.OW;
-        for (int64_t ow = ow0; ow < ow1; ow += kTile) {
-          const int nr = static_cast<int>(std::min<int64_t>(kTile, ow1 - ow));
-          if (mr > 4) tile<6>(L, ap, rows, ow - ow0, bias6, yp + ow, s.OW, mr, nr, relu);
+        for (int64_t ow = ow0; ow < ow1; ow += tile_cols) {
+          const int nr = static_cast<int>(std::min<int64_t>(tile_cols, ow1 - ow));
+          if (wide)
+            conv_tiles1d_tile_avx512(ap, rows, ow - ow0, L.tap_offset.data(), static_cast<int64_t>(L.tap_offset.size()),
+                                     L.Cg, L.S * L.row_len, bias6, yp + ow, s.OW, mr, nr, relu);
+          else if (mr > 4) tile<6>(L, ap, rows, ow - ow0, bias6, yp + ow, s.OW, mr, nr, relu);
           else if (mr > 2) tile<4>(L, ap, rows, ow - ow0, bias6, yp + ow, s.OW, mr, nr, relu);
           else tile<2>(L, ap, rows, ow - ow0, bias6, yp + ow, s.OW, mr, nr, relu);
         }
