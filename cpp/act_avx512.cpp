@@ -15,13 +15,13 @@ namespace medconv {
 namespace {
 
 using avx512::Avx512Vec;
+using avx512::first_lanes;
 
 void (*g_unary_f32_base)(UnaryOp, const float*, float*, int64_t, float) = nullptr;
 
 constexpr int64_t kGrainVectors = 1024;  // 64 KiB of float32 per task at least
 constexpr int kBurst = 4;                // vectors computed before their stores: independent chains
 
-inline __mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }  // n < 16
 
 // ys[16v, 16v + 16) = f(xs[16v, 16v + 16)) for v in [begin, stop), kBurst vectors computed before
 // their stores (independent chains); streamed with kStream (ys 64-byte aligned).

@@ -12,7 +12,8 @@ namespace medconv {
 // resampling gradient's rows); 2-5 the row-blocked conv's tap offsets, tap rows, padded rows and
 // spare rows; 3 Winograd filters, softmax's rows and transposed short rows, the adaptive pool's
 // float64 row, the pointwise conv's sums, pad's output chunks; 4 the weight-gradient GEMM's gathered
-// rows; 5 the 1D tiles' padded rows and the W-strided kernel's phase rows.
+// rows; 5 the 1D tiles' padded rows and the W-strided kernel's phase rows; the Winograd weight
+// gradient's transformed tiles (1), packed A (2) and GEMM work block (3).
 // A kernel must not hold a slot's buffer across a call to another kernel that uses the same slot.
 template <class T>
 T* thread_scratch(int64_t count, int slot = 0) {

@@ -109,7 +109,7 @@ void conv_forward_planned_f32(Isa isa, ConvGemmF32 gemm_conv, const ConvShape& s
   const int64_t taps = Cg * s.KD * s.KH * s.KW;
   // (measured against AVX2's GEMM: the AVX-512 GEMM keeps these until measured there; the 1D tiles
   // have an AVX-512 tile, 1.4x faster than its GEMM on 16x64x2500 -> 64, kernel 7)
-  const bool tiles1d = (isa == Isa::avx2 || isa == Isa::avx512) && conv_tiles1d_applies(s);  // any stride along W
+  const bool tiles1d = conv_tiles1d_applies(s);  // any stride along W
   // one input channel per group, W strided: any GEMM runs these as one-row GEMMs (AVX-512's too)
   const bool phase_rows = conv_phase_rows_applies(s);
   const bool direct_fits = s.stride[2] == 1 || tiles1d || phase_rows;

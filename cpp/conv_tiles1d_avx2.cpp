@@ -32,11 +32,12 @@ struct Layout {
   std::vector<int64_t> tap_offset;         // tap k: its phase row and column within a channel's rows
 };
 
-Layout layout(const ConvShape& s) {
+Layout layout(const ConvShape& s, int mr) {
   Layout L;
   L.Cg = s.C / s.groups;
   L.OCg = s.OC / s.groups;
   L.K = L.Cg * s.KW;
+  L.panels = (L.OCg + mr - 1) / mr;
 
   L.S = s.stride[2];
   const int64_t reach = (s.KW - 1) * s.dilation[2];
@@ -58,16 +59,16 @@ void fill_phase_rows(const ConvShape& s, const Layout& L, const float* xg, int64
 // One tile: y rows r < mr, columns < nr = act(bias[r] + sum over (c, k) in order of a[c, k][r] *
 // b_{c,k}[0..16)), with b_{c,k} = rows + c S row_len + tap_offset[k] + j.
 template <int MR>
-void tile(const Layout& L, const float* ap, const float* rows, int64_t j, const float* bias6, float* y,
+void tile(const Layout& L, const float* ap, const float* rows, int64_t j, const float* bias_rows, float* y,
           int64_t ldy, int mr, int nr, bool relu) {
-  avx2::Tile6x16 t = avx2::bias_tile(bias6);
+  avx2::Tile6x16 t = avx2::bias_tile(bias_rows);
   const int64_t KW = static_cast<int64_t>(L.tap_offset.size()), channel_stride = L.S * L.row_len;
   const int64_t* off = L.tap_offset.data();
   const float* a = ap;
   for (int64_t c = 0; c < L.Cg; ++c) {
     const float* base = rows + c * channel_stride + j;
 #pragma GCC unroll 4
-    for (int64_t k = 0; k < KW; ++k, a += gemm::MR) {
+    for (int64_t k = 0; k < KW; ++k, a += gemm::MR) {  // AVX2's packing: packed_gemm_avx2's mr
       const float* b = base + off[k];
       avx2::rank1_update<MR>(t, a, _mm256_loadu_ps(b), _mm256_loadu_ps(b + 8));
     }
@@ -87,11 +88,10 @@ bool conv_tiles1d_applies(const ConvShape& s) {
 
 void conv_tiles1d_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                            bool relu, Isa isa) {
-  Layout L = layout(s);
   const bool wide = isa == Isa::avx512;
   const PackedGemm& packer = widest_gemm(isa);  // its A panels: the tiles' weights, [K][mr]
   const int MR = packer.mr, tile_cols = wide ? 32 : 16;
-  L.panels = (L.OCg + MR - 1) / MR;
+  const Layout L = layout(s, MR);
   const int64_t G = s.groups, blocks = (s.OW + kBlock - 1) / kBlock;
   const int64_t panel_floats = L.K * MR;
   std::unique_ptr<float, FreeDeleter> packed = aligned_floats(G * L.panels * panel_floats);  // [G][panels][K][MR]
@@ -107,18 +107,18 @@ void conv_tiles1d_avx2_f32(const ConvShape& s, const float* x, const float* w, c
       for (int64_t p = 0; p < L.panels; ++p) {
         const int64_t oc0 = g * L.OCg + p * MR;
         const int mr = static_cast<int>(std::min<int64_t>(MR, L.OCg - p * MR));
-        alignas(32) float bias6[kPackedMaxRows] = {};
-        for (int r = 0; r < mr; ++r) bias6[r] = bias ? bias[oc0 + r] : 0.0f;
+        alignas(32) float bias_rows[kPackedMaxRows] = {};
+        for (int r = 0; r < mr; ++r) bias_rows[r] = bias ? bias[oc0 + r] : 0.0f;
         const float* ap = packed.get() + (g * L.panels + p) * panel_floats;
         float* yp = y + (n * s.OC + oc0) * s.OW;
         for (int64_t ow = ow0; ow < ow1; ow += tile_cols) {
           const int nr = static_cast<int>(std::min<int64_t>(tile_cols, ow1 - ow));
           if (wide)
             conv_tiles1d_tile_avx512(ap, rows, ow - ow0, L.tap_offset.data(), static_cast<int64_t>(L.tap_offset.size()),
-                                     L.Cg, L.S * L.row_len, bias6, yp + ow, s.OW, mr, nr, relu);
-          else if (mr > 4) tile<6>(L, ap, rows, ow - ow0, bias6, yp + ow, s.OW, mr, nr, relu);
-          else if (mr > 2) tile<4>(L, ap, rows, ow - ow0, bias6, yp + ow, s.OW, mr, nr, relu);
-          else tile<2>(L, ap, rows, ow - ow0, bias6, yp + ow, s.OW, mr, nr, relu);
+                                     L.Cg, L.S * L.row_len, bias_rows, yp + ow, s.OW, mr, nr, relu);
+          else if (mr > 4) tile<6>(L, ap, rows, ow - ow0, bias_rows, yp + ow, s.OW, mr, nr, relu);
+          else if (mr > 2) tile<4>(L, ap, rows, ow - ow0, bias_rows, yp + ow, s.OW, mr, nr, relu);
+          else tile<2>(L, ap, rows, ow - ow0, bias_rows, yp + ow, s.OW, mr, nr, relu);
         }
       }
     }

@@ -5,16 +5,11 @@
 #include <cstdint>
 
 #include "avx512_kernels.h"
+#include "vec_avx512.h"
 
 namespace medconv {
-namespace {
 
-// The lanes [0, n) of a 16-lane vector, n clamped to [0, 16].
-inline __mmask16 first_lanes(int n) {
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1);
-}
-
-}  // namespace
+using avx512::first_lanes;
 
 void conv_tiles1d_tile_avx512(const float* ap, const float* rows, int64_t j, const int64_t* tap_offset, int64_t KW,
                               int64_t Cg, int64_t channel_stride, const float* bias8, float* y, int64_t ldy, int mr,

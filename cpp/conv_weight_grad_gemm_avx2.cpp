@@ -13,6 +13,7 @@
 #include "memory.h"
 #include "nn_kernels.h"
 #include "packed_gemm.h"
+#include "packed_rows_avx2.h"
 #include "parallel.h"
 
 namespace medconv {
@@ -80,27 +81,6 @@ void transpose_rows(const float* rows, int64_t ld, int64_t kc, float* dst) {
     for (int t = 0; t < NR; ++t) dst[kk * NR + t] = rows[t * ld + kk];
 }
 
-// gemm.pack_a of A(i, k) = a[i * lda + k] (i < M, k < K): by 8 x 8 transposes where the tile's rows
-// come in eights (AVX-512's), else the GEMM's own (its strided loads were 6% of the gradient's time).
-void pack_output_grad(const PackedGemm& gemm, const float* a, int64_t lda, int64_t M, int64_t K, float* Ap) {
-  if (gemm.mr % 8 != 0) return gemm.pack_a(a, lda, 1, M, K, Ap);
-  const int mr = gemm.mr;
-  for (int64_t i0 = 0; i0 < M; i0 += mr)
-    for (int r0 = 0; r0 < mr; r0 += 8) {
-      float* dst = Ap + i0 * K + r0;  // panel i0 / mr, rows r0..r0+7
-      auto row = [&](int r) { return i0 + r0 + r < M ? a + (i0 + r0 + r) * lda : nullptr; };
-      int64_t k = 0;
-      for (; k + 8 <= K; k += 8) {
-        __m256 r[8], c[8];
-        for (int i = 0; i < 8; ++i) r[i] = row(i) ? _mm256_loadu_ps(row(i) + k) : _mm256_setzero_ps();
-        avx2::transpose8(r, c);
-        for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * mr, c[j]);
-      }
-      for (; k < K; ++k)
-        for (int i = 0; i < 8; ++i) dst[k * mr + i] = row(i) ? row(i)[k] : 0.0f;
-    }
-}
-
 // gemm's packed B block ([ceil(nc / NR)][kc][NR], columns past nc zero) of col for one image and
 // group: Bp[jp][kk][t] = col(p_begin + kk, jc + jp * NR + t). xg: [Cg, D, H, W].
 template <int NR>
@@ -132,7 +112,7 @@ void conv_backward_weight_gemm_f32(const ConvShape& s, const float* x, const flo
   parallel_for(G * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t g = t / chunks, c = t % chunks, n = c / p_chunks, p0 = (c % p_chunks) * kChunk;
-      pack_output_grad(gemm, gy + (n * s.OC + g * OCg) * P + p0, P, OCg, std::min(kChunk, P - p0), Ap.get() + t * a_size);
+      pack_rows_as_a(gemm, gy + (n * s.OC + g * OCg) * P + p0, P, OCg, std::min(kChunk, P - p0), Ap.get() + t * a_size);
     }
   });
   // partial[g][chunk]: [OCg, J]

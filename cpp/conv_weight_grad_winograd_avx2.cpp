@@ -19,9 +19,12 @@
 
 #include "aligned.h"
 #include "lanes_avx2.h"
+#include "winograd_transforms_avx2.h"
 #include "memory.h"
 #include "nn_kernels.h"
 #include "packed_gemm.h"
+#include "packed_rows_avx2.h"
+#include "vecmath_avx2.h"
 #include "parallel.h"
 
 namespace medconv {
@@ -45,19 +48,6 @@ inline void a4(const __m256* g, int gs, __m256* u, int us) {
   u[5 * us] = g3;
 }
 
-// t = B^T d (winograd_avx2.cpp's bt6)
-inline void bt6(const __m256* d, int ds, __m256* t, int ts) {
-  const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
-  const __m256 d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds], d5 = d[5 * ds];
-  t[0] = _mm256_fmadd_ps(four, d0, _mm256_fnmadd_ps(five, d2, d4));
-  t[ts] = _mm256_fnmadd_ps(four, _mm256_add_ps(d1, d2), _mm256_add_ps(d3, d4));
-  t[2 * ts] = _mm256_fmadd_ps(four, _mm256_sub_ps(d1, d2), _mm256_sub_ps(d4, d3));
-  const __m256 a = _mm256_sub_ps(d3, d1), b = _mm256_sub_ps(d4, d2);
-  t[3 * ts] = _mm256_fmadd_ps(two, a, b);
-  t[4 * ts] = _mm256_fnmadd_ps(two, a, b);
-  t[5 * ts] = _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5));
-}
-
 // o = G^T m: 6 -> 3 (G: winograd_avx2.cpp's g3)
 inline void gt6(const __m256* m, int ms, __m256* o, int os) {
   const __m256 c4 = _mm256_set1_ps(1.0f / 4), c6 = _mm256_set1_ps(1.0f / 6), c12 = _mm256_set1_ps(1.0f / 12),
@@ -69,10 +59,23 @@ inline void gt6(const __m256* m, int ms, __m256* o, int os) {
   o[2 * os] = _mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(s34, s12), c6), m[5 * ms]);
 }
 
+// Tile rows per chunk, a function of the shape only: about 8 chunks, at most kMaxChunkTiles tiles
+// each (the per-thread transformed tiles stay bounded).
+struct Chunking {
+  int64_t tWp, rows, R, chunks;
+};
+Chunking chunking(const ConvShape& s) {
+  Chunking c;
+  c.tWp = ((s.OW + 3) / 4 + 7) / 8 * 8;
+  c.rows = s.N * ((s.OH + 3) / 4);
+  c.R = std::min(std::max<int64_t>(1, (c.rows + 7) / 8), std::max<int64_t>(1, kMaxChunkTiles / c.tWp));
+  c.chunks = (c.rows + c.R - 1) / c.R;
+  return c;
+}
+
 struct Ctx {
   const ConvShape* s;
-  const PackedGemm* gemm;
-  int64_t Cg, OCg, tH, tW, tWp, rows, R, chunks, T;  // T: tiles per chunk (R tile rows of tWp)
+  int64_t Cg, OCg, tH, tWp, rows, R, chunks, T;  // T: tiles per chunk (R tile rows of tWp)
   int64_t row_len;                                     // floats per padded input / gradient row
   // floats between the transformed elements xi of U and of V: a cache line on top of the matrix, so
   // that a tile's 36 stores do not all fall into the same cache sets
@@ -172,23 +175,6 @@ void transform_chunk(const Ctx& cx, const float* x, const float* gy, int64_t g, 
   }
 }
 
-// Packed A ([ceil(M / mr)][K][mr]) of a: [M][K] row-major, by 8 x 8 transposes where mr is a
-// multiple of 8, else the GEMM's own packer.
-void pack_rows_as_a(const PackedGemm& gemm, const float* a, int64_t M, int64_t K, float* Ap) {
-  if (gemm.mr % 8 != 0) return gemm.pack_a(a, K, 1, M, K, Ap);
-  for (int64_t i0 = 0; i0 < M; i0 += gemm.mr)
-    for (int r0 = 0; r0 < gemm.mr; r0 += 8) {
-      float* dst = Ap + i0 * K + r0;
-      for (int64_t k = 0; k < K; k += 8) {  // K: a multiple of 8
-        __m256 rows[8], cols[8];
-        for (int i = 0; i < 8; ++i)
-          rows[i] = i0 + r0 + i < M ? _mm256_loadu_ps(a + (i0 + r0 + i) * K + k) : _mm256_setzero_ps();
-        avx2::transpose8(rows, cols);
-        for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * gemm.mr, cols[j]);
-      }
-    }
-}
-
 // The GEMM's B block (rows [pc, pc + kc), columns [jc, jc + nc)) of B(k, j) = b[j][k], b: [N][K]
 // row-major: [ceil(nc / nr)][kc][nr] by 8 x 8 transposes (nr is a multiple of 8; kc, pc too).
 void pack_rows_as_b(int nr, const float* b, int64_t N, int64_t K, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
@@ -220,31 +206,25 @@ bool conv_weight_grad_winograd_applies(const ConvShape& s) {
   const int64_t tW = (s.OW + 3) / 4, tWp = (tW + 7) / 8 * 8;
   if (4 * (tWp - tW) > tWp) return false;
   const int64_t tiles = s.N * ((s.OH + 3) / 4) * tWp;
-  const int64_t partial = s.groups * kXi * OCg * Cg * 4;  // bytes of one chunk's M
-  return tiles >= 64 && partial * 2 <= kPartialBudget;
+  const int64_t partials = chunking(s).chunks * s.groups * kXi * OCg * Cg * 4;  // bytes of all chunks' M
+  return tiles >= 64 && partials <= kPartialBudget;
 }
 
 bool conv_backward_weight_winograd_f32(const ConvShape& s, const float* x, const float* gy, float* gw,
                                        const PackedGemm& gemm) {
+  const Chunking ch = chunking(s);
   Ctx cx;
   cx.s = &s;
-  cx.gemm = &gemm;
   cx.Cg = s.C / s.groups;
   cx.OCg = s.OC / s.groups;
   cx.tH = (s.OH + 3) / 4;
-  cx.tW = (s.OW + 3) / 4;
-  cx.tWp = (cx.tW + 7) / 8 * 8;
-  cx.rows = s.N * cx.tH;
-  cx.row_len = std::max<int64_t>(4 * cx.tWp + 8, s.W + 2 * s.pad[2] + 8);
-  // Chunks of R tile rows (a function of the shape only): about 8 of them, at most kMaxChunkTiles
-  // tiles each, their partial M within the budget.
-  const int64_t partial = kXi * cx.OCg * cx.Cg;
-  const int64_t max_chunks = std::max<int64_t>(1, kPartialBudget / (4 * partial * s.groups));
-  cx.R = std::max<int64_t>({1, (cx.rows + 7) / 8, (cx.rows + max_chunks - 1) / max_chunks});
-  cx.R = std::min(cx.R, std::max<int64_t>(1, kMaxChunkTiles / cx.tWp));
-  cx.R = std::max(cx.R, (cx.rows + max_chunks - 1) / max_chunks);
-  cx.chunks = (cx.rows + cx.R - 1) / cx.R;
+  cx.tWp = ch.tWp;
+  cx.rows = ch.rows;
+  cx.R = ch.R;
+  cx.chunks = ch.chunks;
   cx.T = cx.R * cx.tWp;
+  cx.row_len = std::max<int64_t>(4 * cx.tWp + 8, s.W + 2 * s.pad[2] + 8);
+  const int64_t partial = kXi * cx.OCg * cx.Cg;
   cx.u_stride = cx.OCg * cx.T + 16;
   cx.v_stride = cx.Cg * cx.T + 16;
   const int64_t G = s.groups;
@@ -260,7 +240,7 @@ bool conv_backward_weight_winograd_f32(const ConvShape& s, const float* x, const
       transform_chunk(cx, x, gy, g, c, U, V, row_buf);
       for (int xi = 0; xi < kXi; ++xi) {
         const float* Vx = V + xi * cx.v_stride;
-        pack_rows_as_a(gemm, U + xi * cx.u_stride, cx.OCg, cx.T, Ap);
+        pack_rows_as_a(gemm, U + xi * cx.u_stride, cx.T, cx.OCg, cx.T, Ap);
         gemm.gemm_columns(cx.OCg, cx.T, Ap,
                           [&](int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* Bp) {
                             pack_rows_as_b(gemm.nr, Vx, cx.Cg, cx.T, pc, kc, jc, nc, Bp);
@@ -280,7 +260,7 @@ bool conv_backward_weight_winograd_f32(const ConvShape& s, const float* x, const
       __m256 chk = _mm256_setzero_ps();
       for (int64_t ic0 = 0; ic0 < cx.Cg; ic0 += 8) {
         const int lanes = static_cast<int>(std::min<int64_t>(8, cx.Cg - ic0));
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i mask = avx2::tail_mask(lanes);
         __m256 m[kXi], t[18], o[9];
         for (int xi = 0; xi < kXi; ++xi) {
           const float* p = base + xi * cx.OCg * cx.Cg + ic0;

@@ -5,6 +5,7 @@
 
 #include "gemm_common.h"
 #include "packed_gemm.h"
+#include "vec_avx512.h"
 
 namespace medconv {
 namespace gemm_avx512 {
@@ -17,10 +18,7 @@ void pack_a(const float* a, int64_t lda, int64_t ska, int64_t M, int64_t K, floa
 
 namespace {
 
-// The lanes [0, n) of a 16-lane vector, n clamped to [0, 16].
-inline __mmask16 first_lanes(int n) {
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1);
-}
+using avx512::first_lanes;
 
 // acc[r][0..NR) = sum_k Ap[k][r] * Bp[k][0..NR) (k in order), NR = 16 * NV; then for r < mr, j < nr:
 // C[r][j] = (accumulate ? C[r][j] : row_bias[r] or col_bias[j] or 0) + acc[r][j], relu'd when last.

@@ -33,10 +33,15 @@ const PackedGemm& packed_gemm_avx512_16x16();  // 16 x 16, gemm_avx512.cpp
 // A GEMM over 16-column panels, which Winograd's input transforms write: AVX2's 6x16 or AVX-512's
 // 16x16, each with column blocks of at least kPanel16MinNc.
 constexpr int64_t kPanel16MinNc = 192;
+
+namespace {  // internal linkage: AVX-512 files include this too (see gemm_common.h)
+
 inline const PackedGemm& panel16_gemm(Isa isa) {
   return isa == Isa::avx512 ? packed_gemm_avx512_16x16() : packed_gemm_avx2();
 }
 // The ISA's fastest GEMM where the B packer takes any panel width: AVX2's 6x16 or AVX-512's 8x32.
 inline const PackedGemm& widest_gemm(Isa isa) { return isa == Isa::avx512 ? packed_gemm_avx512() : packed_gemm_avx2(); }
+
+}  // namespace
 
 }  // namespace medconv

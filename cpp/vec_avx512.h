@@ -8,6 +8,11 @@
 namespace medconv {
 namespace avx512 {
 
+// The lanes [0, n) of a 16-lane vector, n clamped to [0, 16].
+inline __mmask16 first_lanes(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1);
+}
+
 struct Avx512Vec {
   using T = __m512;
   using M = __mmask16;

@@ -1,5 +1,5 @@
 // Vectorised float32 math over any vector width: each function is a template over a lane type V
-// (vec_avx2.h's Avx2Vec: 8 floats, vec_avx512.h's Avx512Vec: 16) that supplies the operations. Both
+// (vecmath_avx2.h's Avx2Vec: 8 floats, vec_avx512.h's Avx512Vec: 16) that supplies the operations. Both
 // widths run the same sequence of operations per lane, so they give the same bits.
 // Polynomial coefficients are minimax fits (relative error) made in float64 against mpmath; each
 // function keeps IEEE special values: NaN propagates, -inf and +inf give the limits.

@@ -79,7 +79,9 @@ struct Avx2Vec {
   static bool any(M m) { return _mm256_movemask_ps(m) != 0; }
 };
 
-// The 8-lane instances of vecmath.h (softmax_avx2.cpp and act_avx2.cpp call these names).
+// The 8-lane instances of vecmath.h (softmax_avx2.cpp and act_avx2.cpp call these names), with
+// internal linkage as vecmath.h's templates.
+namespace {
 using vecmath::kExpm1Tail;
 using vecmath::kExpm1TailTerms;
 using vecmath::kLog2e;
@@ -94,6 +96,7 @@ inline __m256 sigmoid_ps(__m256 t) { return vecmath::sigmoid<Avx2Vec>(t); }
 inline __m256 tanh_ps(__m256 x) { return vecmath::tanh<Avx2Vec>(x); }
 inline __m256 gelu_ps(__m256 x) { return vecmath::gelu<Avx2Vec>(x); }
 inline __m256 gelu_tanh_ps(__m256 x) { return vecmath::gelu_tanh<Avx2Vec>(x); }
+}  // namespace
 
 }  // namespace avx2
 }  // namespace medconv

@@ -38,6 +38,7 @@
 #include "aligned.h"
 #include "packed_gemm.h"
 #include "lanes_avx2.h"
+#include "winograd_transforms_avx2.h"
 #include "parallel.h"
 
 namespace medconv {
@@ -49,19 +50,6 @@ constexpr int64_t kMaxPanels = 8;     // panels per block
 static_assert(kPanel == 16, "a panel is two halves of 8 lanes");
 
 // ---------------------------------------------------------------------------------------- 1D transforms
-
-// t = B^T d, d and t strided arrays of 6 vectors.
-inline void bt6(const __m256* d, int ds, __m256* t, int ts) {
-  const __m256 two = _mm256_set1_ps(2.0f), four = _mm256_set1_ps(4.0f), five = _mm256_set1_ps(5.0f);
-  const __m256 d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds], d5 = d[5 * ds];
-  t[0] = _mm256_fmadd_ps(four, d0, _mm256_fnmadd_ps(five, d2, d4));
-  t[ts] = _mm256_fnmadd_ps(four, _mm256_add_ps(d1, d2), _mm256_add_ps(d3, d4));
-  t[2 * ts] = _mm256_fmadd_ps(four, _mm256_sub_ps(d1, d2), _mm256_sub_ps(d4, d3));
-  const __m256 a = _mm256_sub_ps(d3, d1), b = _mm256_sub_ps(d4, d2);
-  t[3 * ts] = _mm256_fmadd_ps(two, a, b);
-  t[4 * ts] = _mm256_fnmadd_ps(two, a, b);
-  t[5 * ts] = _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5));
-}
 
 // o = A^T m: 6 -> 4.
 inline void at6(const __m256* m, int ms, __m256* o, int os) {

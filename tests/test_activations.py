@@ -57,6 +57,24 @@ def test_unary_streamed(rng, isa, name, kw):
     np.testing.assert_array_equal(inplace, y)
 
 
+@pytest.mark.skipif(not {"avx2", "avx512"} <= set(mc.backend_info()["supported_isas"]),
+                    reason="needs a CPU with AVX-512")
+@pytest.mark.parametrize("name,kw", UNARY, ids=UNARY_IDS)
+def test_avx512_activations_give_avx2s_bits(rng, name, kw):
+    # vecmath.h runs the same operations per lane at 8 and 16 lanes; every tail and alignment
+    x = np.concatenate([(rand(rng, (100003,), np.float32) * 6), np.array(SPECIAL, np.float32)])
+    results = []
+    before = mc.backend_info()["isa"]
+    try:
+        for isa in ("avx2", "avx512"):
+            mc._core.select_isa(isa)
+            results.append([getattr(F, name)(x[off:], **kw) for off in range(0, 17)])
+    finally:
+        mc._core.select_isa(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name,kw", UNARY, ids=UNARY_IDS)
 def test_unary_special_values(maybe_torch, isa, name, kw, dtype):

@@ -367,7 +367,7 @@ def test_1d_channel_tiles_random_shapes(direct, maybe_torch, rng):
         kw = dict(stride=stride, padding=pad, dilation=dilation, groups=groups)
         relu = bool(rng.random() < 0.5)
         y = F.conv1d(x, w, b, activation="relu" if relu else None, **kw)
-        if mc.backend_info()["isa"] == "avx2":  # the AVX-512 plan keeps its GEMM for these
+        if mc.backend_info()["isa"] in ("avx2", "avx512"):  # AVX-512: its 8 x 32 tile
             plans = [p["algorithm"] for p in mc._core.conv_plans() if p["W"] == width and p["C"] == cg * groups]
             assert plans[-1] == "direct"
         _check(maybe_torch, 1, y, x, w, b, kw, relu)
@@ -375,6 +375,19 @@ def test_1d_channel_tiles_random_shapes(direct, maybe_torch, rng):
     x = rng.standard_normal((3, 48, 1000)).astype(np.float32)
     w = rng.standard_normal((40, 24, 7)).astype(np.float32)
     same_bits_at_thread_counts(lambda: F.conv1d(x, w, padding=3, stride=2, groups=2))
+    if {"avx2", "avx512"} <= set(mc.backend_info()["supported_isas"]):  # the 8 x 32 tile sums as the 6 x 16 one
+        before = mc.backend_info()["isa"]
+        try:
+            runs = []
+            for isa in ("avx2", "avx512"):
+                mc._core.select_isa(isa)
+                runs.append([F.conv1d(x[..., :width], w, bias, stride=st, padding=3, groups=2, activation=act)
+                             for width, st, act, bias in [(1000, 2, None, None), (333, 1, "relu", x[0, :40, 0]),
+                                                          (77, 3, None, x[1, :40, 1])]])
+        finally:
+            mc._core.select_isa(before)
+        for a, b in zip(*runs):
+            np.testing.assert_array_equal(a, b)
     # a 2D/3D conv of one-row inputs is a 1D conv only without padding along H (and D): padded rows
     # are bias only, and other output rows exist
     x2, w2, b2 = (rng.standard_normal(s).astype(np.float32) for s in [(2, 32, 1, 64), (16, 32, 1, 3), (16,)])

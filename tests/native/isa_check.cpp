@@ -141,16 +141,18 @@ void conv_fixed_cases(const Kernels<float>& k, Stats& st) {
       {16, 33, 11, 45, 3, 3, 2, 1, 1, 1},  // stride 2: the strided row packer
       {12, 24, 10, 40, 3, 3, 1, 2, 2, 2},  // grouped, dilated, padded
       {8, 16, 5, 100, 5, 5, 1, 2, 1, 1},   // 5x5, wide rows
+      {16, 20, 1, 600, 1, 7, 2, 3, 1, 1},  // 1D (H = 1: no padding or stride along H): the 1D tiles
   };
   for (const Fixed& f : cases) {
     ConvShape s{};
     s.N = 2, s.C = f.C, s.D = 1, s.H = f.H, s.W = f.W, s.OC = f.OC, s.KD = 1, s.KH = f.KH, s.KW = f.KW;
     s.groups = f.groups;
-    s.stride[0] = 1, s.stride[1] = s.stride[2] = f.stride;
-    s.pad[0] = 0, s.pad[1] = s.pad[2] = f.pad;
+    const bool one_row = f.H == 1 && f.KH == 1;
+    s.stride[0] = 1, s.stride[1] = one_row ? 1 : f.stride, s.stride[2] = f.stride;
+    s.pad[0] = 0, s.pad[1] = one_row ? 0 : f.pad, s.pad[2] = f.pad;
     s.dilation[0] = 1, s.dilation[1] = s.dilation[2] = f.dil;
     s.OD = 1;
-    s.OH = (s.H + 2 * f.pad - f.dil * (f.KH - 1) - 1) / f.stride + 1;
+    s.OH = (s.H + 2 * s.pad[1] - f.dil * (f.KH - 1) - 1) / s.stride[1] + 1;
     s.OW = (s.W + 2 * f.pad - f.dil * (f.KW - 1) - 1) / f.stride + 1;
     auto x = randn(s.N * s.C * s.H * s.W), w = randn(s.OC * (s.C / s.groups) * s.KH * s.KW), b = randn(s.OC);
     const int64_t ny = s.N * s.OC * s.OH * s.OW;
