@@ -8,7 +8,7 @@ call, or back-to-back calls lasting about 5 ms for shorter calls), medconv and P
 same thread count. Ratio = peer time / medconv time (> 1: medconv is faster). Rates
 are GFLOP/s (convs, filters, CNN) or GB/s (input read + output written once, for the memory-bound
 ops), beside the machine's limits measured here at start-up: the FMA peak (a compiled probe of
-independent AVX2 FMA chains, else a large torch matmul) and the copy bandwidth (np.copyto between
+independent AVX2 FMA chains, 16-lane ones where medconv runs AVX-512, else a large torch matmul) and the copy bandwidth (np.copyto between
 two 64 MiB arrays, read + written bytes), each the best of a measurement at the start and one at
 the end. For the memory-bound ops, "out= ms" is medconv writing
 into a preallocated output: the kernel alone, without the page faults of a fresh output.
@@ -81,22 +81,31 @@ float fma_probe(long iters) {
   return out[0] + out[7];
 }
 """
-_PROBE_FLOPS_PER_ITER = 12 * 8 * 2  # 12 chains x 8 lanes x (mul + add)
+# The same with 16 lanes, for CPUs where medconv runs its AVX-512 kernels (their peak is twice AVX2's
+# where the FMA units are 512 bits wide).
+_PROBE_C_512 = (_PROBE_C.replace("__m256", "__m512").replace("_mm256_", "_mm512_")
+                .replace("float out[8]", "float out[16]").replace("out[7]", "out[15]"))
+
+
+def _probe_lanes():
+    """8, or 16 where medconv runs its AVX-512 kernels."""
+    return 16 if medconv.backend_info().get("isa") == "avx512" else 8
 
 
 def _compile_probe():
     """The FMA probe as a ctypes function, or None (no C compiler, or no AVX2+FMA here)."""
     if not {"avx2", "fma"} <= set(medconv.backend_info().get("cpu_features", [])):
         return None
+    wide = _probe_lanes() == 16
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         return None
     tmp = tempfile.mkdtemp(prefix="medconv-probe-")
     src, lib = os.path.join(tmp, "probe.c"), os.path.join(tmp, "probe.so")
     with open(src, "w") as fh:
-        fh.write(_PROBE_C)
+        fh.write(_PROBE_C_512 if wide else _PROBE_C)
     try:
-        subprocess.run([cc, "-O2", "-mavx2", "-mfma", "-shared", "-fPIC", src, "-o", lib],
+        subprocess.run([cc, "-O2", "-mavx2", "-mfma"] + (["-mavx512f"] if wide else []) + ["-shared", "-fPIC", src, "-o", lib],
                        check=True, capture_output=True, timeout=60)
         fn = ctypes.CDLL(lib).fma_probe
     except (OSError, subprocess.SubprocessError):
@@ -126,9 +135,9 @@ def fma_peak(n_threads, probe):
                 iters = int(iters * 0.15 / t) + 1
                 break
             iters *= 4
-        best = max(n_threads * iters * _PROBE_FLOPS_PER_ITER / _in_threads(n_threads, lambda i: probe(iters))
-                   for _ in range(3))
-        return best / 1e9, "AVX2 FMA probe"
+        flops = 12 * _probe_lanes() * 2  # 12 chains x lanes x (mul + add)
+        best = max(n_threads * iters * flops / _in_threads(n_threads, lambda i: probe(iters)) for _ in range(3))
+        return best / 1e9, "AVX-512 FMA probe" if _probe_lanes() == 16 else "AVX2 FMA probe"
     if torch is None:
         return float("nan"), "unmeasured"
     torch.set_num_threads(n_threads)
