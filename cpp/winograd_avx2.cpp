@@ -214,22 +214,9 @@ void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, 
     for (int kk = 0; kk < n; ++kk) {
       const int64_t k = k0 + kk, kd = k / Cg, ic = k % Cg;
       for (int64_t r0 = 0; r0 < MR; r0 += 8) {
-        // gv[t], lane r: tap t of row r0 + r of the panel (rows past OCg: 0), by an 8x8 transpose of
-        // the rows' first 8 taps; tap 8 separately.
-        __m256 rowv[8];
-        alignas(32) float t8[8] = {};
-        for (int r = 0; r < 8; ++r) {
-          if (r0 + r < rows) {
-            const float* src = w + (((g * OCg + panel * MR + r0 + r) * Cg + ic) * KD + kd) * 9;
-            rowv[r] = _mm256_loadu_ps(src);
-            t8[r] = src[8];
-          } else {
-            rowv[r] = _mm256_setzero_ps();
-          }
-        }
+        // gv[t], lane r: tap t of row r0 + r of the panel (rows past OCg: 0)
         __m256 gv[9], u[18], U[kXi];
-        avx2::transpose8(rowv, gv);
-        gv[8] = _mm256_load_ps(t8);
+        load_filter_taps(w + (((g * OCg + panel * MR + r0) * Cg + ic) * KD + kd) * 9, Cg * KD * 9, rows - r0, gv);
         for (int j = 0; j < 3; ++j) g3(gv + j, 3, u + j, 3);        // u[a][j] = (G g)[a][j]
         for (int a = 0; a < 6; ++a) g3(u + a * 3, 1, U + a * 6, 1);  // U[a][b] = (G g G^T)[a][b]
         // 8 floats: with mr = 6, the 6 of row kk and 2 of row kk + 1, which the next kk overwrites.

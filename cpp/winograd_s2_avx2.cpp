@@ -34,9 +34,10 @@
 #include <vector>
 
 #include "aligned.h"
-#include "packed_gemm.h"
 #include "lanes_avx2.h"
+#include "packed_gemm.h"
 #include "parallel.h"
+#include "winograd_transforms_avx2.h"
 
 namespace medconv {
 namespace {
@@ -131,21 +132,9 @@ void transform_filters(const Ctx& cx, const float* w, int64_t g, int64_t panel, 
   for (int64_t kd = 0; kd < KD; ++kd)
   for (int64_t ic = 0; ic < Cg; ++ic)
   for (int64_t r0 = 0; r0 < MR; r0 += 8) {
-    // tap[t] lane r: tap t = 3 kh + kw of channel row r0 + r of the panel, by an 8x8 transpose of
-    // the rows' first 8 taps; tap 8 separately.
-    __m256 rowv[8], tap[9];
-    alignas(32) float t8[8] = {};
-    for (int r = 0; r < 8; ++r) {
-      if (r0 + r < rows) {
-        const float* f = w + (((g * OCg + panel * MR + r0 + r) * Cg + ic) * KD + kd) * 9;
-        rowv[r] = _mm256_loadu_ps(f);
-        t8[r] = f[8];
-      } else {
-        rowv[r] = zero;
-      }
-    }
-    avx2::transpose8(rowv, tap);
-    tap[8] = _mm256_load_ps(t8);
+    // tap[t] lane r: tap t = 3 kh + kw of channel row r0 + r of the panel (rows past OCg: 0)
+    __m256 tap[9];
+    load_filter_taps(w + (((g * OCg + panel * MR + r0) * Cg + ic) * KD + kd) * 9, Cg * KD * 9, rows - r0, tap);
     // The 2x2 filter of each phase pair: E rows take kh = 0, 2, O rows kh = 1 and a zero tap; the
     // same along W.
     const __m256 pair_taps[4][2][2] = {{{tap[0], tap[2]}, {tap[6], tap[8]}},

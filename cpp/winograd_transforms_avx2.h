@@ -1,7 +1,12 @@
-// F(4x4, 3x3)'s input transform, shared by the Winograd convolution (winograd_avx2.cpp) and the
-// Winograd weight gradient (conv_weight_grad_winograd_avx2.cpp). Include only from *_avx2.cpp files.
+// Shared by the Winograd kernels: F(4x4, 3x3)'s input transform (winograd_avx2.cpp and the weight
+// gradient's conv_weight_grad_winograd_avx2.cpp) and the filter loads of both Winograd convolutions
+// (winograd_avx2.cpp, winograd_s2_avx2.cpp). Include only from *_avx2.cpp files.
 #pragma once
 #include <immintrin.h>
+
+#include <cstdint>
+
+#include "lanes_avx2.h"
 
 namespace medconv {
 namespace {
@@ -17,6 +22,23 @@ inline void bt6(const __m256* d, int ds, __m256* t, int ts) {
   t[3 * ts] = _mm256_fmadd_ps(two, a, b);
   t[4 * ts] = _mm256_fnmadd_ps(two, a, b);
   t[5 * ts] = _mm256_fmadd_ps(four, d1, _mm256_fnmadd_ps(five, d3, d5));
+}
+
+// tap[t], lane r: tap t (3 kh + kw) of the 3x3 filter f + r * stride for r < rows, zero lanes
+// after: an 8x8 transpose of the filters' first 8 taps, tap 8 separately.
+inline void load_filter_taps(const float* f, int64_t stride, int64_t rows, __m256* tap) {
+  __m256 rowv[8];
+  alignas(32) float t8[8] = {};
+  for (int r = 0; r < 8; ++r) {
+    if (r < rows) {
+      rowv[r] = _mm256_loadu_ps(f + r * stride);
+      t8[r] = f[r * stride + 8];
+    } else {
+      rowv[r] = _mm256_setzero_ps();
+    }
+  }
+  avx2::transpose8(rowv, tap);
+  tap[8] = _mm256_load_ps(t8);
 }
 
 }  // namespace
