@@ -107,7 +107,7 @@ def _gw(gy, x, w, kw):
 @pytest.mark.skipif(not SIMD_ISAS, reason="Winograd's transforms are AVX2")
 @pytest.mark.parametrize("isa_name", SIMD_ISAS)
 @pytest.mark.parametrize("case", range(len(WINOGRAD_CASES)))
-def test_winograd_weight_grad_error_bound(monkeypatch, rng, isa_name, case):
+def test_winograd_weight_grad_error_bound(monkeypatch, maybe_torch, rng, isa_name, case):
     x, w, gy, kw = _winograd_case(rng, case)
     before = mc.backend_info()["isa"]
     mc._core.select_isa(isa_name)
@@ -123,6 +123,12 @@ def test_winograd_weight_grad_error_bound(monkeypatch, rng, isa_name, case):
     assert err <= BOUND_S * sums.max(), f"error {err:.3g} > {BOUND_S} * max sum {sums.max():.3g}"
     assert_close(exact, ref, dtype=np.float32, scale=4)
     assert not np.array_equal(gw, exact), "the case did not take Winograd"
+    if maybe_torch is not None:
+        tgw = maybe_torch.ops.aten.convolution_backward(
+            maybe_torch.from_numpy(gy), maybe_torch.from_numpy(x), maybe_torch.from_numpy(w), None, [1, 1],
+            [kw["padding"]] * 2, [1, 1], False, [0, 0], kw["groups"], [False, True, False])[1].numpy()
+        terr = np.abs(gw.astype(np.float64) - tgw).max()
+        assert terr <= 2 * BOUND_S * sums.max(), f"torch: difference {terr:.3g} > {2 * BOUND_S} * max sum"
 
 
 @pytest.fixture
