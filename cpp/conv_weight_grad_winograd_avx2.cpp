@@ -92,10 +92,13 @@ void transform_chunk(const Ctx& cx, const float* x, const float* gy, int64_t g, 
   const int64_t ph = s.pad[1], pw = s.pad[2];
   const int64_t valid = std::min(cx.R, cx.rows - c * cx.R);  // tile rows with tiles (all but the last chunk's tail)
   if (valid < cx.R) {
-    for (int xi = 0; xi < kXi; ++xi) {
-      for (int64_t oc = 0; oc < cx.OCg; ++oc) std::fill(U + xi * cx.u_stride + oc * T + valid * cx.tWp, U + xi * cx.u_stride + (oc + 1) * T, 0.0f);
-      for (int64_t ic = 0; ic < cx.Cg; ++ic) std::fill(V + xi * cx.v_stride + ic * T + valid * cx.tWp, V + xi * cx.v_stride + (ic + 1) * T, 0.0f);
-    }
+    auto zero_tail = [&](float* m, int64_t stride, int64_t channels) {
+      for (int xi = 0; xi < kXi; ++xi)
+        for (int64_t ch = 0; ch < channels; ++ch)
+          std::fill(m + xi * stride + ch * T + valid * cx.tWp, m + xi * stride + (ch + 1) * T, 0.0f);
+    };
+    zero_tail(U, cx.u_stride, cx.OCg);
+    zero_tail(V, cx.v_stride, cx.Cg);
   }
   for (int64_t r = 0; r < valid; ++r) {
     const int64_t row = c * cx.R + r;
@@ -203,10 +206,10 @@ bool conv_weight_grad_winograd_applies(const ConvShape& s) {
   if (!geometry || Cg < 16 || OCg < 16) return false;
   // Tile rows run in groups of 8 tiles: at most a quarter of them padding (16x16 outputs, 4 tiles
   // padded to 8: 1.1x slower than the GEMM at 256 channels; 64x64 and 32x32: 2.8-3x faster).
-  const int64_t tW = (s.OW + 3) / 4, tWp = (tW + 7) / 8 * 8;
-  if (4 * (tWp - tW) > tWp) return false;
-  const int64_t tiles = s.N * ((s.OH + 3) / 4) * tWp;
-  const int64_t partials = chunking(s).chunks * s.groups * kXi * OCg * Cg * 4;  // bytes of all chunks' M
+  const Chunking ch = chunking(s);
+  if (4 * (ch.tWp - (s.OW + 3) / 4) > ch.tWp) return false;
+  const int64_t tiles = ch.rows * ch.tWp;
+  const int64_t partials = ch.chunks * s.groups * kXi * OCg * Cg * 4;  // bytes of all chunks' M
   return tiles >= 64 && partials <= kPartialBudget;
 }
 
