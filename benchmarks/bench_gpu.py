@@ -103,6 +103,7 @@ def main(argv=None) -> int:
     dev = medconv.backend_info()["gpu"]["devices"][cp.cuda.Device().id]
     rng = np.random.default_rng(0)
     rows = []
+    mismatches = []
 
     def both(a):
         return cp.asarray(a), torch.from_numpy(a).cuda()
@@ -113,7 +114,12 @@ def main(argv=None) -> int:
         scale = max(1e-30, float(np.abs(want).max()))
         err = float(np.abs(got - want).max()) / scale
         if not np.isfinite(err) or err > rtol:
-            raise SystemExit(f"bench_gpu: {name}: medconv and torch differ (max error {err:.2e} of max |value|)")
+            mismatches.append(f"{name}: medconv and torch differ (max error {err:.2e} of max |value|)")
+            print(f"bench_gpu: MISMATCH {mismatches[-1]}", flush=True)
+
+    def failed(name, exc):
+        mismatches.append(f"{name}: {type(exc).__name__}: {exc}")
+        print(f"bench_gpu: FAILED {mismatches[-1]}", flush=True)
 
     def row(name, shape, f_mc, f_t, work, unit):
         ms = timed(f_mc, cp.cuda.Device().synchronize, repeats)
@@ -125,40 +131,43 @@ def main(argv=None) -> int:
 
     convs = CONVS[:3] + CONVS[6:8] if args.quick else CONVS
     for name, shape, oc, k, kw in convs:
-        nd = len(shape) - 2
-        groups = kw.get("groups", 1)
-        x = rng.standard_normal(shape, dtype=np.float32)
-        w = (rng.standard_normal((oc, shape[1] // groups) + (k,) * nd) / np.sqrt(shape[1] // groups * k**nd)).astype(np.float32)
-        b = rng.standard_normal(oc).astype(np.float32)
-        (xc, xt), (wc, wt), (bc, bt) = both(x), both(w), both(b)
-        f = getattr(F, f"conv{nd}d")
-        tf = getattr(TF, f"conv{nd}d")
-        y = f(xc, wc, bc, **kw)
-        yt = tf(xt, wt, bt, **kw)
-        check(name, y, yt)
-        flops = 2.0 * y.size * (shape[1] // groups) * k**nd
-        row(name, shape, lambda: f(xc, wc, bc, **kw), lambda: tf(xt, wt, bt, **kw), flops, "GFLOP/s")
-        if name in BACKWARD:
-            gy = rng.standard_normal(y.shape, dtype=np.float32)
-            gyc, gyt = both(gy)
-            conv_bwd = getattr(B, f"conv{nd}d_backward")
+        try:
+            nd = len(shape) - 2
+            groups = kw.get("groups", 1)
+            x = rng.standard_normal(shape, dtype=np.float32)
+            w = (rng.standard_normal((oc, shape[1] // groups) + (k,) * nd) / np.sqrt(shape[1] // groups * k**nd)).astype(np.float32)
+            b = rng.standard_normal(oc).astype(np.float32)
+            (xc, xt), (wc, wt), (bc, bt) = both(x), both(w), both(b)
+            f = getattr(F, f"conv{nd}d")
+            tf = getattr(TF, f"conv{nd}d")
+            y = f(xc, wc, bc, **kw)
+            yt = tf(xt, wt, bt, **kw)
+            check(name, y, yt)
+            flops = 2.0 * y.size * (shape[1] // groups) * k**nd
+            row(name, shape, lambda: f(xc, wc, bc, **kw), lambda: tf(xt, wt, bt, **kw), flops, "GFLOP/s")
+            if name in BACKWARD:
+                gy = rng.standard_normal(y.shape, dtype=np.float32)
+                gyc, gyt = both(gy)
+                conv_bwd = getattr(B, f"conv{nd}d_backward")
 
-            def bwd():  # input and weight gradients
-                return conv_bwd(gyc, xc, wc, None, output_mask=(True, True, False), **kw)
+                def bwd():  # input and weight gradients
+                    return conv_bwd(gyc, xc, wc, None, output_mask=(True, True, False), **kw)
 
-            gx, gw, _ = bwd()
-            xr, wr = xt.clone().requires_grad_(), wt.clone().requires_grad_()
-            tf(xr, wr, None, **kw).backward(gyt)
-            check(name + " grad_input", gx, xr.grad)
-            check(name + " grad_weight", gw, wr.grad)
+                gx, gw, _ = bwd()
+                xr, wr = xt.clone().requires_grad_(), wt.clone().requires_grad_()
+                tf(xr, wr, None, **kw).backward(gyt)
+                check(name + " grad_input", gx, xr.grad)
+                check(name + " grad_weight", gw, wr.grad)
 
-            st, pd, dl = ([kw.get(key, default)] * nd for key, default in (("stride", 1), ("padding", 0), ("dilation", 1)))
+                st, pd, dl = ([kw.get(key, default)] * nd for key, default in (("stride", 1), ("padding", 0), ("dilation", 1)))
 
-            def torch_bwd():  # input and weight gradients, as medconv's call computes
-                torch.ops.aten.convolution_backward(gyt, xt, wt, None, st, pd, dl, False, [0] * nd, groups,
-                                                    [True, True, False])
+                def torch_bwd():  # input and weight gradients, as medconv's call computes
+                    torch.ops.aten.convolution_backward(gyt, xt, wt, None, st, pd, dl, False, [0] * nd, groups,
+                                                        [True, True, False])
 
-            row(name + " backward", shape, bwd, torch_bwd, 2 * flops, "GFLOP/s")
+                row(name + " backward", shape, bwd, torch_bwd, 2 * flops, "GFLOP/s")
+        except Exception as exc:  # a kernel that fails is reported, and the other rows still run
+            failed(name, exc)
 
     x = rng.standard_normal(MEMORY_SHAPE, dtype=np.float32)
     xc, xt = both(x)
@@ -176,8 +185,11 @@ def main(argv=None) -> int:
         ("pad constant 1", lambda a: F.pad(a, (1, 1, 1, 1)), lambda t: TF.pad(t, (1, 1, 1, 1)), 2.0),
     ]
     for name, f, tf, traffic in (memory_ops[:3] if args.quick else memory_ops):
-        check(name, f(xc), tf(xt))
-        row(name, MEMORY_SHAPE, lambda: f(xc), lambda: tf(xt), traffic * nbytes, "GB/s")
+        try:
+            check(name, f(xc), tf(xt))
+            row(name, MEMORY_SHAPE, lambda: f(xc), lambda: tf(xt), traffic * nbytes, "GB/s")
+        except Exception as exc:
+            failed(name, exc)
     v = rng.standard_normal((1, 16, 64, 128, 128), dtype=np.float32)
     vc, vt = both(v)
     check("max_pool3d 2 s2", F.max_pool3d(vc, 2, 2), TF.max_pool3d(vt, 2, 2))
@@ -192,12 +204,16 @@ def main(argv=None) -> int:
               f"TF32 {'on' if args.tf32 else 'off'})\n\nDevice: {dev['name']} (sm {dev['compute_capability']}, "
               f"{dev['multiprocessors']} SMs), CuPy {cp.__version__}; float32, medians of {repeats} batches.\n\n"
               "| case | shape | medconv ms | torch ms | ratio | medconv rate |\n|---|---|---|---|---|---|\n")
+    if mismatches:
+        header += "**Checks failed:** " + "; ".join(mismatches) + "\n\n"
     table = header + "".join(f"| {r[0]} | {r[1]} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.2f} | {r[5]} |\n" for r in rows)
     if args.out:
         with open(args.out, "w") as fh:
             fh.write(table)
         print(f"bench_gpu: wrote {args.out}")
-    return 0
+    for m in mismatches:
+        print(f"bench_gpu: MISMATCH {m}")
+    return 1 if mismatches else 0
 
 
 if __name__ == "__main__":
