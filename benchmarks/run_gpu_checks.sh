@@ -4,7 +4,9 @@
 #
 #     benchmarks/run_gpu_checks.sh OUTDIR [extra pytest arguments]
 #
-# Writes OUTDIR/device.txt, build.log, gpu-tests.log, gpu-tests.xml, bench_gpu.md and bench_gpu.log.
+# Writes OUTDIR/device.txt, build.log, gpu-tests.log, gpu-tests.xml, bench_gpu.md and bench_gpu.log;
+# with BASELINE="VAR=value ..." also bench_baseline.md/.log: bench_gpu.py again under those variables
+# (e.g. BASELINE=MEDCONV_GPU_GEMM=tiled), right after the first, for a before/after on one machine.
 # Exits non-zero if the build, a GPU test or a benchmark check failed; each step runs even when an
 # earlier one failed (except after a failed build).
 set -u
@@ -44,5 +46,11 @@ start=$(date +%s)
 timeout "${BENCH_TIMEOUT:-240}" "$python" benchmarks/bench_gpu.py --out "$out/bench_gpu.md" \
     >"$out/bench_gpu.log" 2>&1 || status=1
 cat "$out/bench_gpu.log"
+if [ -n "${BASELINE:-}" ]; then
+  echo "baseline ($BASELINE):"
+  env $BASELINE timeout "${BENCH_TIMEOUT:-240}" "$python" benchmarks/bench_gpu.py --out "$out/bench_baseline.md" \
+      >"$out/bench_baseline.log" 2>&1 || status=1
+  cat "$out/bench_baseline.log"
+fi
 echo "bench: $(( $(date +%s) - start )) s"
 exit $status

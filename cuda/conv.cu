@@ -546,6 +546,122 @@ __device__ void conv_gemm_weight(const T* __restrict__ x, const T* __restrict__ 
   }
 }
 
+// ------------------------------------------------------------------ forward implicit GEMM, wide tiles
+// BM = 128 output pixels x BN (64 or 128) output channels per block, MC_WBK = 8 reduction indices a
+// step, 256 threads as 16 x 16, each holding an 8 x (BN/16) register tile: rows tx*4+i and 64+tx*4+i,
+// columns ty*4+j (and 64+ty*4+j). The next step's operands are loaded into registers while the
+// current step's are multiplied, and stored into the other of two shared buffers.
+// taps[4k..4k+3], from the host per geometry: for reduction index k = (ic, kd, kh, kw), the offset of
+// x[ic, kd*dd, kh*dh, kw*dw] from x[0, 0, 0, 0] in one image's group, then kd*dd, kh*dh, kw*dw.
+#define MC_WBK 8
+#define MC_WPAD 4  // keeps each shared row 16-byte aligned and the operand stores free of bank conflicts
+
+template <class T, int BN>
+__device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
+                                       const int* __restrict__ taps, T* __restrict__ y, const ConvGeom g, int act) {
+  constexpr int BM = 128, TN = BN / 16, B_LOADS = BN / 32;
+  __shared__ __align__(16) T As[2][MC_WBK][BM + MC_WPAD];
+  __shared__ __align__(16) T Bs[2][MC_WBK][BN + MC_WPAD];
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const i64 grp = blockIdx.z;
+  const i64 rows = g.N * g.OSP, cols = g.OCg;
+  const int K = static_cast<int>(g.Cg) * g.kvol;
+  const i64 m0 = (i64)blockIdx.x * BM, n0 = (i64)blockIdx.y * BN;
+
+  // A: this thread gathers row a_m at reduction indices a_k0 + 2l (l < 4) of every step.
+  const int a_m = tid % BM, a_k0 = tid / BM;
+  const i64 am = m0 + a_m;
+  const bool a_valid = am < rows;
+  // (the host takes this kernel only where every spatial coordinate fits an int)
+  const int D = static_cast<int>(g.D), H = static_cast<int>(g.H), W = static_cast<int>(g.W);
+  int a_d0 = 0, a_h0 = 0, a_w0 = 0;
+  i64 a_corner = 0;
+  if (a_valid) {
+    const i64 n = am / g.OSP, sp = am - n * g.OSP;
+    a_d0 = static_cast<int>(sp / (g.OH * g.OW)) * g.sd - g.pd;
+    a_h0 = static_cast<int>((sp / g.OW) % g.OH) * g.sh - g.ph;
+    a_w0 = static_cast<int>(sp % g.OW) * g.sw - g.pw;
+    a_corner = (n * g.C + grp * g.Cg) * g.DHW + ((i64)a_d0 * H + a_h0) * W + a_w0;
+  }
+  // B: this thread loads reduction index b_k of columns b_n + 32l (l < B_LOADS).
+  const int b_k = tid % MC_WBK, b_n = tid / MC_WBK;
+  const T* w_group = w + grp * g.OCg * K;
+
+  T a_next[4], b_next[B_LOADS];
+  T acc[8][TN];
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+
+#define MC_WIDE_LOAD(k0)                                                                                   \
+  {                                                                                                        \
+    _Pragma("unroll") for (int l = 0; l < 4; ++l) {                                                        \
+      const int k = (k0) + a_k0 + 2 * l;                                                                   \
+      T v = T(0);                                                                                          \
+      if (a_valid && k < K) {                                                                              \
+        const int* t = taps + 4 * k;                                                                       \
+        const int id = a_d0 + t[1], ih = a_h0 + t[2], iw = a_w0 + t[3];                                    \
+        if (id >= 0 && id < D && ih >= 0 && ih < H && iw >= 0 && iw < W) v = x[a_corner + t[0]];          \
+      }                                                                                                    \
+      a_next[l] = v;                                                                                       \
+    }                                                                                                      \
+    const int kb = (k0) + b_k;                                                                             \
+    _Pragma("unroll") for (int l = 0; l < B_LOADS; ++l) {                                                  \
+      const i64 col = n0 + b_n + 32 * l;                                                                   \
+      b_next[l] = col < cols && kb < K ? w_group[col * K + kb] : T(0);                                     \
+    }                                                                                                      \
+  }
+#define MC_WIDE_STORE(buf)                                                                                 \
+  {                                                                                                        \
+    _Pragma("unroll") for (int l = 0; l < 4; ++l) As[buf][a_k0 + 2 * l][a_m] = a_next[l];                  \
+    _Pragma("unroll") for (int l = 0; l < B_LOADS; ++l) Bs[buf][b_k][b_n + 32 * l] = b_next[l];            \
+  }
+
+  MC_WIDE_LOAD(0)
+  MC_WIDE_STORE(0)
+  __syncthreads();
+  int buf = 0;
+  for (int k0 = 0; k0 < K; k0 += MC_WBK) {
+    const bool more = k0 + MC_WBK < K;
+    if (more) MC_WIDE_LOAD(k0 + MC_WBK)
+#pragma unroll
+    for (int k = 0; k < MC_WBK; ++k) {
+      T a[8], b[TN];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        a[i] = As[buf][k][tx * 4 + i];
+        a[4 + i] = As[buf][k][64 + tx * 4 + i];
+      }
+#pragma unroll
+      for (int j = 0; j < TN; ++j) b[j] = Bs[buf][k][(j / 4) * 64 + ty * 4 + j % 4];
+#pragma unroll
+      for (int i = 0; i < 8; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
+    }
+    if (more) MC_WIDE_STORE(buf ^ 1)
+    __syncthreads();
+    buf ^= 1;
+  }
+#undef MC_WIDE_LOAD
+#undef MC_WIDE_STORE
+
+#pragma unroll
+  for (int i = 0; i < 8; ++i) {
+    const i64 m = m0 + (i / 4) * 64 + tx * 4 + i % 4;
+    if (m >= rows) continue;
+    const i64 n = m / g.OSP, sp = m - n * g.OSP;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const i64 col = n0 + (j / 4) * 64 + ty * 4 + j % 4;
+      if (col >= cols) continue;
+      const i64 oc = grp * g.OCg + col;
+      y[(n * g.OC + oc) * g.OSP + sp] = apply_act(bias ? acc[i][j] + bias[oc] : acc[i][j], act);
+    }
+  }
+}
+
 // ------------------------------------------------------------------ entry points
 
 #define MC_CONV_PARAMS                                                                                     \
@@ -562,6 +678,12 @@ __device__ void conv_gemm_weight(const T* __restrict__ x, const T* __restrict__ 
             (conv_gemm<T, BM, BN, 1>(gy, w, bias, gx, MC_CONV_GEOM, 0)))                                      \
   MC_EXPORT(conv_gemm_backward_weight_##TAG##_##S, (const T* x, const T* gy, T* out, MC_CONV_PARAMS, i64 splits), \
             (conv_gemm_weight<T, BM, BN>(x, gy, out, MC_CONV_GEOM, splits)))
+
+// The wide-tile forward GEMM for BN = 64 and 128 columns a block; in float32, two blocks an SM.
+#define MC_CONV_WIDE(T, S, BN)                                                                                  \
+  MC_EXPORT_BOUNDED(MC_THREADS, sizeof(T) == 4 ? 2 : 1, conv_gemm_wide_forward_bn##BN##_##S,                   \
+            (const T* x, const T* w, const T* bias, const int* taps, T* y, MC_CONV_PARAMS, int act),           \
+            (conv_gemm_wide_forward<T, BN>(x, w, bias, taps, y, MC_CONV_GEOM, act)))
 
 // The tiled direct kernel for OCB output channels per group and RPT output rows per thread, capped
 // at 64 registers so that 4 blocks fit an SM.
@@ -590,7 +712,9 @@ __device__ void conv_gemm_weight(const T* __restrict__ x, const T* __restrict__ 
   MC_EXPORT(channel_sum_finalize_##S, (const T* ws, T* gb, i64 C, i64 parts), channel_sum_finalize<T>(ws, gb, C, parts)) \
   MC_CONV_TILES(T, S, 128, 16, bn16)                                                                           \
   MC_CONV_TILES(T, S, 128, 32, bn32)                                                                           \
-  MC_CONV_TILES(T, S, 64, 64, bn64)
+  MC_CONV_TILES(T, S, 64, 64, bn64)                                                                            \
+  MC_CONV_WIDE(T, S, 64)                                                                                       \
+  MC_CONV_WIDE(T, S, 128)
 
 MC_CONV(float, f32)
 MC_CONV(double, f64)

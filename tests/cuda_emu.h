@@ -94,6 +94,7 @@ extern "C" void emu_configure(unsigned gx, unsigned gy, unsigned gz, unsigned bx
 #define __forceinline__ inline
 #define __shared__ static
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 #define __syncthreads() emu::syncthreads()
 
 inline float __int_as_float(int v) { float f; std::memcpy(&f, &v, 4); return f; }

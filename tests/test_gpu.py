@@ -177,6 +177,91 @@ def test_conv_tiled_direct(cp, rng, monkeypatch, kernel, n, c, spatial, oc, k, b
     assert len(launched) == 1 and launched[0].startswith(kernel), launched
 
 
+# (N, C, spatial, OC, kernel, kwargs) for the wide-tile forward GEMM (more than 32 output channels per
+# group): partial row and column blocks, reductions that are not a multiple of its 8-deep steps
+WIDE_CONV_SHAPES = [
+    (2, 20, (6, 7), 40, (3, 3), dict(padding=2, dilation=2)),               # bn64
+    (1, 24, (9, 13), 72, (3, 3), dict(padding=1, activation="relu")),       # bn128, one partial column block
+    (1, 8, (4, 5, 6), 80, (3, 3, 3), dict(padding=1, groups=2)),            # 3d, groups: grid z
+    (2, 12, (17, 15), 40, (3, 3), dict(stride=2, padding=1)),               # stride 2
+    (2, 9, (150,), 33, (5,), dict(padding=2)),                              # 1d, K = 45
+    (3, 24, (7, 6), 130, (1, 1), {}),                                       # pointwise, two column blocks
+    (1, 5, (10, 11), 34, (2, 4), dict(padding="same")),                     # asymmetric padding
+    (1, 70, (6, 6), 40, (3, 3), dict(padding=(0, 1), stride=(1, 2))),       # K = 630
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c,spatial,oc,k,kw", WIDE_CONV_SHAPES)
+def test_conv_wide_gemm(cp, rng, monkeypatch, n, c, spatial, oc, k, kw, dtype):
+    nd = len(spatial)
+    x = rand(rng, (n, c, *spatial), dtype)
+    if "activation" in kw:
+        x.flat[x.size // 3] = np.nan  # the fused ReLU keeps NaN
+    w = rand(rng, (oc, c // kw.get("groups", 1), *k), dtype)
+    b = rand(rng, (oc,), dtype)
+    launched = []
+    typed = _cuda.typed
+    monkeypatch.setattr(_cuda, "typed", lambda family, base, dt: launched.append(base) or typed(family, base, dt))
+    monkeypatch.setattr(G, "GEMM_TILES", "wide")
+    f = getattr(F, f"conv{nd}d")
+    for bias in (b, None):
+        launched.clear()
+        close(cp, f(*gpu(cp, x, w), gpu(cp, bias), **kw), f(x, w, bias, **kw), dtype)
+        want = "conv_gemm_wide_forward_" + ("bn128" if oc // kw.get("groups", 1) > 64 else "bn64")
+        assert launched == [want], launched
+
+
+# (N, C, spatial, OC, kernel, kwargs): stride-1 input gradients with more than 32 input channels per
+# group run as the wide forward GEMM of gy with the flipped, transposed weight
+WIDE_INPUT_GRAD_SHAPES = [
+    (2, 40, (6, 7), 24, (3, 3), dict(padding=1)),
+    (1, 72, (5, 9), 16, (3, 3), dict(padding=2, dilation=2)),
+    (1, 80, (4, 5, 6), 8, (3, 3, 3), dict(padding=1, groups=2)),
+    (2, 36, (40,), 5, (5,), dict(padding=(1,))),                 # padding below the kernel's reach
+    (1, 34, (9, 10), 6, (2, 4), dict(padding="same")),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c,spatial,oc,k,kw", WIDE_INPUT_GRAD_SHAPES)
+def test_conv_input_gradient_on_the_wide_gemm(cp, rng, monkeypatch, n, c, spatial, oc, k, kw, dtype):
+    nd = len(spatial)
+    groups = kw.get("groups", 1)
+    x = rand(rng, (n, c, *spatial), dtype)
+    w = rand(rng, (oc, c // groups, *k), dtype)
+    gy = rand(rng, getattr(F, f"conv{nd}d")(x, w, **kw).shape, dtype)
+    launched = []
+    typed = _cuda.typed
+    monkeypatch.setattr(_cuda, "typed", lambda family, base, dt: launched.append(base) or typed(family, base, dt))
+    monkeypatch.setattr(G, "GEMM_TILES", "wide")
+    backward = getattr(B, f"conv{nd}d_backward")
+    want = backward(gy, x, w, None, output_mask=(True, False, False), **kw)[0]
+    got = backward(*gpu(cp, gy, x, w), None, output_mask=(True, False, False), **kw)[0]
+    close(cp, got, want, dtype, scale=30.0)
+    assert any(name.startswith("conv_gemm_wide_forward") for name in launched), launched
+    # the transposed conv's forward is the same kernel, with its bias
+    wt = rand(rng, (c, oc // groups, *k), dtype)
+    b = rand(rng, (oc,), dtype)
+    tkw = {key: v for key, v in kw.items() if key != "padding" or not isinstance(v, str)}
+    transposed = getattr(F, f"conv_transpose{nd}d", None) or getattr(E, f"conv_transpose{nd}d")
+    close(cp, transposed(*gpu(cp, x, wt, b), **tkw), transposed(x, wt, b, **tkw), dtype, scale=30.0)
+
+
+def test_conv_wide_gemm_choice(monkeypatch):
+    """The wide tiles where they fill the device (132 SMs here), the 16x16-thread tiles elsewhere."""
+    monkeypatch.setattr(_cuda, "sm_count", lambda: 132)
+    monkeypatch.setattr(G, "GEMM_TILES", "auto")
+    pick = G._wide_tile
+    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), 1) == "bn64"
+    assert pick((8, 64, 1, 128, 128), (128, 64, 1, 3, 3), (8, 128, 1, 64, 64), (0, 1, 1), 1) == "bn128"
+    assert pick((8, 256, 1, 16, 16), (256, 256, 1, 3, 3), (8, 256, 1, 16, 16), (0, 1, 1), 1) is None  # 64 blocks
+    assert pick((8, 64, 1, 64, 64), (32, 64, 1, 3, 3), (8, 32, 1, 64, 64), (0, 1, 1), 1) is None  # 32 columns
+    assert pick((1, 4096, 1, 1024, 1024), (64, 4096, 1, 1, 1), (1, 64, 1, 1024, 1024), (0, 0, 0), 1) is None  # offsets
+    monkeypatch.setattr(G, "GEMM_TILES", "tiled")
+    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), 1) is None
+
+
 def test_conv_unbatched_out_and_strided(cp, rng):
     x = rand(rng, (3, 8, 9), np.float32)
     w = rand(rng, (5, 3, 3, 3), np.float32)

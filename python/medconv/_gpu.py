@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import os
 import sys
 
 import numpy as np
@@ -132,6 +133,49 @@ def _tile(cols: int) -> tuple[str, int, int]:
     return "bn64", 64, 64
 
 
+#: "auto" picks the forward GEMM's tiles by shape; "tiled" keeps to the 16x16-thread tiles (bn16/32/64),
+#: "wide" takes the wide tiles wherever they apply (for comparing them)
+GEMM_TILES = os.environ.get("MEDCONV_GPU_GEMM", "auto")
+_WIDE_ROWS = 128  # BM of conv_gemm_wide_forward
+_taps: dict = {}
+
+
+def _wide_tile(xs, ws, ys, pad, groups):
+    """"bn64" / "bn128": the wide-tile forward GEMM for this conv, or None where the 16x16-thread tiles
+    run it (few columns, coordinates or offsets past 32 bits, a grid CUDA cannot hold)."""
+    ocg, cg = ws[0] // groups, ws[1]
+    if GEMM_TILES == "tiled" or ocg <= 32:
+        return None
+    if cg * _prod(xs[2:]) > _cuda.INT32_MAX or max(max(xs[2:]) + p for p in pad) > 2**30 or groups > _cuda.GRID_YZ_MAX:
+        return None
+    row_blocks = math.ceil(xs[0] * _prod(ys[2:]) / _WIDE_ROWS)
+    if row_blocks > _cuda.INT32_MAX:
+        return None
+    if GEMM_TILES == "wide":
+        return "bn128" if ocg > 64 else "bn64"
+    # the larger tile while there is still a block for every SM
+    if ocg > 64 and row_blocks * math.ceil(ocg / 128) * groups >= _cuda.sm_count():
+        return "bn128"
+    return "bn64" if row_blocks * math.ceil(ocg / 64) * groups >= _cuda.sm_count() else None
+
+
+def _conv_taps(ws, xs, dilation):
+    """The wide GEMM's table: for each reduction index k = (ic, kd, kh, kw), the offset of its tap in
+    one image's group of x, and kd*dd, kh*dh, kw*dw (int32 [Cg*KD*KH*KW, 4] on the device, cached)."""
+    cg, kd, kh, kw = ws[1:]
+    d, h, w = xs[2:]
+    key = (_cuda.device_id(), cg, kd, kh, kw, *dilation, d, h, w)
+    table = _taps.get(key)
+    if table is None:
+        ic, a, b, c = np.meshgrid(np.arange(cg), np.arange(kd) * dilation[0], np.arange(kh) * dilation[1],
+                                  np.arange(kw) * dilation[2], indexing="ij")
+        host = np.stack([ic * (d * h * w) + (a * h + b) * w + c, a, b, c], axis=-1).reshape(-1, 4)
+        if len(_taps) >= 64:
+            _taps.clear()
+        table = _taps[key] = _cp().asarray(host.astype(np.int32))
+    return table
+
+
 _HALO_BYTES = 16384  # MC_HALO_BYTES in conv.cu
 _HALO_TILE_WIDTHS = (32, 16, 64, 128, 256)  # the tiled direct kernels' tile widths, preferred first
 
@@ -178,13 +222,34 @@ def conv_forward(x, w, b, y, stride, pad, dilation, groups, act=0):
         _cuda.launch_1d(_cuda.typed("conv", "conv_direct_forward", x.dtype),
                         n * groups * math.ceil(ocg / 4) * _prod(y.shape[2:]),
                         (x, w, _arg(b), y, *args, i32(act)))
+    elif wide := _wide_tile(x.shape, w.shape, y.shape, pad, groups):
+        bn = 128 if wide == "bn128" else 64
+        wide_grid = (math.ceil(rows / _WIDE_ROWS), math.ceil(ocg / bn), groups)
+        _cuda.launch_grid(_cuda.typed("conv", f"conv_gemm_wide_forward_{wide}", x.dtype), wide_grid,
+                          (x, w, _arg(b), _conv_taps(w.shape, x.shape, dilation), y, *args, i32(act)),
+                          "conv forward")
     else:
         _cuda.launch_grid(_cuda.typed("conv", f"conv_gemm_forward_{tile}", x.dtype), grid,
                           (x, w, _arg(b), y, *args, i32(act)), "conv forward")
 
 
+def _flipped_transposed(w, groups):
+    """w [OC, Cg, K...] -> [C, OCg, K...] with the taps reversed: the forward conv of gy with it (stride
+    1, leading padding dilation*(K-1) - padding) is the input gradient."""
+    oc, cg = w.shape[:2]
+    k = tuple(w.shape[2:])
+    g = w.reshape((groups, oc // groups, cg) + k)[..., ::-1, ::-1, ::-1].transpose(0, 2, 1, 3, 4, 5)
+    return _cp().ascontiguousarray(g).reshape((groups * cg, oc // groups) + k)
+
+
 def conv_backward_input(gy, w, gx, stride, pad, dilation, groups, bias=None):
     """gx = the input gradient of conv(x of gx's shape, w) given gy (+ bias: the transposed conv)."""
+    flipped_pad = tuple(d * (k - 1) - p for d, k, p in zip(dilation, w.shape[2:], pad))
+    if (all(s == 1 for s in stride) and min(flipped_pad) >= 0
+            and _wide_tile(gy.shape, (gx.shape[1], w.shape[0] // groups) + tuple(w.shape[2:]), gx.shape, flipped_pad,
+                           groups)):
+        conv_forward(gy, _flipped_transposed(w, groups), bias, gx, stride, flipped_pad, dilation, groups)
+        return
     args = _conv_args(gx.shape, w.shape, gy.shape, stride, pad, dilation, groups)
     n, c = gx.shape[:2]
     cg = c // groups
