@@ -188,6 +188,8 @@ WIDE_CONV_SHAPES = [
     (3, 24, (7, 6), 130, (1, 1), {}),                                       # pointwise, two column blocks
     (1, 5, (10, 11), 34, (2, 4), dict(padding="same")),                     # asymmetric padding
     (1, 70, (6, 6), 40, (3, 3), dict(padding=(0, 1), stride=(1, 2))),       # K = 630
+    (2, 7, (5, 6, 7), 20, (3, 3, 3), dict(padding=1, activation="relu")),   # bn32, 3d
+    (1, 12, (11, 9), 48, (3, 3), dict(padding=1, groups=2)),                 # bn32, groups
 ]
 
 
@@ -208,7 +210,8 @@ def test_conv_wide_gemm(cp, rng, monkeypatch, n, c, spatial, oc, k, kw, dtype):
     for bias in (b, None):
         launched.clear()
         close(cp, f(*gpu(cp, x, w), gpu(cp, bias), **kw), f(x, w, bias, **kw), dtype)
-        want = "conv_gemm_wide_forward_" + ("bn128" if oc // kw.get("groups", 1) > 64 else "bn64")
+        ocg = oc // kw.get("groups", 1)
+        want = "conv_gemm_wide_forward_" + ("bn128" if ocg > 64 else "bn64" if ocg > 32 else "bn32")
         assert launched == [want], launched
 
 
@@ -248,6 +251,39 @@ def test_conv_input_gradient_on_the_wide_gemm(cp, rng, monkeypatch, n, c, spatia
     close(cp, transposed(*gpu(cp, x, wt, b), **tkw), transposed(x, wt, b, **tkw), dtype, scale=30.0)
 
 
+# (N, C, spatial, OC, kernel, kwargs): weight gradients with at least 32 output channels per group and 64
+# columns (C/groups * taps) on the wide tiles: partial tiles, strides, dilation, groups, long reductions
+WIDE_WEIGHT_GRAD_SHAPES = [
+    (2, 8, (9, 10), 32, (3, 3), dict(padding=1)),
+    (1, 20, (13, 11), 70, (3, 3), dict(stride=2, padding=1)),               # 2 row and 2 column blocks
+    (2, 16, (6, 7), 64, (3, 3), dict(padding=2, dilation=2, groups=2)),
+    (1, 4, (5, 6, 7), 40, (3, 3, 3), dict(padding=1)),                      # 3d, 108 columns
+    (2, 24, (300,), 33, (3,), dict(padding=1)),                              # 1d, 600 pixels a split
+    (2, 8, (48, 40), 32, (3, 3), dict(padding=(1, 0))),                      # split-K over 3584 pixels
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,c,spatial,oc,k,kw", WIDE_WEIGHT_GRAD_SHAPES)
+def test_conv_weight_gradient_on_the_wide_gemm(cp, rng, monkeypatch, n, c, spatial, oc, k, kw, dtype):
+    nd = len(spatial)
+    groups = kw.get("groups", 1)
+    x = rand(rng, (n, c, *spatial), dtype)
+    w = rand(rng, (oc, c // groups, *k), dtype)
+    gy = rand(rng, getattr(F, f"conv{nd}d")(x, w, **kw).shape, dtype)
+    launched = []
+    typed = _cuda.typed
+    monkeypatch.setattr(_cuda, "typed", lambda family, base, dt: launched.append(base) or typed(family, base, dt))
+    monkeypatch.setattr(G, "GEMM_TILES", "auto")
+    backward = getattr(B, f"conv{nd}d_backward")
+    want = backward(gy, x, w, None, output_mask=(False, True, False), **kw)[1]
+    got = backward(*gpu(cp, gy, x, w), None, output_mask=(False, True, False), **kw)[1]
+    close(cp, got, want, dtype, scale=30.0)
+    assert "conv_gemm_wide_weight_m64n128" in launched, launched
+    again = backward(*gpu(cp, gy, x, w), None, output_mask=(False, True, False), **kw)[1]
+    assert np.array_equal(cpu(cp, got), cpu(cp, again))  # fixed split ranges, added in order
+
+
 def test_conv_wide_gemm_choice(monkeypatch):
     """The wide tiles where they fill the device (132 SMs here), the 16x16-thread tiles elsewhere."""
     monkeypatch.setattr(_cuda, "sm_count", lambda: 132)
@@ -256,7 +292,8 @@ def test_conv_wide_gemm_choice(monkeypatch):
     assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), 1) == "bn64"
     assert pick((8, 64, 1, 128, 128), (128, 64, 1, 3, 3), (8, 128, 1, 64, 64), (0, 1, 1), 1) == "bn128"
     assert pick((8, 256, 1, 16, 16), (256, 256, 1, 3, 3), (8, 256, 1, 16, 16), (0, 1, 1), 1) is None  # 64 blocks
-    assert pick((8, 64, 1, 64, 64), (32, 64, 1, 3, 3), (8, 32, 1, 64, 64), (0, 1, 1), 1) is None  # 32 columns
+    assert pick((2, 32, 32, 64, 64), (32, 32, 3, 3, 3), (2, 32, 32, 64, 64), (1, 1, 1), 1) == "bn32"
+    assert pick((8, 64, 1, 64, 64), (16, 64, 1, 3, 3), (8, 16, 1, 64, 64), (0, 1, 1), 1) is None  # 16 columns
     assert pick((1, 4096, 1, 1024, 1024), (64, 4096, 1, 1, 1), (1, 64, 1, 1024, 1024), (0, 0, 0), 1) is None  # offsets
     monkeypatch.setattr(G, "GEMM_TILES", "tiled")
     assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), 1) is None

@@ -144,7 +144,7 @@ def _wide_tile(xs, ws, ys, pad, groups):
     """"bn64" / "bn128": the wide-tile forward GEMM for this conv, or None where the 16x16-thread tiles
     run it (few columns, coordinates or offsets past 32 bits, a grid CUDA cannot hold)."""
     ocg, cg = ws[0] // groups, ws[1]
-    if GEMM_TILES == "tiled" or ocg <= 32:
+    if GEMM_TILES == "tiled" or ocg <= 16:
         return None
     if cg * _prod(xs[2:]) > _cuda.INT32_MAX or max(max(xs[2:]) + p for p in pad) > 2**30 or groups > _cuda.GRID_YZ_MAX:
         return None
@@ -152,11 +152,14 @@ def _wide_tile(xs, ws, ys, pad, groups):
     if row_blocks > _cuda.INT32_MAX:
         return None
     if GEMM_TILES == "wide":
-        return "bn128" if ocg > 64 else "bn64"
+        return "bn128" if ocg > 64 else "bn64" if ocg > 32 else "bn32"
     # the larger tile while there is still a block for every SM
-    if ocg > 64 and row_blocks * math.ceil(ocg / 128) * groups >= _cuda.sm_count():
+    sms = _cuda.sm_count()
+    if ocg > 64 and row_blocks * math.ceil(ocg / 128) * groups >= sms:
         return "bn128"
-    return "bn64" if row_blocks * math.ceil(ocg / 64) * groups >= _cuda.sm_count() else None
+    if ocg > 32:
+        return "bn64" if row_blocks * math.ceil(ocg / 64) * groups >= sms else None
+    return "bn32" if row_blocks * groups >= sms else None
 
 
 def _conv_taps(ws, xs, dilation):
@@ -223,7 +226,7 @@ def conv_forward(x, w, b, y, stride, pad, dilation, groups, act=0):
                         n * groups * math.ceil(ocg / 4) * _prod(y.shape[2:]),
                         (x, w, _arg(b), y, *args, i32(act)))
     elif wide := _wide_tile(x.shape, w.shape, y.shape, pad, groups):
-        bn = 128 if wide == "bn128" else 64
+        bn = int(wide[2:])
         wide_grid = (math.ceil(rows / _WIDE_ROWS), math.ceil(ocg / bn), groups)
         _cuda.launch_grid(_cuda.typed("conv", f"conv_gemm_wide_forward_{wide}", x.dtype), wide_grid,
                           (x, w, _arg(b), _conv_taps(w.shape, x.shape, dilation), y, *args, i32(act)),
@@ -284,13 +287,19 @@ def conv_backward_weight(x, gy, gw, stride, pad, dilation, groups):
         splits = max(1, min(math.ceil(2048 * sms / wsize), rows, max_splits_mem))
         kernel, grid = _cuda.typed("conv", "conv_direct_backward_weight", x.dtype), None
     else:
-        tile, bm, bn = ("bn16", 128, 16) if cols <= 16 else ("bn32", 128, 32) if cols <= 32 else ("bn64", 64, 64)
+        wide = (GEMM_TILES != "tiled" and ocg >= 32 and cols >= 64
+                and max(max(x.shape[2:]) + p for p in pad) <= 2**30)
+        if wide:
+            kernel_name, bm, bn = "conv_gemm_wide_weight_m64n128", 64, 128
+        else:
+            tile, bm, bn = ("bn16", 128, 16) if cols <= 16 else ("bn32", 128, 32) if cols <= 32 else ("bn64", 64, 64)
+            kernel_name = f"conv_gemm_backward_weight_{tile}"
         base = math.ceil(ocg / bm) * math.ceil(cols / bn) * groups
         if math.ceil(cols / bn) > _cuda.GRID_YZ_MAX or groups > _cuda.GRID_YZ_MAX:
             return _conv_backward_weight_direct(x, gy, gw, args, n, gy.shape, sms, wsize, max_splits_mem)
         splits = max(1, min(math.ceil(4 * sms / base), max(1, n * osp // 512), max_splits_mem,
                             _cuda.GRID_YZ_MAX // groups))
-        kernel = _cuda.typed("conv", f"conv_gemm_backward_weight_{tile}", x.dtype)
+        kernel = _cuda.typed("conv", kernel_name, x.dtype)
         grid = (math.ceil(ocg / bm), math.ceil(cols / bn), groups * splits)
     ws = gw if splits == 1 else _empty((splits, wsize), gw.dtype)
     if grid is None:
