@@ -667,121 +667,6 @@ __device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restr
   }
 }
 
-// Weight gradient on wide tiles: the GEMM of conv_gemm_weight (rows oc of the group, columns (ic, kd, kh,
-// kw), the reduction over N*OSP in `splits` fixed ranges) in BM x BN blocks of 256 threads, each with a
-// (BM/16) x (BN/16) register tile (wide_index), MC_WBK = 8 pixels a step, two shared buffers.
-template <class T, int BM, int BN>
-__device__ void conv_gemm_wide_weight(const T* __restrict__ x, const T* __restrict__ gy, T* __restrict__ out,
-                                      const ConvGeom g, i64 splits) {
-  constexpr int TM = BM / 16, TN = BN / 16, A_LOADS = BM / 32, B_LOADS = BN / 32;
-  __shared__ __align__(16) T As[2][MC_WBK][BM + MC_WPAD];
-  __shared__ __align__(16) T Bs[2][MC_WBK][BN + MC_WPAD];
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const i64 grp = blockIdx.z % g.groups, split = blockIdx.z / g.groups;
-  const i64 rows = g.OCg, cols = g.Cg * g.kvol;
-  const i64 red = g.N * g.OSP;
-  const i64 chunk = ((red + splits - 1) / splits + MC_WBK - 1) / MC_WBK * MC_WBK;
-  const i64 r_begin = split * chunk, r_end = mc_min(red, r_begin + chunk);
-  const i64 m0 = (i64)blockIdx.x * BM, n0 = (i64)blockIdx.y * BN;
-  const int kk = tid % MC_WBK, lane = tid / MC_WBK;  // loads run along the reduction index
-  // (the host takes this kernel only where every spatial coordinate fits an int)
-  const int D = static_cast<int>(g.D), H = static_cast<int>(g.H), W = static_cast<int>(g.W);
-
-  // This thread's B columns (fixed): channel offset and tap offsets, padding included.
-  i64 b_coff[B_LOADS];
-  int b_kd[B_LOADS], b_kh[B_LOADS], b_kw[B_LOADS];
-  bool b_ok[B_LOADS];
-#pragma unroll
-  for (int l = 0; l < B_LOADS; ++l) {
-    const i64 col = n0 + lane + 32 * l;
-    b_ok[l] = col < cols;
-    const i64 c = b_ok[l] ? col / g.kvol : 0;
-    const int t = b_ok[l] ? static_cast<int>(col - c * g.kvol) : 0;
-    b_coff[l] = (grp * g.Cg + c) * g.DHW;
-    b_kd[l] = (t / (g.KH * g.KW)) * g.dd - g.pd;
-    b_kh[l] = ((t / g.KW) % g.KH) * g.dh - g.ph;
-    b_kw[l] = (t % g.KW) * g.dw - g.pw;
-  }
-
-  T a_next[A_LOADS], b_next[B_LOADS];
-  T acc[TM][TN];
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
-
-#define MC_WIDE_LOAD(r0)                                                                                   \
-  {                                                                                                        \
-    const i64 r = (r0) + kk;                                                                               \
-    const bool r_ok = r < r_end;                                                                           \
-    i64 n = 0, sp = 0;                                                                                     \
-    int od = 0, oh = 0, ow = 0;                                                                            \
-    if (r_ok) {                                                                                            \
-      n = r / g.OSP;                                                                                       \
-      sp = r - n * g.OSP;                                                                                  \
-      ow = static_cast<int>(sp % g.OW);                                                                    \
-      oh = static_cast<int>((sp / g.OW) % g.OH);                                                           \
-      od = static_cast<int>(sp / (g.OW * g.OH));                                                           \
-    }                                                                                                      \
-    _Pragma("unroll") for (int l = 0; l < A_LOADS; ++l) {                                                  \
-      const i64 oc = m0 + lane + 32 * l;                                                                   \
-      a_next[l] = r_ok && oc < rows ? gy[(n * g.OC + grp * g.OCg + oc) * g.OSP + sp] : T(0);               \
-    }                                                                                                      \
-    _Pragma("unroll") for (int l = 0; l < B_LOADS; ++l) {                                                  \
-      T v = T(0);                                                                                          \
-      if (r_ok && b_ok[l]) {                                                                               \
-        const int id = od * g.sd + b_kd[l], ih = oh * g.sh + b_kh[l], iw = ow * g.sw + b_kw[l];            \
-        if (id >= 0 && id < D && ih >= 0 && ih < H && iw >= 0 && iw < W)                                   \
-          v = x[n * g.C * g.DHW + b_coff[l] + ((i64)id * H + ih) * W + iw];                                \
-      }                                                                                                    \
-      b_next[l] = v;                                                                                       \
-    }                                                                                                      \
-  }
-#define MC_WIDE_STORE(buf)                                                                                 \
-  {                                                                                                        \
-    _Pragma("unroll") for (int l = 0; l < A_LOADS; ++l) As[buf][kk][lane + 32 * l] = a_next[l];            \
-    _Pragma("unroll") for (int l = 0; l < B_LOADS; ++l) Bs[buf][kk][lane + 32 * l] = b_next[l];            \
-  }
-
-  MC_WIDE_LOAD(r_begin)
-  MC_WIDE_STORE(0)
-  __syncthreads();
-  int buf = 0;
-  for (i64 r0 = r_begin; r0 < r_end; r0 += MC_WBK) {
-    const bool more = r0 + MC_WBK < r_end;
-    if (more) MC_WIDE_LOAD(r0 + MC_WBK)
-#pragma unroll
-    for (int k = 0; k < MC_WBK; ++k) {
-      T a[TM], b[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) a[i] = As[buf][k][wide_index<TM>(tx, i)];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) b[j] = Bs[buf][k][wide_index<TN>(ty, j)];
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
-    }
-    if (more) MC_WIDE_STORE(buf ^ 1)
-    __syncthreads();
-    buf ^= 1;
-  }
-#undef MC_WIDE_LOAD
-#undef MC_WIDE_STORE
-
-  T* o = out + split * g.OC * cols;
-#pragma unroll
-  for (int i = 0; i < TM; ++i) {
-    const i64 oc = m0 + wide_index<TM>(tx, i);
-    if (oc >= rows) continue;
-#pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      const i64 col = n0 + wide_index<TN>(ty, j);
-      if (col < cols) o[(grp * g.OCg + oc) * cols + col] = acc[i][j];
-    }
-  }
-}
-
 // ------------------------------------------------------------------ entry points
 
 #define MC_CONV_PARAMS                                                                                     \
@@ -804,10 +689,6 @@ __device__ void conv_gemm_wide_weight(const T* __restrict__ x, const T* __restri
   MC_EXPORT_BOUNDED(MC_THREADS, sizeof(T) == 4 ? 2 : 1, conv_gemm_wide_forward_bn##BN##_##S,                   \
             (const T* x, const T* w, const T* bias, const int* taps, T* y, MC_CONV_PARAMS, int act),           \
             (conv_gemm_wide_forward<T, BN>(x, w, bias, taps, y, MC_CONV_GEOM, act)))
-#define MC_CONV_WIDE_WEIGHT(T, S, BM, BN)                                                                      \
-  MC_EXPORT_BOUNDED(MC_THREADS, sizeof(T) == 4 ? 2 : 1, conv_gemm_wide_weight_m##BM##n##BN##_##S,              \
-            (const T* x, const T* gy, T* out, MC_CONV_PARAMS, i64 splits),                                     \
-            (conv_gemm_wide_weight<T, BM, BN>(x, gy, out, MC_CONV_GEOM, splits)))
 
 // The tiled direct kernel for OCB output channels per group and RPT output rows per thread, capped
 // at 64 registers so that 4 blocks fit an SM.
@@ -839,8 +720,7 @@ __device__ void conv_gemm_wide_weight(const T* __restrict__ x, const T* __restri
   MC_CONV_TILES(T, S, 64, 64, bn64)                                                                            \
   MC_CONV_WIDE(T, S, 32)                                                                                       \
   MC_CONV_WIDE(T, S, 64)                                                                                       \
-  MC_CONV_WIDE(T, S, 128)                                                                                      \
-  MC_CONV_WIDE_WEIGHT(T, S, 64, 128)
+  MC_CONV_WIDE(T, S, 128)
 
 MC_CONV(float, f32)
 MC_CONV(double, f64)

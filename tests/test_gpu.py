@@ -251,39 +251,6 @@ def test_conv_input_gradient_on_the_wide_gemm(cp, rng, monkeypatch, n, c, spatia
     close(cp, transposed(*gpu(cp, x, wt, b), **tkw), transposed(x, wt, b, **tkw), dtype, scale=30.0)
 
 
-# (N, C, spatial, OC, kernel, kwargs): weight gradients with at least 32 output channels per group and 64
-# columns (C/groups * taps) on the wide tiles: partial tiles, strides, dilation, groups, long reductions
-WIDE_WEIGHT_GRAD_SHAPES = [
-    (2, 8, (9, 10), 32, (3, 3), dict(padding=1)),
-    (1, 20, (13, 11), 70, (3, 3), dict(stride=2, padding=1)),               # 2 row and 2 column blocks
-    (2, 16, (6, 7), 64, (3, 3), dict(padding=2, dilation=2, groups=2)),
-    (1, 4, (5, 6, 7), 40, (3, 3, 3), dict(padding=1)),                      # 3d, 108 columns
-    (2, 24, (300,), 33, (3,), dict(padding=1)),                              # 1d, 600 pixels a split
-    (2, 8, (48, 40), 32, (3, 3), dict(padding=(1, 0))),                      # split-K over 3584 pixels
-]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,c,spatial,oc,k,kw", WIDE_WEIGHT_GRAD_SHAPES)
-def test_conv_weight_gradient_on_the_wide_gemm(cp, rng, monkeypatch, n, c, spatial, oc, k, kw, dtype):
-    nd = len(spatial)
-    groups = kw.get("groups", 1)
-    x = rand(rng, (n, c, *spatial), dtype)
-    w = rand(rng, (oc, c // groups, *k), dtype)
-    gy = rand(rng, getattr(F, f"conv{nd}d")(x, w, **kw).shape, dtype)
-    launched = []
-    typed = _cuda.typed
-    monkeypatch.setattr(_cuda, "typed", lambda family, base, dt: launched.append(base) or typed(family, base, dt))
-    monkeypatch.setattr(G, "GEMM_TILES", "auto")
-    backward = getattr(B, f"conv{nd}d_backward")
-    want = backward(gy, x, w, None, output_mask=(False, True, False), **kw)[1]
-    got = backward(*gpu(cp, gy, x, w), None, output_mask=(False, True, False), **kw)[1]
-    close(cp, got, want, dtype, scale=30.0)
-    assert "conv_gemm_wide_weight_m64n128" in launched, launched
-    again = backward(*gpu(cp, gy, x, w), None, output_mask=(False, True, False), **kw)[1]
-    assert np.array_equal(cpu(cp, got), cpu(cp, again))  # fixed split ranges, added in order
-
-
 def test_conv_wide_gemm_choice(monkeypatch):
     """The wide tiles where they fill the device (132 SMs here), the 16x16-thread tiles elsewhere."""
     monkeypatch.setattr(_cuda, "sm_count", lambda: 132)

@@ -287,19 +287,13 @@ def conv_backward_weight(x, gy, gw, stride, pad, dilation, groups):
         splits = max(1, min(math.ceil(2048 * sms / wsize), rows, max_splits_mem))
         kernel, grid = _cuda.typed("conv", "conv_direct_backward_weight", x.dtype), None
     else:
-        wide = (GEMM_TILES != "tiled" and ocg >= 32 and cols >= 64
-                and max(max(x.shape[2:]) + p for p in pad) <= 2**30)
-        if wide:
-            kernel_name, bm, bn = "conv_gemm_wide_weight_m64n128", 64, 128
-        else:
-            tile, bm, bn = ("bn16", 128, 16) if cols <= 16 else ("bn32", 128, 32) if cols <= 32 else ("bn64", 64, 64)
-            kernel_name = f"conv_gemm_backward_weight_{tile}"
+        tile, bm, bn = ("bn16", 128, 16) if cols <= 16 else ("bn32", 128, 32) if cols <= 32 else ("bn64", 64, 64)
         base = math.ceil(ocg / bm) * math.ceil(cols / bn) * groups
         if math.ceil(cols / bn) > _cuda.GRID_YZ_MAX or groups > _cuda.GRID_YZ_MAX:
             return _conv_backward_weight_direct(x, gy, gw, args, n, gy.shape, sms, wsize, max_splits_mem)
         splits = max(1, min(math.ceil(4 * sms / base), max(1, n * osp // 512), max_splits_mem,
                             _cuda.GRID_YZ_MAX // groups))
-        kernel = _cuda.typed("conv", kernel_name, x.dtype)
+        kernel = _cuda.typed("conv", f"conv_gemm_backward_weight_{tile}", x.dtype)
         grid = (math.ceil(ocg / bm), math.ceil(cols / bn), groups * splits)
     ws = gw if splits == 1 else _empty((splits, wsize), gw.dtype)
     if grid is None:
