@@ -256,14 +256,17 @@ def test_conv_wide_gemm_choice(monkeypatch):
     monkeypatch.setattr(_cuda, "sm_count", lambda: 132)
     monkeypatch.setattr(G, "GEMM_TILES", "auto")
     pick = G._wide_tile
-    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), 1) == "bn64"
-    assert pick((8, 64, 1, 128, 128), (128, 64, 1, 3, 3), (8, 128, 1, 64, 64), (0, 1, 1), 1) == "bn128"
-    assert pick((8, 256, 1, 16, 16), (256, 256, 1, 3, 3), (8, 256, 1, 16, 16), (0, 1, 1), 1) is None  # 64 blocks
-    assert pick((2, 32, 32, 64, 64), (32, 32, 3, 3, 3), (2, 32, 32, 64, 64), (1, 1, 1), 1) == "bn32"
-    assert pick((8, 64, 1, 64, 64), (16, 64, 1, 3, 3), (8, 16, 1, 64, 64), (0, 1, 1), 1) is None  # 16 columns
-    assert pick((1, 4096, 1, 1024, 1024), (64, 4096, 1, 1, 1), (1, 64, 1, 1024, 1024), (0, 0, 0), 1) is None  # offsets
+    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), (1, 1, 1), 1) == "bn64"
+    assert pick((8, 64, 1, 128, 128), (128, 64, 1, 3, 3), (8, 128, 1, 64, 64), (0, 1, 1), (1, 1, 1), 1) == "bn128"
+    assert pick((8, 256, 1, 16, 16), (256, 256, 1, 3, 3), (8, 256, 1, 16, 16), (0, 1, 1), (1, 1, 1), 1) is None  # 64 blocks
+    assert pick((2, 32, 32, 64, 64), (32, 32, 3, 3, 3), (2, 32, 32, 64, 64), (1, 1, 1), (1, 1, 1), 1) == "bn32"
+    assert pick((8, 64, 1, 64, 64), (16, 64, 1, 3, 3), (8, 16, 1, 64, 64), (0, 1, 1), (1, 1, 1), 1) is None  # 16 columns
+    assert pick((1, 4096, 1, 1024, 1024), (64, 4096, 1, 1, 1), (1, 64, 1, 1024, 1024), (0, 0, 0), (1, 1, 1), 1) is None  # offsets
+    # a depth-dilated kernel reaching far into the padding: 2 * 8 * 1024**2 elements, but its last tap lies
+    # 2200 planes away (past 31 bits)
+    assert pick((1, 2, 8, 1024, 1024), (64, 2, 3, 1, 1), (1, 64, 8, 1024, 1024), (1100, 0, 0), (1100, 1, 1), 1) is None
     monkeypatch.setattr(G, "GEMM_TILES", "tiled")
-    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), 1) is None
+    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), (1, 1, 1), 1) is None
 
 
 def test_conv_unbatched_out_and_strided(cp, rng):

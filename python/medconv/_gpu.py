@@ -140,13 +140,17 @@ _WIDE_ROWS = 128  # BM of conv_gemm_wide_forward
 _taps: dict = {}
 
 
-def _wide_tile(xs, ws, ys, pad, groups):
-    """"bn64" / "bn128": the wide-tile forward GEMM for this conv, or None where the 16x16-thread tiles
-    run it (few columns, coordinates or offsets past 32 bits, a grid CUDA cannot hold)."""
+def _wide_tile(xs, ws, ys, pad, dilation, groups):
+    """"bn32" / "bn64" / "bn128": the wide-tile forward GEMM for this conv (5-D shapes), or None where the
+    16x16-thread tiles run it (few columns, tap offsets or coordinates past 31 bits, a grid CUDA cannot hold)."""
     ocg, cg = ws[0] // groups, ws[1]
     if GEMM_TILES == "tiled" or ocg <= 16:
         return None
-    if cg * _prod(xs[2:]) > _cuda.INT32_MAX or max(max(xs[2:]) + p for p in pad) > 2**30 or groups > _cuda.GRID_YZ_MAX:
+    d, h, w = xs[2:]
+    reach = [(k - 1) * dl for k, dl in zip(ws[2:], dilation)]
+    last_tap = (cg - 1) * d * h * w + (reach[0] * h + reach[1]) * w + reach[2]
+    if (last_tap > _cuda.INT32_MAX or max(xs[2:]) + 2 * max(pad) + max(reach) > 2**30
+            or groups > _cuda.GRID_YZ_MAX):
         return None
     row_blocks = math.ceil(xs[0] * _prod(ys[2:]) / _WIDE_ROWS)
     if row_blocks > _cuda.INT32_MAX:
@@ -225,7 +229,7 @@ def conv_forward(x, w, b, y, stride, pad, dilation, groups, act=0):
         _cuda.launch_1d(_cuda.typed("conv", "conv_direct_forward", x.dtype),
                         n * groups * math.ceil(ocg / 4) * _prod(y.shape[2:]),
                         (x, w, _arg(b), y, *args, i32(act)))
-    elif wide := _wide_tile(x.shape, w.shape, y.shape, pad, groups):
+    elif wide := _wide_tile(x.shape, w.shape, y.shape, pad, dilation, groups):
         bn = int(wide[2:])
         wide_grid = (math.ceil(rows / _WIDE_ROWS), math.ceil(ocg / bn), groups)
         _cuda.launch_grid(_cuda.typed("conv", f"conv_gemm_wide_forward_{wide}", x.dtype), wide_grid,
@@ -250,7 +254,7 @@ def conv_backward_input(gy, w, gx, stride, pad, dilation, groups, bias=None):
     flipped_pad = tuple(d * (k - 1) - p for d, k, p in zip(dilation, w.shape[2:], pad))
     if (all(s == 1 for s in stride) and min(flipped_pad) >= 0
             and _wide_tile(gy.shape, (gx.shape[1], w.shape[0] // groups) + tuple(w.shape[2:]), gx.shape, flipped_pad,
-                           groups)):
+                           dilation, groups)):
         conv_forward(gy, _flipped_transposed(w, groups), bias, gx, stride, flipped_pad, dilation, groups)
         return
     args = _conv_args(gx.shape, w.shape, gy.shape, stride, pad, dilation, groups)
