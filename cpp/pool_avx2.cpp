@@ -149,52 +149,72 @@ inline bool whole_2x2_windows(const PoolShape& s) {
          2 * s.OW <= s.W;
 }
 
-// The 2x2 loops prefetch each input row 64 floats (4 lines, 4 blocks of 8 outputs) ahead. Without it,
-// on Zen 3 rows that start on a cache line ran 1.3-1.5x slower (1t) and 1.7x (2t) than rows 16 bytes
-// off (numpy's), whose pair loads each reach into the next line early, and those gained nothing from
-// it (0.93-1.09x); on Zen 5 every alignment ran 1.7-1.8x slower without it (8x64x128x128, 1 thread:
-// 2.49 -> 1.41 ms on numpy's rows). 32 floats ahead: 1.1x slower; 128 or 256: 1.4-1.6x slower.
-constexpr int64_t kPrefetchFloats = 64;
+// The 2x2 loops take each window row of up to kPassOutputs outputs from end to end before the next
+// window row, with the partial results in an L1 buffer: the input streams by in address order (2D:
+// 1 KiB of one row, then 1 KiB of the next; 3D: the same in two input depths). Reading the window's
+// rows 64 bytes at a time in turn, the hardware prefetch kept up with none of them (8x64x128x128 max
+// pool, 1 thread, Zen 5: 2.0 ms, 40% of it waiting on the second row's loads; 1.1-1.2 ms in passes).
+// Tiles of many output rows, each input depth streamed over the whole tile, ran slower (3D 3.2 ms
+// against 2.7 in benchmarks/compare.py).
+constexpr int64_t kPassOutputs = 256;
 
-// Fetches, for each of a window's 2 KD input rows (first: its first tap), the line kPrefetchFloats
-// further along (a hint: it may lie past the input, and never faults).
-template <int KD>
-inline void prefetch_window_rows(const float* first, int64_t HW, int64_t W) {
-  for (int t = 0; t < 2 * KD; ++t) {
-    const float* row = first + (t / 2) * HW + (t % 2) * W;
-    _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(row) + kPrefetchFloats * 4), _MM_HINT_T0);
+// The 8 outputs' taps in window row `row` (offset in the plane of the block's first tap), in the
+// reference's order: even column, then odd.
+template <bool kIndex>
+inline void max_row_taps(const float* xp, int64_t row, __m256& best, __m256i& best_i, bool first) {
+  const __m256i even_cols = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+  __m256 even, odd;
+  load_tap_pair(xp + row, even, odd);
+  const __m256i ei = kIndex ? _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(row)), even_cols) : even_cols;
+  if (first) {
+    best = even;
+    best_i = ei;
+  } else {
+    take_max<kIndex>(best, best_i, even, ei);
   }
+  take_max<kIndex>(best, best_i, odd, _mm256_add_epi32(ei, _mm256_set1_epi32(1)));
 }
 
 // x: [NC, D, H, W], y / indices: [NC, OD, OH, OW]
 template <int KD, bool kIndex>
 void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices) {
   const int64_t HW = s.H * s.W;
-  const __m256i even_cols = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
-  const __m256i one = _mm256_set1_epi32(1);
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
+    alignas(32) float best_buf[kPassOutputs];
+    alignas(32) int32_t index_buf[kPassOutputs];
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
       const int64_t first = (od * KD * s.H + 2 * oh) * s.W;  // the window's first tap in the plane
       const float* xp = x + p * s.D * HW;
       float* yr = y + rr * s.OW;
       int64_t* ir = kIndex ? indices + rr * s.OW : nullptr;
-      for (int64_t ow = 0; ow < s.OW; ow += 8) {
-        const int64_t ow0 = std::min(ow, s.OW - 8);  // the last block overlaps the one before: same values
-        const int64_t at = first + 2 * ow0;
-        prefetch_window_rows<KD>(xp + at, HW, s.W);
-        __m256 best, odd;
-        load_tap_pair(xp + at, best, odd);
-        __m256i best_i = kIndex ? _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(at)), even_cols) : even_cols;
-        take_max<kIndex>(best, best_i, odd, _mm256_add_epi32(best_i, one));
-        for (int t = 1; t < 2 * KD; ++t) {  // the rows (d, h) after the first, in order
-          const int64_t row = at + (t / 2) * HW + (t % 2) * s.W;
-          __m256 even;
-          load_tap_pair(xp + row, even, odd);
-          const __m256i ei = kIndex ? _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(row)), even_cols) : even_cols;
-          take_max<kIndex>(best, best_i, even, ei);
-          take_max<kIndex>(best, best_i, odd, _mm256_add_epi32(ei, one));
+      for (int64_t c0 = 0; c0 + 8 <= s.OW; c0 += kPassOutputs) {
+        const int64_t blocks = std::min(kPassOutputs, s.OW - c0) / 8;
+        for (int t = 0; t < 2 * KD; ++t) {  // the window rows (d, h), in order
+          const int64_t row = first + (t / 2) * HW + (t % 2) * s.W + 2 * c0;
+          for (int64_t j = 0; j < blocks; ++j) {
+            __m256 best;
+            __m256i best_i;
+            if (t > 0) {
+              best = _mm256_load_ps(best_buf + 8 * j);
+              if (kIndex) best_i = _mm256_load_si256(reinterpret_cast<const __m256i*>(index_buf + 8 * j));
+            }
+            max_row_taps<kIndex>(xp, row + 16 * j, best, best_i, t == 0);
+            if (t + 1 < 2 * KD) {
+              _mm256_store_ps(best_buf + 8 * j, best);
+              if (kIndex) _mm256_store_si256(reinterpret_cast<__m256i*>(index_buf + 8 * j), best_i);
+            } else {
+              store_max<kIndex>(yr + c0 + 8 * j, kIndex ? ir + c0 + 8 * j : nullptr, best, best_i);
+            }
+          }
         }
+      }
+      if (s.OW % 8) {  // the last 8 outputs, overlapping the block before: the same values again
+        const int64_t ow0 = s.OW - 8;
+        __m256 best;
+        __m256i best_i;
+        for (int t = 0; t < 2 * KD; ++t)
+          max_row_taps<kIndex>(xp, first + (t / 2) * HW + (t % 2) * s.W + 2 * ow0, best, best_i, t == 0);
         store_max<kIndex>(yr + ow0, kIndex ? ir + ow0 : nullptr, best, best_i);
       }
     }
@@ -206,20 +226,32 @@ template <int KD>
 void avg_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t divisor) {
   const int64_t HW = s.H * s.W;
   const __m256 div = _mm256_set1_ps(static_cast<float>(divisor > 0 ? divisor : 4 * KD));
+  const auto add_row = [](const float* p, __m256 acc) {
+    __m256 even, odd;
+    load_tap_pair(p, even, odd);
+    return _mm256_add_ps(_mm256_add_ps(acc, even), odd);
+  };
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
+    alignas(32) float sum_buf[kPassOutputs];
     for (int64_t rr = begin; rr < end; ++rr) {
       const int64_t oh = rr % s.OH, od = (rr / s.OH) % s.OD, p = rr / (s.OH * s.OD);
       const float* xr = x + p * s.D * HW + (od * KD * s.H + 2 * oh) * s.W;
       float* yr = y + rr * s.OW;
-      for (int64_t ow = 0; ow < s.OW; ow += 8) {
-        const int64_t ow0 = std::min(ow, s.OW - 8);
-        __m256 acc = _mm256_setzero_ps();
-        prefetch_window_rows<KD>(xr + 2 * ow0, HW, s.W);
+      for (int64_t c0 = 0; c0 + 8 <= s.OW; c0 += kPassOutputs) {
+        const int64_t blocks = std::min(kPassOutputs, s.OW - c0) / 8;
         for (int t = 0; t < 2 * KD; ++t) {
-          __m256 even, odd;
-          load_tap_pair(xr + (t / 2) * HW + (t % 2) * s.W + 2 * ow0, even, odd);
-          acc = _mm256_add_ps(_mm256_add_ps(acc, even), odd);
+          const float* row = xr + (t / 2) * HW + (t % 2) * s.W + 2 * c0;
+          for (int64_t j = 0; j < blocks; ++j) {
+            const __m256 acc = add_row(row + 16 * j, t > 0 ? _mm256_load_ps(sum_buf + 8 * j) : _mm256_setzero_ps());
+            if (t + 1 < 2 * KD) _mm256_store_ps(sum_buf + 8 * j, acc);
+            else _mm256_storeu_ps(yr + c0 + 8 * j, _mm256_div_ps(acc, div));
+          }
         }
+      }
+      if (s.OW % 8) {  // the last 8 outputs, overlapping the block before: the same values again
+        const int64_t ow0 = s.OW - 8;
+        __m256 acc = _mm256_setzero_ps();
+        for (int t = 0; t < 2 * KD; ++t) acc = add_row(xr + (t / 2) * HW + (t % 2) * s.W + 2 * ow0, acc);
         _mm256_storeu_ps(yr + ow0, _mm256_div_ps(acc, div));
       }
     }

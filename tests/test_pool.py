@@ -79,9 +79,10 @@ def _array_at(a, offset):
 def test_whole_two_by_two_windows_are_the_portable_bits(rng, isa, nd):
     """2x2 (2x2x2) stride-2 windows inside the input (the U-Net pools) take a loop of their own on
     AVX2: values, indices and averages (divisor_override too) are the portable kernel's bits, for
-    rows of exactly 8 outputs, rows whose last block overlaps, odd input sizes and signed zeros;
-    inputs on a cache line (rows prefetched ahead when they all are) and 16 bytes past one."""
-    for w, offset in ((16, 0), (16, 16), (17, 0), (30, 16), (45, 0), (64, 0), (64, 16)):
+    rows of exactly 8 outputs, rows whose last block overlaps, rows longer than one pass of 256
+    outputs (265 and 515: a pass of one block, and one of none), odd input sizes and signed zeros;
+    inputs on a cache line and 16 bytes past one."""
+    for w, offset in ((16, 0), (16, 16), (17, 0), (30, 16), (45, 0), (64, 0), (64, 16), (530, 0), (1030, 16)):
         shape = (2, 3) + ((5,) if nd == 3 else ()) + (7, w)
         x = _array_at(np.round(rng.standard_normal(shape) * 2).astype(np.float32) / 2, offset)
         flat = x.reshape(-1)
