@@ -13,6 +13,7 @@
 #include "avx2_kernels.h"
 #include "parallel.h"
 #include "pool_window.h"
+#include "stream_avx2.h"
 
 namespace medconv {
 
@@ -158,6 +159,11 @@ inline bool whole_2x2_windows(const PoolShape& s) {
 // against 2.7 in benchmarks/compare.py).
 constexpr int64_t kPassOutputs = 256;
 
+// Outputs of kStreamStoreBytes or more go out with streaming stores, in whole rows of 8-output blocks.
+inline bool streams_2x2_outputs(const PoolShape& s) {
+  return s.OW % 8 == 0 && s.NC * s.OD * s.OH * s.OW * static_cast<int64_t>(sizeof(float)) >= kStreamStoreBytes;
+}
+
 // The 8 outputs' taps in window row `row` (offset in the plane of the block's first tap), in the
 // reference's order: even column, then odd.
 template <bool kIndex>
@@ -179,6 +185,7 @@ inline void max_row_taps(const float* xp, int64_t row, __m256& best, __m256i& be
 template <int KD, bool kIndex>
 void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices) {
   const int64_t HW = s.H * s.W;
+  const bool stream = streams_2x2_outputs(s) && !kIndex;
   parallel_for(s.NC * s.OD * s.OH, 16, [&](int64_t begin, int64_t end) {
     alignas(32) float best_buf[kPassOutputs];
     alignas(32) int32_t index_buf[kPassOutputs];
@@ -190,6 +197,7 @@ void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices
       int64_t* ir = kIndex ? indices + rr * s.OW : nullptr;
       for (int64_t c0 = 0; c0 + 8 <= s.OW; c0 += kPassOutputs) {
         const int64_t blocks = std::min(kPassOutputs, s.OW - c0) / 8;
+        avx2::VectorStream run(yr + c0);
         for (int t = 0; t < 2 * KD; ++t) {  // the window rows (d, h), in order
           const int64_t row = first + (t / 2) * HW + (t % 2) * s.W + 2 * c0;
           for (int64_t j = 0; j < blocks; ++j) {
@@ -203,11 +211,14 @@ void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices
             if (t + 1 < 2 * KD) {
               _mm256_store_ps(best_buf + 8 * j, best);
               if (kIndex) _mm256_store_si256(reinterpret_cast<__m256i*>(index_buf + 8 * j), best_i);
+            } else if (stream) {
+              run.put(best);
             } else {
               store_max<kIndex>(yr + c0 + 8 * j, kIndex ? ir + c0 + 8 * j : nullptr, best, best_i);
             }
           }
         }
+        if (stream) run.finish();
       }
       if (s.OW % 8) {  // the last 8 outputs, overlapping the block before: the same values again
         const int64_t ow0 = s.OW - 8;
@@ -218,6 +229,7 @@ void max_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t* indices
         store_max<kIndex>(yr + ow0, kIndex ? ir + ow0 : nullptr, best, best_i);
       }
     }
+    if (stream) _mm_sfence();  // the streamed stores are visible before the call returns
   });
 }
 
@@ -226,6 +238,7 @@ template <int KD>
 void avg_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t divisor) {
   const int64_t HW = s.H * s.W;
   const __m256 div = _mm256_set1_ps(static_cast<float>(divisor > 0 ? divisor : 4 * KD));
+  const bool stream = streams_2x2_outputs(s);
   const auto add_row = [](const float* p, __m256 acc) {
     __m256 even, odd;
     load_tap_pair(p, even, odd);
@@ -239,14 +252,17 @@ void avg_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t divisor)
       float* yr = y + rr * s.OW;
       for (int64_t c0 = 0; c0 + 8 <= s.OW; c0 += kPassOutputs) {
         const int64_t blocks = std::min(kPassOutputs, s.OW - c0) / 8;
+        avx2::VectorStream run(yr + c0);
         for (int t = 0; t < 2 * KD; ++t) {
           const float* row = xr + (t / 2) * HW + (t % 2) * s.W + 2 * c0;
           for (int64_t j = 0; j < blocks; ++j) {
             const __m256 acc = add_row(row + 16 * j, t > 0 ? _mm256_load_ps(sum_buf + 8 * j) : _mm256_setzero_ps());
             if (t + 1 < 2 * KD) _mm256_store_ps(sum_buf + 8 * j, acc);
+            else if (stream) run.put(_mm256_div_ps(acc, div));
             else _mm256_storeu_ps(yr + c0 + 8 * j, _mm256_div_ps(acc, div));
           }
         }
+        if (stream) run.finish();
       }
       if (s.OW % 8) {  // the last 8 outputs, overlapping the block before: the same values again
         const int64_t ow0 = s.OW - 8;
@@ -255,6 +271,7 @@ void avg_pool_2x2(const PoolShape& s, const float* x, float* y, int64_t divisor)
         _mm256_storeu_ps(yr + ow0, _mm256_div_ps(acc, div));
       }
     }
+    if (stream) _mm_sfence();
   });
 }
 
