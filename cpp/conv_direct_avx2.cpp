@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "aligned.h"
+#include "avx512_kernels.h"
 #include "parallel.h"
 #include "range.h"
 
@@ -188,6 +189,7 @@ void run_blocks(const ConvShape& s, const float* x, const float* w, const float*
 void conv_direct_avx2_f32(const ConvShape& s, const float* x, const float* w, const float* bias, float* y,
                           bool relu, Isa isa) {
   if (conv_pointwise_applies(s)) return conv_pointwise_avx2_f32(s, x, w, bias, y, relu);
+  if (isa == Isa::avx512 && conv_depthwise3x3_avx512_f32(s, x, w, bias, y, relu)) return;
   if (conv_rows_avx2_f32(s, x, w, bias, y, relu)) return;
   if (conv_tiles1d_applies(s)) return conv_tiles1d_avx2_f32(s, x, w, bias, y, relu, isa);
   if (conv_phase_rows_applies(s)) return conv_phase_rows_avx2_f32(s, x, w, bias, y, relu);

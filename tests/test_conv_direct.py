@@ -450,3 +450,39 @@ def test_phase_rows_random_shapes(maybe_torch, rng):
     x = rng.standard_normal((2, 24, 45, 77)).astype(np.float32)
     w = rng.standard_normal((24, 1, 3, 3)).astype(np.float32)
     same_bits_at_thread_counts(lambda: F.conv2d(x, w, padding=1, stride=2, groups=24))
+
+
+@pytest.mark.skipif("avx512" not in mc.backend_info()["supported_isas"], reason="needs an AVX-512 CPU")
+def test_avx512_depthwise_3x3_gives_avx2s_bits(rng):
+    """conv_depthwise_avx512.cpp: 3x3 stride-1 "same" convs of one channel per group, rows a multiple of 16,
+    sum as conv_rows_avx2.cpp's 8-lane kernel does: the same bits, with and without bias and ReLU, NaN
+    and infinities in the input and the taps (an infinite tap times the zero padding is NaN there too),
+    rows past a block of 8, one-channel images, 3D inputs with 1 x 3 x 3 kernels, streamed outputs
+    (8 MiB and more, from the output cache) and an out= 16 bytes off (which the AVX2 kernel keeps)."""
+    cases = [((2, 6, 13, 48), 6, True, "relu"), ((1, 1, 5, 16), 1, False, None), ((3, 4, 16, 32), 4, True, None),
+             ((2, 16, 256, 256), 16, True, "relu"), ((1, 3, 4, 9, 64), 3, True, None)]
+    before = mc.backend_info()["isa"]
+    try:
+        for shape, groups, bias, act in cases:
+            x = rng.standard_normal(shape).astype(np.float32)
+            x.flat[:: max(1, x.size // 7)] = np.float32(np.nan)
+            x.flat[5] = np.inf
+            nd = len(shape) - 2
+            w = rng.standard_normal((groups, 1) + (1,) * (nd - 2) + (3, 3)).astype(np.float32)
+            w.flat[-1] = np.inf if shape[-2] == 13 else w.flat[-1]
+            b = rng.standard_normal(groups).astype(np.float32) if bias else None
+            pad = 1 if nd == 2 else (0, 1, 1)
+            conv = getattr(F, f"conv{nd}d")
+            runs = []
+            for isa in ("avx2", "avx512"):
+                mc._core.select_isa(isa)
+                y = conv(x, w, b, padding=pad, groups=groups, activation=act)
+                out = np.empty(y.shape, np.float32)
+                conv(x, w, b, padding=pad, groups=groups, activation=act, out=out)
+                runs.append((y.copy(), out))
+            for a, c in zip(*runs):
+                np.testing.assert_array_equal(a.view(np.int32), c.view(np.int32), err_msg=f"{shape}")
+            assert_close(runs[1][0], _expected(nd, x, w, b, dict(padding=pad, groups=groups), act == "relu"),
+                         dtype=np.float32, what=f"{shape} against the reference")
+    finally:
+        mc._core.select_isa(before)

@@ -142,6 +142,8 @@ void conv_fixed_cases(const Kernels<float>& k, Stats& st) {
       {12, 24, 10, 40, 3, 3, 1, 2, 2, 2},  // grouped, dilated, padded
       {8, 16, 5, 100, 5, 5, 1, 2, 1, 1},   // 5x5, wide rows
       {16, 20, 1, 600, 1, 7, 2, 3, 1, 1},  // 1D (H = 1: no padding or stride along H): the 1D tiles
+      {6, 6, 13, 48, 3, 3, 1, 1, 1, 6},    // depthwise 3x3 "same", rows of 3 x 16: AVX-512's depthwise kernel
+      {1, 1, 5, 16, 3, 3, 1, 1, 1, 1},     // one channel, one 16-column block (both edges), 5 rows of 8
   };
   for (const Fixed& f : cases) {
     ConvShape s{};
