@@ -547,8 +547,8 @@ __device__ void conv_gemm_weight(const T* __restrict__ x, const T* __restrict__ 
 }
 
 // ------------------------------------------------------------------ forward implicit GEMM, wide tiles
-// BM = 128 output pixels x BN (32, 64 or 128) output channels per block, MC_WBK = 8 reduction indices
-// a step, 256 threads as 16 x 16, each holding an 8 x (BN/16) register tile (wide_index). The next
+// BM (64 or 128) output pixels x BN (32, 64 or 128) output channels per block, MC_WBK = 8 reduction
+// indices a step, 256 threads as 16 x 16, each holding a (BM/16) x (BN/16) register tile (wide_index). The next
 // step's operands are loaded into registers while the current step's are multiplied, and stored into
 // the other of two shared buffers.
 // taps[4k..4k+3], from the host per geometry: for reduction index k = (ic, kd, kh, kw), the offset of
@@ -564,10 +564,10 @@ __device__ __forceinline__ int wide_index(int t, int i) {
   return TT >= 8 ? (i / 4) * 64 + t * 4 + i % 4 : t * TT + i;
 }
 
-template <class T, int BN>
+template <class T, int BM, int BN>
 __device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ bias,
                                        const int* __restrict__ taps, T* __restrict__ y, const ConvGeom g, int act) {
-  constexpr int BM = 128, TN = BN / 16, B_LOADS = BN / 32;
+  constexpr int TM = BM / 16, TN = BN / 16, A_LOADS = BM / 32, A_KSTEP = MC_THREADS / BM, B_LOADS = BN / 32;
   __shared__ __align__(16) T As[2][MC_WBK][BM + MC_WPAD];
   __shared__ __align__(16) T Bs[2][MC_WBK][BN + MC_WPAD];
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
@@ -576,7 +576,7 @@ __device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restr
   const int K = static_cast<int>(g.Cg) * g.kvol;
   const i64 m0 = (i64)blockIdx.x * BM, n0 = (i64)blockIdx.y * BN;
 
-  // A: this thread gathers row a_m at reduction indices a_k0 + 2l (l < 4) of every step.
+  // A: this thread gathers row a_m at reduction indices a_k0 + A_KSTEP l (l < A_LOADS) of every step.
   const int a_m = tid % BM, a_k0 = tid / BM;
   const i64 am = m0 + a_m;
   const bool a_valid = am < rows;
@@ -595,17 +595,17 @@ __device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restr
   const int b_k = tid % MC_WBK, b_n = tid / MC_WBK;
   const T* w_group = w + grp * g.OCg * K;
 
-  T a_next[4], b_next[B_LOADS];
-  T acc[8][TN];
+  T a_next[A_LOADS], b_next[B_LOADS];
+  T acc[TM][TN];
 #pragma unroll
-  for (int i = 0; i < 8; ++i)
+  for (int i = 0; i < TM; ++i)
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
 
 #define MC_WIDE_LOAD(k0)                                                                                   \
   {                                                                                                        \
-    _Pragma("unroll") for (int l = 0; l < 4; ++l) {                                                        \
-      const int k = (k0) + a_k0 + 2 * l;                                                                   \
+    _Pragma("unroll") for (int l = 0; l < A_LOADS; ++l) {                                                  \
+      const int k = (k0) + a_k0 + A_KSTEP * l;                                                             \
       T v = T(0);                                                                                          \
       if (a_valid && k < K) {                                                                              \
         const int* t = taps + 4 * k;                                                                       \
@@ -622,7 +622,7 @@ __device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restr
   }
 #define MC_WIDE_STORE(buf)                                                                                 \
   {                                                                                                        \
-    _Pragma("unroll") for (int l = 0; l < 4; ++l) As[buf][a_k0 + 2 * l][a_m] = a_next[l];                  \
+    _Pragma("unroll") for (int l = 0; l < A_LOADS; ++l) As[buf][a_k0 + A_KSTEP * l][a_m] = a_next[l];      \
     _Pragma("unroll") for (int l = 0; l < B_LOADS; ++l) Bs[buf][b_k][b_n + 32 * l] = b_next[l];            \
   }
 
@@ -635,13 +635,13 @@ __device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restr
     if (more) MC_WIDE_LOAD(k0 + MC_WBK)
 #pragma unroll
     for (int k = 0; k < MC_WBK; ++k) {
-      T a[8], b[TN];
+      T a[TM], b[TN];
 #pragma unroll
-      for (int i = 0; i < 8; ++i) a[i] = As[buf][k][wide_index<8>(tx, i)];
+      for (int i = 0; i < TM; ++i) a[i] = As[buf][k][wide_index<TM>(tx, i)];
 #pragma unroll
       for (int j = 0; j < TN; ++j) b[j] = Bs[buf][k][wide_index<TN>(ty, j)];
 #pragma unroll
-      for (int i = 0; i < 8; ++i)
+      for (int i = 0; i < TM; ++i)
 #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * b[j];
     }
@@ -653,8 +653,8 @@ __device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restr
 #undef MC_WIDE_STORE
 
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
-    const i64 m = m0 + wide_index<8>(tx, i);
+  for (int i = 0; i < TM; ++i) {
+    const i64 m = m0 + wide_index<TM>(tx, i);
     if (m >= rows) continue;
     const i64 n = m / g.OSP, sp = m - n * g.OSP;
 #pragma unroll
@@ -684,11 +684,11 @@ __device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restr
   MC_EXPORT(conv_gemm_backward_weight_##TAG##_##S, (const T* x, const T* gy, T* out, MC_CONV_PARAMS, i64 splits), \
             (conv_gemm_weight<T, BM, BN>(x, gy, out, MC_CONV_GEOM, splits)))
 
-// The wide-tile forward GEMM for BN = 32, 64 and 128 columns a block; in float32, two blocks an SM.
-#define MC_CONV_WIDE(T, S, BN)                                                                                  \
-  MC_EXPORT_BOUNDED(MC_THREADS, sizeof(T) == 4 ? 2 : 1, conv_gemm_wide_forward_bn##BN##_##S,                   \
+// The wide-tile forward GEMM, BM x BN a block; in float32, two blocks an SM.
+#define MC_CONV_WIDE(T, S, BM, BN)                                                                              \
+  MC_EXPORT_BOUNDED(MC_THREADS, sizeof(T) == 4 ? 2 : 1, conv_gemm_wide_forward_m##BM##n##BN##_##S,             \
             (const T* x, const T* w, const T* bias, const int* taps, T* y, MC_CONV_PARAMS, int act),           \
-            (conv_gemm_wide_forward<T, BN>(x, w, bias, taps, y, MC_CONV_GEOM, act)))
+            (conv_gemm_wide_forward<T, BM, BN>(x, w, bias, taps, y, MC_CONV_GEOM, act)))
 
 // The tiled direct kernel for OCB output channels per group and RPT output rows per thread, capped
 // at 64 registers so that 4 blocks fit an SM.
@@ -718,9 +718,12 @@ __device__ void conv_gemm_wide_forward(const T* __restrict__ x, const T* __restr
   MC_CONV_TILES(T, S, 128, 16, bn16)                                                                           \
   MC_CONV_TILES(T, S, 128, 32, bn32)                                                                           \
   MC_CONV_TILES(T, S, 64, 64, bn64)                                                                            \
-  MC_CONV_WIDE(T, S, 32)                                                                                       \
-  MC_CONV_WIDE(T, S, 64)                                                                                       \
-  MC_CONV_WIDE(T, S, 128)
+  MC_CONV_WIDE(T, S, 128, 32)                                                                                  \
+  MC_CONV_WIDE(T, S, 128, 64)                                                                                  \
+  MC_CONV_WIDE(T, S, 128, 128)                                                                                 \
+  MC_CONV_WIDE(T, S, 64, 32)                                                                                   \
+  MC_CONV_WIDE(T, S, 64, 64)                                                                                   \
+  MC_CONV_WIDE(T, S, 64, 128)
 
 MC_CONV(float, f32)
 MC_CONV(double, f64)

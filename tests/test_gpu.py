@@ -195,7 +195,10 @@ WIDE_CONV_SHAPES = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,c,spatial,oc,k,kw", WIDE_CONV_SHAPES)
-def test_conv_wide_gemm(cp, rng, monkeypatch, n, c, spatial, oc, k, kw, dtype):
+@pytest.mark.parametrize("rows", [128, 64])
+def test_conv_wide_gemm(cp, rng, monkeypatch, rows, n, c, spatial, oc, k, kw, dtype):
+    """Both row heights: 128 ("wide"), and 64 where no tile would give every SM a block (a device of
+    10**6 SMs), with the narrower of the two column widths."""
     nd = len(spatial)
     x = rand(rng, (n, c, *spatial), dtype)
     if "activation" in kw:
@@ -205,13 +208,15 @@ def test_conv_wide_gemm(cp, rng, monkeypatch, n, c, spatial, oc, k, kw, dtype):
     launched = []
     typed = _cuda.typed
     monkeypatch.setattr(_cuda, "typed", lambda family, base, dt: launched.append(base) or typed(family, base, dt))
-    monkeypatch.setattr(G, "GEMM_TILES", "wide")
+    monkeypatch.setattr(G, "GEMM_TILES", "wide" if rows == 128 else "auto")
+    monkeypatch.setattr(_cuda, "sm_count", lambda: 10**6)
     f = getattr(F, f"conv{nd}d")
+    ocg = oc // kw.get("groups", 1)
+    widths = [bn for bn in (128, 64, 32) if bn < 2 * ocg][:2]
+    want = f"conv_gemm_wide_forward_m{rows}n{widths[0] if rows == 128 else widths[-1]}"
     for bias in (b, None):
         launched.clear()
         close(cp, f(*gpu(cp, x, w), gpu(cp, bias), **kw), f(x, w, bias, **kw), dtype)
-        ocg = oc // kw.get("groups", 1)
-        want = "conv_gemm_wide_forward_" + ("bn128" if ocg > 64 else "bn64" if ocg > 32 else "bn32")
         assert launched == [want], launched
 
 
@@ -252,21 +257,24 @@ def test_conv_input_gradient_on_the_wide_gemm(cp, rng, monkeypatch, n, c, spatia
 
 
 def test_conv_wide_gemm_choice(monkeypatch):
-    """The wide tiles where they fill the device (132 SMs here), the 16x16-thread tiles elsewhere."""
+    """128-row tiles where they give every SM a block (132 here), the wider first; else 64-row ones; the
+    16x16-thread tiles for 16 columns or fewer and past the 31-bit limits."""
     monkeypatch.setattr(_cuda, "sm_count", lambda: 132)
     monkeypatch.setattr(G, "GEMM_TILES", "auto")
     pick = G._wide_tile
-    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), (1, 1, 1), 1) == "bn64"
-    assert pick((8, 64, 1, 128, 128), (128, 64, 1, 3, 3), (8, 128, 1, 64, 64), (0, 1, 1), (1, 1, 1), 1) == "bn128"
-    assert pick((8, 256, 1, 16, 16), (256, 256, 1, 3, 3), (8, 256, 1, 16, 16), (0, 1, 1), (1, 1, 1), 1) is None  # 64 blocks
-    assert pick((2, 32, 32, 64, 64), (32, 32, 3, 3, 3), (2, 32, 32, 64, 64), (1, 1, 1), (1, 1, 1), 1) == "bn32"
-    assert pick((8, 64, 1, 64, 64), (16, 64, 1, 3, 3), (8, 16, 1, 64, 64), (0, 1, 1), (1, 1, 1), 1) is None  # 16 columns
-    assert pick((1, 4096, 1, 1024, 1024), (64, 4096, 1, 1, 1), (1, 64, 1, 1024, 1024), (0, 0, 0), (1, 1, 1), 1) is None  # offsets
+    one = (1, 1, 1)
+    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), one, 1) == (128, 64)  # S3
+    assert pick((8, 64, 1, 128, 128), (128, 64, 1, 3, 3), (8, 128, 1, 64, 64), (0, 1, 1), one, 1) == (128, 128)  # S5
+    assert pick((8, 128, 1, 32, 32), (256, 128, 1, 1, 1), (8, 256, 1, 32, 32), (0, 0, 0), one, 1) == (128, 64)  # S6
+    assert pick((8, 256, 1, 16, 16), (256, 256, 1, 3, 3), (8, 256, 1, 16, 16), (0, 1, 1), one, 1) == (64, 64)  # S4
+    assert pick((2, 32, 32, 64, 64), (32, 32, 3, 3, 3), (2, 32, 32, 64, 64), one, one, 1) == (128, 32)  # S9
+    assert pick((8, 64, 1, 64, 64), (16, 64, 1, 3, 3), (8, 16, 1, 64, 64), (0, 1, 1), one, 1) is None  # 16 columns
+    assert pick((1, 4096, 1, 1024, 1024), (64, 4096, 1, 1, 1), (1, 64, 1, 1024, 1024), (0, 0, 0), one, 1) is None
     # a depth-dilated kernel reaching far into the padding: 2 * 8 * 1024**2 elements, but its last tap lies
     # 2200 planes away (past 31 bits)
     assert pick((1, 2, 8, 1024, 1024), (64, 2, 3, 1, 1), (1, 64, 8, 1024, 1024), (1100, 0, 0), (1100, 1, 1), 1) is None
     monkeypatch.setattr(G, "GEMM_TILES", "tiled")
-    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), (1, 1, 1), 1) is None
+    assert pick((8, 64, 1, 64, 64), (64, 64, 1, 3, 3), (8, 64, 1, 64, 64), (0, 1, 1), one, 1) is None
 
 
 def test_conv_unbatched_out_and_strided(cp, rng):

@@ -31,7 +31,7 @@ _TYPED = {  # kernels compiled for float32 and float64: name_f32, name_f64
             + tuple(f"conv_direct_tiled_forward_oc{q}_rows{r}" for q in (1, 4) for r in (1, 2, 4))
             + tuple(f"conv_gemm_{op}_{tile}" for op in ("forward", "backward_input", "backward_weight")
                     for tile in ("bn16", "bn32", "bn64"))
-            + ("conv_gemm_wide_forward_bn32", "conv_gemm_wide_forward_bn64", "conv_gemm_wide_forward_bn128"),
+            + tuple(f"conv_gemm_wide_forward_m{bm}n{bn}" for bm in (64, 128) for bn in (32, 64, 128)),
     "dicom": (),
     "interpolate": ("interpolate_forward", "interpolate_backward"),
     "pad": ("pad_forward", "pad_backward"),

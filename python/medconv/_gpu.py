@@ -134,36 +134,34 @@ def _tile(cols: int) -> tuple[str, int, int]:
 
 
 #: "auto" picks the forward GEMM's tiles by shape; "tiled" keeps to the 16x16-thread tiles (bn16/32/64),
-#: "wide" takes the wide tiles wherever they apply (for comparing them)
+#: "wide" takes the wide tiles of 128 rows wherever they apply (for comparing them)
 GEMM_TILES = os.environ.get("MEDCONV_GPU_GEMM", "auto")
-_WIDE_ROWS = 128  # BM of conv_gemm_wide_forward
 _taps: dict = {}
 
 
 def _wide_tile(xs, ws, ys, pad, dilation, groups):
-    """"bn32" / "bn64" / "bn128": the wide-tile forward GEMM for this conv (5-D shapes), or None where the
-    16x16-thread tiles run it (few columns, tap offsets or coordinates past 31 bits, a grid CUDA cannot hold)."""
+    """(BM, BN) of the wide-tile forward GEMM for this conv (5-D shapes), or None where the 16x16-thread
+    tiles run it (few columns, tap offsets or coordinates past 31 bits, a grid CUDA cannot hold)."""
     ocg, cg = ws[0] // groups, ws[1]
     if GEMM_TILES == "tiled" or ocg <= 16:
         return None
     d, h, w = xs[2:]
     reach = [(k - 1) * dl for k, dl in zip(ws[2:], dilation)]
     last_tap = (cg - 1) * d * h * w + (reach[0] * h + reach[1]) * w + reach[2]
+    rows = xs[0] * _prod(ys[2:])
     if (last_tap > _cuda.INT32_MAX or max(xs[2:]) + 2 * max(pad) + max(reach) > 2**30
-            or groups > _cuda.GRID_YZ_MAX):
+            or groups > _cuda.GRID_YZ_MAX or math.ceil(rows / 64) > _cuda.INT32_MAX):
         return None
-    row_blocks = math.ceil(xs[0] * _prod(ys[2:]) / _WIDE_ROWS)
-    if row_blocks > _cuda.INT32_MAX:
-        return None
+    widths = [bn for bn in (128, 64, 32) if bn < 2 * ocg][:2]  # the tile that covers the columns, and half of it
     if GEMM_TILES == "wide":
-        return "bn128" if ocg > 64 else "bn64" if ocg > 32 else "bn32"
-    # the larger tile while there is still a block for every SM
+        return 128, widths[0]
+    # 128 rows a block where that still gives every SM a block (the wider tile first); else 64
     sms = _cuda.sm_count()
-    if ocg > 64 and row_blocks * math.ceil(ocg / 128) * groups >= sms:
-        return "bn128"
-    if ocg > 32:
-        return "bn64" if row_blocks * math.ceil(ocg / 64) * groups >= sms else None
-    return "bn32" if row_blocks * groups >= sms else None
+    for bm in (128, 64):
+        for bn in widths:
+            if math.ceil(rows / bm) * math.ceil(ocg / bn) * groups >= sms:
+                return bm, bn
+    return 64, widths[-1]
 
 
 def _conv_taps(ws, xs, dilation):
@@ -230,9 +228,9 @@ def conv_forward(x, w, b, y, stride, pad, dilation, groups, act=0):
                         n * groups * math.ceil(ocg / 4) * _prod(y.shape[2:]),
                         (x, w, _arg(b), y, *args, i32(act)))
     elif wide := _wide_tile(x.shape, w.shape, y.shape, pad, dilation, groups):
-        bn = int(wide[2:])
-        wide_grid = (math.ceil(rows / _WIDE_ROWS), math.ceil(ocg / bn), groups)
-        _cuda.launch_grid(_cuda.typed("conv", f"conv_gemm_wide_forward_{wide}", x.dtype), wide_grid,
+        bm, bn = wide
+        wide_grid = (math.ceil(rows / bm), math.ceil(ocg / bn), groups)
+        _cuda.launch_grid(_cuda.typed("conv", f"conv_gemm_wide_forward_m{bm}n{bn}", x.dtype), wide_grid,
                           (x, w, _arg(b), _conv_taps(w.shape, x.shape, dilation), y, *args, i32(act)),
                           "conv forward")
     else:
