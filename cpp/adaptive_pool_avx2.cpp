@@ -22,6 +22,11 @@ using avx2::hsum_pd;
 using avx2::high_pd;
 using avx2::low_pd;
 
+// The lines 16 KiB ahead of the sum are fetched as it goes: a single read stream, which the hardware
+// prefetch alone kept at 41 GB/s (global pool of 8x64x128x128, 1 thread, Zen 5: 0.78 -> 0.54-0.61 ms;
+// 4 KiB ahead 0.72, 8 KiB 0.57, 32 KiB 0.57-0.60).
+constexpr uintptr_t kSumPrefetchBytes = 16384;
+
 // sum_i x[i], i < n: float32 groups (v0 + v1) + (v2 + v3) of 4 vectors (two roundings per term),
 // summed in float64 (half the conversions of converting every vector: 1.6x faster from L3)
 double sum_wide(const float* x, int64_t n) {
@@ -33,6 +38,9 @@ double sum_wide(const float* x, int64_t n) {
     return _mm256_add_ps(_mm256_add_ps(v0, v1), _mm256_add_ps(v2, v3));
   };
   for (; i + 64 <= n; i += 64) {
+    for (int l = 0; l < 4; ++l)  // hints: past x's end they never fault
+      _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<uintptr_t>(x + i) + kSumPrefetchBytes + 64 * l),
+                   _MM_HINT_T0);
     const __m256 g0 = group(i), g1 = group(i + 32);
     a = _mm256_add_pd(a, low_pd(g0));
     b = _mm256_add_pd(b, high_pd(g0));
