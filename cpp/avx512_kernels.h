@@ -9,6 +9,7 @@ namespace medconv {
 void add_conv_avx512(KernelTable& t);    // conv_avx512.cpp, gemm_avx512.cpp
 void add_linear_avx512(KernelTable& t);  // linear_avx512.cpp
 void add_eltwise_avx512(KernelTable& t); // act_avx512.cpp
+void add_softmax_avx512(KernelTable& t); // softmax_avx512.cpp: rows (inner 1, 16+ long); the rest as before
 
 // One 8-channel x 32-column tile of conv_tiles1d_avx2.cpp's 1D convs (conv_tiles1d_avx512.cpp): y rows
 // r < mr, columns < nr = act(bias8[r] + sum over (c, k) in order of ap[(c KW + k) 8 + r] *

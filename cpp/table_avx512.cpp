@@ -9,6 +9,7 @@ KernelTable avx512_table(const KernelTable& base) {
   add_conv_avx512(t);
   add_linear_avx512(t);
   add_eltwise_avx512(t);
+  add_softmax_avx512(t);
   return t;
 }
 

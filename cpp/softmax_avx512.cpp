@@ -1,0 +1,249 @@
+// Softmax / log-softmax along contiguous rows (inner == 1, 16 or more per row) on AVX-512F:
+// softmax_avx2.cpp's recipe (the max; exp(x) 2^-k for rows with |max| <= 1000, else exp(x - max)
+// with the difference split exactly; float32 groups of 4 vectors summed in float64; log-softmax's
+// three rounded subtractions) in 16 lanes. The groups hold other elements than AVX2's 8-lane ones,
+// so a row's sum may round differently: within the same bound of the float64 reference.
+// The other layouts (columns, short rows) stay with the AVX2 kernels.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <new>
+
+#include "avx512_kernels.h"
+#include "memory.h"
+#include "parallel.h"
+#include "vec_avx512.h"
+
+namespace medconv {
+namespace {
+
+using V = avx512::Avx512Vec;
+using avx512::first_lanes;
+
+constexpr float kScaledMaxAbs = 1000.0f;  // as softmax_avx2.cpp
+
+// exp(x) 2^-k for x >= lowest (lower x as lowest, NaN kept), results under 2^-126 flushed to zero;
+// k_biased = k - 127. The polynomial runs over K vectors in lockstep.
+template <int K>
+inline void exp_scaled(__m512 (&v)[K], __m512 lowest, __m512 k_biased) {
+  vecmath::Reduced<V> q[K];
+  __m512 p[K];
+  for (int k = 0; k < K; ++k) q[k] = vecmath::reduce_ln2<V>(v[k], lowest);
+  for (int k = 0; k < K; ++k) p[k] = _mm512_set1_ps(vecmath::kExpm1Tail[0]);
+  for (int c = 1; c < vecmath::kExpm1TailTerms; ++c)
+    for (int k = 0; k < K; ++k) p[k] = _mm512_fmadd_ps(p[k], q[k].r, _mm512_set1_ps(vecmath::kExpm1Tail[c]));
+  for (int k = 0; k < K; ++k) {
+    p[k] = _mm512_fmadd_ps(_mm512_mul_ps(q[k].r, q[k].r), p[k], q[k].r);  // e^r - 1
+    const __m512 field = V::max(_mm512_sub_ps(q[k].n, k_biased), _mm512_setzero_ps());
+    const __m512i bits = _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtps_epi32(0xFFFF, field), 23);
+    const __m512 scale = _mm512_castsi512_ps(bits);
+    v[k] = _mm512_fmadd_ps(p[k], scale, scale);  // (e^r - 1 + 1) 2^(n - k)
+  }
+}
+
+// exp(x - m) for x <= m: the difference split exactly into hi + lo, lo added to the reduced argument.
+template <int K>
+inline void exp_diff(__m512 (&v)[K], __m512 m) {
+  for (int k = 0; k < K; ++k) {
+    const __m512 x = v[k];
+    const __m512 hi = _mm512_sub_ps(x, m);
+    const __m512 bb = _mm512_sub_ps(hi, x);
+    __m512 lo = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_sub_ps(hi, bb)), _mm512_add_ps(m, bb));
+    lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(lo, lo, _CMP_ORD_Q), lo);  // hi = -inf gives lo = NaN: drop it
+    const vecmath::Reduced<V> q = vecmath::reduce_ln2<V>(hi);
+    const __m512 r = _mm512_add_ps(q.r, lo);
+    const __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(r, r), vecmath::expm1_tail_poly<V>(r), r);
+    v[k] = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(1.0f)), V::pow2n(q.n));
+  }
+}
+
+// A vector's low and high 8 lanes, by the all-lanes masked extract: GCC 12 warns about the unmasked
+// one's undefined source (its 512-to-256 cast is one too). AVX and SIMDe's forms elsewhere, so that
+// tests/native can run this file on AVX2.
+template <int kHalf>
+inline __m256 half8(__m512 v) {
+  return _mm256_castpd_ps(_mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xFF, _mm512_castps_pd(v), kHalf));
+}
+inline __m256 low8(__m512 v) { return half8<0>(v); }
+inline __m256 high8(__m512 v) { return half8<1>(v); }
+
+// Float64 sums of 16 lanes, four each.
+struct WideSum {
+  __m256d s[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  void add(__m512 v) {
+    const __m256 lo = low8(v), hi = high8(v);
+    s[0] = _mm256_add_pd(s[0], _mm256_cvtps_pd(_mm256_castps256_ps128(lo)));
+    s[1] = _mm256_add_pd(s[1], _mm256_cvtps_pd(_mm256_extractf128_ps(lo, 1)));
+    s[2] = _mm256_add_pd(s[2], _mm256_cvtps_pd(_mm256_castps256_ps128(hi)));
+    s[3] = _mm256_add_pd(s[3], _mm256_cvtps_pd(_mm256_extractf128_ps(hi, 1)));
+  }
+  double total() const {
+    const __m256d a = _mm256_add_pd(_mm256_add_pd(s[0], s[1]), _mm256_add_pd(s[2], s[3]));
+    const __m128d b = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(b, _mm_unpackhi_pd(b, b)));
+  }
+};
+
+inline float hmax_ps(__m512 v) {
+  const __m256 a = _mm256_max_ps(low8(v), high8(v));
+  __m128 b = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+  return _mm_cvtss_f32(_mm_max_ss(b, _mm_movehdup_ps(b)));
+}
+
+// Returns sum_i e(x[i]) over one row, storing e(x[i]) to es if es (e_of maps an array of vectors in
+// place): float32 groups of 4 vectors, the groups in float64. The row at `ahead` (if any) is fetched
+// into L1 meanwhile.
+template <class Exp>
+double exp_pass(const float* xs, float* es, int64_t dim, const float* ahead, Exp e_of) {
+  const int64_t full = dim / 16 * 16, rest = dim - full;
+  WideSum sum;
+  int64_t i = 0;
+  for (; i + 64 <= full; i += 64) {
+    if (ahead)
+      for (int l = 0; l < 4; ++l) _mm_prefetch(reinterpret_cast<const char*>(ahead + i + 16 * l), _MM_HINT_T0);
+    __m512 e[4];
+    for (int k = 0; k < 4; ++k) e[k] = _mm512_loadu_ps(xs + i + 16 * k);
+    e_of(e);
+    if (es)
+      for (int k = 0; k < 4; ++k) _mm512_storeu_ps(es + i + 16 * k, e[k]);
+    sum.add(_mm512_add_ps(_mm512_add_ps(e[0], e[1]), _mm512_add_ps(e[2], e[3])));
+  }
+  if (ahead)
+    for (int64_t j = i; j < dim; j += 16) _mm_prefetch(reinterpret_cast<const char*>(ahead + j), _MM_HINT_T0);
+  for (; i < full; i += 16) {
+    __m512 e[1] = {_mm512_loadu_ps(xs + i)};
+    e_of(e);
+    if (es) _mm512_storeu_ps(es + i, e[0]);
+    sum.add(e[0]);
+  }
+  if (rest) {
+    const __mmask16 tm = first_lanes(rest);
+    __m512 e[1] = {_mm512_maskz_loadu_ps(tm, xs + full)};
+    e_of(e);
+    e[0] = _mm512_maskz_mov_ps(tm, e[0]);
+    if (es) _mm512_mask_storeu_ps(es + full, tm, e[0]);
+    sum.add(e[0]);
+  }
+  return sum.total();
+}
+
+// softmax_avx2.cpp's log_subtrahends: y = ((x - a) - b) - c.
+struct LogSubtrahends {
+  float a, b, c;
+};
+inline LogSubtrahends log_subtrahends(float m, double log_sum, bool scaled) {
+  auto split = [](double v, float& hi, float& lo) {
+    hi = static_cast<float>(v);
+    lo = std::isfinite(v) ? static_cast<float>(v - hi) : 0.0f;
+  };
+  LogSubtrahends t{m, 0.0f, 0.0f};
+  if (scaled) split(static_cast<double>(m) + log_sum, t.a, t.b);
+  else split(log_sum, t.b, t.c);
+  return t;
+}
+
+// ys[0, dim) = out(j) for the 16 elements from j (a function of the offset), with streaming stores on
+// the row's whole 64-byte lines (stream) and plain masked ones on its partial first and last lines.
+template <class Out>
+inline void write_row(float* ys, int64_t dim, bool stream, Out out) {
+  int64_t j = 0;
+  if (stream) {
+    const int64_t head = std::min<int64_t>(dim, ((64 - (reinterpret_cast<uintptr_t>(ys) & 63)) & 63) / 4);
+    if (head) _mm512_mask_storeu_ps(ys, first_lanes(head), out(0));
+    for (j = head; j + 16 <= dim; j += 16) _mm512_stream_ps(ys + j, out(j));
+  } else {
+    for (; j + 16 <= dim; j += 16) _mm512_storeu_ps(ys + j, out(j));
+  }
+  if (j < dim) _mm512_mask_storeu_ps(ys + j, first_lanes(dim - j), out(j));
+}
+
+// The per-thread row buffer where exp(x - m) waits for 1 / sum (16 floats past the row: whole-vector
+// reads). Plain C allocation: a std::vector instantiated in this AVX-512 file could be merged at link
+// time with AVX2 files' copies.
+float* row_buffer(int64_t dim) {
+  thread_local float* buf = nullptr;
+  thread_local int64_t capacity = 0;
+  if (capacity < dim + 16) {
+    std::free(buf);
+    buf = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>((dim + 16) * 4 + 63) / 64 * 64));
+    if (!buf) throw std::bad_alloc();
+    capacity = dim + 16;
+  }
+  return buf;
+}
+
+// x, y: [rows, dim], dim >= 16
+void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log) {
+  constexpr int64_t kAhead = 2, kAheadMaxDim = 2048;
+  const bool stream = rows * dim * 4 >= kStreamStoreBytes;
+  const int64_t full = dim / 16 * 16, rest = dim - full;
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  parallel_for(rows, std::max<int64_t>(1, 32768 / dim), [&](int64_t begin, int64_t end) {
+    float* es_buf = log ? nullptr : row_buffer(dim);
+    for (int64_t row = begin; row < end; ++row) {
+      const float* xs = x + row * dim;
+      float* ys = y + row * dim;
+      __m512 m[4] = {ninf, ninf, ninf, ninf};  // four chains: max's latency, not its throughput
+      int64_t i = 0;
+      for (; i + 64 <= full; i += 64)
+        for (int k = 0; k < 4; ++k) m[k] = V::max(m[k], _mm512_loadu_ps(xs + i + 16 * k));
+      for (; i < full; i += 16) m[0] = V::max(m[0], _mm512_loadu_ps(xs + i));
+      if (rest) {
+        const __mmask16 tm = first_lanes(rest);
+        m[0] = V::max(m[0], V::select(tm, _mm512_maskz_loadu_ps(tm, xs + full), ninf));
+      }
+      const float mr = hmax_ps(V::max(V::max(m[0], m[1]), V::max(m[2], m[3])));
+      const float m1 = mr == -std::numeric_limits<float>::infinity() ? 0.0f : mr;
+      const __m512 mx = _mm512_set1_ps(m1);
+      const float* ahead = row + kAhead < rows && dim <= kAheadMaxDim ? xs + kAhead * dim : nullptr;
+      double sum;
+      const bool scaled = std::fabs(m1) <= kScaledMaxAbs;
+      __m512 lowest = mx, kb = mx;
+      if (scaled) {
+        kb = _mm512_set1_ps(static_cast<float>(std::floor(static_cast<double>(m1) * 1.4426950408889634) - 127.0));
+        lowest = _mm512_set1_ps(m1 - 89.0f);  // there n - k <= -127: -inf gives exactly 0
+        sum = exp_pass(xs, es_buf, dim, ahead, [&](auto& v) { exp_scaled(v, lowest, kb); });
+        if (log) {  // sum_i exp(x[i] - m)
+          __m512 e_max[1] = {mx};
+          exp_scaled(e_max, lowest, kb);
+          sum /= _mm256_cvtss_f32(low8(e_max[0]));
+        }
+      } else {
+        sum = exp_pass(xs, es_buf, dim, ahead, [&](auto& v) { exp_diff(v, mx); });
+      }
+      if (log) {
+        const LogSubtrahends t = log_subtrahends(m1, std::log(sum), scaled);
+        const __m512 a = _mm512_set1_ps(t.a), b = _mm512_set1_ps(t.b), c = _mm512_set1_ps(t.c);
+        write_row(ys, dim, stream, [&](int64_t j) {
+          const __m512 v = _mm512_maskz_loadu_ps(first_lanes(dim - j), xs + j);
+          return _mm512_sub_ps(_mm512_sub_ps(_mm512_sub_ps(v, a), b), c);
+        });
+      } else {
+        const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / sum));
+        write_row(ys, dim, stream, [&](int64_t j) { return _mm512_mul_ps(_mm512_loadu_ps(es_buf + j), inv); });
+      }
+    }
+    if (stream) _mm_sfence();  // the streamed stores are visible before the call returns
+  });
+}
+
+void (*g_softmax_f32_base)(const float*, float*, int64_t, int64_t, int64_t, bool) = nullptr;
+
+void softmax_f32(const float* x, float* y, int64_t outer, int64_t dim, int64_t inner, bool log) {
+  if (inner == 1 && dim >= 16) softmax_rows(x, y, outer, dim, log);
+  else g_softmax_f32_base(x, y, outer, dim, inner, log);
+}
+
+}  // namespace
+
+void add_softmax_avx512(KernelTable& t) {
+  if (!g_softmax_f32_base) g_softmax_f32_base = t.f32.softmax;  // the base table's, set once before any use
+  t.f32.softmax = softmax_f32;
+}
+
+}  // namespace medconv
