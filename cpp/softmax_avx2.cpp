@@ -16,6 +16,7 @@
 #include "eltwise_avx2.h"
 #include "memory.h"
 #include "parallel.h"
+#include "softmax_common.h"
 #include "stream_avx2.h"
 #include "vecmath_avx2.h"
 
@@ -45,7 +46,6 @@ inline __m256 exp_diff(__m256 x, __m256 m) {
 // The polynomial runs over K vectors in lockstep, each step over all K before the next: one vector's
 // chain of dependent operations leaves the FP scheduler full of waiting ones (1.3x slower per vector
 // than K = 4).
-constexpr float kScaledMaxAbs = 1000.0f;
 // k_biased = k - 127: the exponent field of 2^(n - k) is max(n - k_biased, 0), which also flushes
 // 2^-127 and below to zero (a NaN n gives 0, p NaN).
 template <int K>
@@ -119,25 +119,6 @@ double exp_pass(const float* xs, float* es, int64_t dim, const float* ahead, Exp
     s1 = add_wide(s1, _mm256_extractf128_ps(e[0], 1));
   }
   return avx2::hsum_pd(_mm256_add_pd(s0, s1));
-}
-
-// Log-softmax's y = ((x - a) - b) - c, each step rounded once (within half an ulp of y: about
-// 1.8e-7 max(1, |y|) worst with the sum's own error). Where |m| <= 1000 (the scaled exp), a + b is
-// m + log(sum) in float64 split into floats and c = 0; beyond, a = m and b + c = log(sum), as
-// m + log(sum) in float64 would lose log(sum) once |m| passes ~1e7 (log_softmax of twenty 3.4e38s
-// gave 0, not -log 20). A non-finite sum or m leaves no low part, so the NaN or inf comes through.
-struct LogSubtrahends {
-  float a, b, c;
-};
-inline LogSubtrahends log_subtrahends(float m, double log_sum, bool scaled) {
-  auto split = [](double v, float& hi, float& lo) {
-    hi = static_cast<float>(v);
-    lo = std::isfinite(v) ? static_cast<float>(v - hi) : 0.0f;
-  };
-  LogSubtrahends t{m, 0.0f, 0.0f};
-  if (scaled) split(static_cast<double>(m) + log_sum, t.a, t.b);
-  else split(log_sum, t.b, t.c);
-  return t;
 }
 
 // One softmax per row of a contiguous [rows, dim] block (inner == 1).

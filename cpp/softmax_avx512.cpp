@@ -16,6 +16,7 @@
 #include "avx512_kernels.h"
 #include "memory.h"
 #include "parallel.h"
+#include "softmax_common.h"
 #include "vec_avx512.h"
 
 namespace medconv {
@@ -23,8 +24,6 @@ namespace {
 
 using V = avx512::Avx512Vec;
 using avx512::first_lanes;
-
-constexpr float kScaledMaxAbs = 1000.0f;  // as softmax_avx2.cpp
 
 // exp(x) 2^-k for x >= lowest (lower x as lowest, NaN kept), results under 2^-126 flushed to zero;
 // k_biased = k - 127. The polynomial runs over K vectors in lockstep.
@@ -130,21 +129,6 @@ double exp_pass(const float* xs, float* es, int64_t dim, const float* ahead, Exp
     sum.add(e[0]);
   }
   return sum.total();
-}
-
-// softmax_avx2.cpp's log_subtrahends: y = ((x - a) - b) - c.
-struct LogSubtrahends {
-  float a, b, c;
-};
-inline LogSubtrahends log_subtrahends(float m, double log_sum, bool scaled) {
-  auto split = [](double v, float& hi, float& lo) {
-    hi = static_cast<float>(v);
-    lo = std::isfinite(v) ? static_cast<float>(v - hi) : 0.0f;
-  };
-  LogSubtrahends t{m, 0.0f, 0.0f};
-  if (scaled) split(static_cast<double>(m) + log_sum, t.a, t.b);
-  else split(log_sum, t.b, t.c);
-  return t;
 }
 
 // ys[0, dim) = out(j) for the 16 elements from j (a function of the offset), with streaming stores on
