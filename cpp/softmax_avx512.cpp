@@ -154,6 +154,7 @@ float* row_buffer(int64_t dim) {
   thread_local int64_t capacity = 0;
   if (capacity < dim + 16) {
     std::free(buf);
+    capacity = 0;
     buf = static_cast<float*>(std::aligned_alloc(64, static_cast<size_t>((dim + 16) * 4 + 63) / 64 * 64));
     if (!buf) throw std::bad_alloc();
     capacity = dim + 16;
