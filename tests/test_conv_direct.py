@@ -486,3 +486,23 @@ def test_avx512_depthwise_3x3_gives_avx2s_bits(rng):
                          dtype=np.float32, what=f"{shape} against the reference")
     finally:
         mc._core.select_isa(before)
+
+
+@pytest.mark.skipif("avx512" not in mc.backend_info()["supported_isas"], reason="needs an AVX-512 CPU")
+def test_avx512_depthwise_3x3_random_shapes(maybe_torch, rng):
+    """The AVX-512 depthwise kernel over random shapes (images, channels, rows past a block of 8, rows of
+    16 to 96 columns, one-channel images, bias and ReLU) against the numpy reference and torch."""
+    before = mc.backend_info()["isa"]
+    try:
+        mc._core.select_isa("avx512")
+        for _ in range(12):
+            c = int(rng.choice([1, 2, 5, 16]))
+            x = rng.standard_normal((int(rng.integers(1, 3)), c, int(rng.integers(1, 20)),
+                                     16 * int(rng.integers(1, 7)))).astype(np.float32)
+            w = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
+            b = rng.standard_normal(c).astype(np.float32) if rng.random() < 0.7 else None
+            relu = bool(rng.random() < 0.5)
+            kw = dict(padding=1, groups=c)
+            _check(maybe_torch, 2, F.conv2d(x, w, b, activation="relu" if relu else None, **kw), x, w, b, kw, relu)
+    finally:
+        mc._core.select_isa(before)
