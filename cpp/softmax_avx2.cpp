@@ -26,50 +26,17 @@ namespace {
 
 using avx2::tail_mask;
 
-// exp(x - m) for x <= m (m the column max): the difference is split exactly into hi + lo (TwoSum)
-// and lo is added to the reduced argument, so large |x - m| lose no accuracy.
-inline __m256 exp_diff(__m256 x, __m256 m) {
-  const __m256 hi = _mm256_sub_ps(x, m);
-  const __m256 bb = _mm256_sub_ps(hi, x);
-  __m256 lo = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_sub_ps(hi, bb)), _mm256_add_ps(m, bb));
-  lo = _mm256_and_ps(lo, _mm256_cmp_ps(lo, lo, _CMP_ORD_Q));  // hi = -inf gives lo = NaN: drop it
-  const avx2::Reduced q = avx2::reduce_ln2(hi);
-  const __m256 r = _mm256_add_ps(q.r, lo);
-  const __m256 p = _mm256_fmadd_ps(_mm256_mul_ps(r, r), avx2::expm1_tail_poly(r), r);
-  return _mm256_mul_ps(_mm256_add_ps(p, _mm256_set1_ps(1.0f)), avx2::pow2n(q.n));
-}
+inline __m256 exp_diff(__m256 x, __m256 m) { return vecmath::exp_diff<avx2::Avx2Vec>(x, m); }
 
-// exp(x) 2^-k for x >= lowest (lower x as lowest, NaN kept), with k an integer near max(x) log2(e):
-// x is reduced on its own, so no subtraction x - m is rounded and no TwoSum is needed; a factor 2^-k
-// common to a row cancels in the softmax. Exact reduction needs |x| <= ~2^14, so rows with a max
-// over kScaledMaxAbs keep exp_diff. Results under 2^-126 flush to zero.
-// The polynomial runs over K vectors in lockstep, each step over all K before the next: one vector's
-// chain of dependent operations leaves the FP scheduler full of waiting ones (1.3x slower per vector
-// than K = 4).
-// k_biased = k - 127: the exponent field of 2^(n - k) is max(n - k_biased, 0), which also flushes
-// 2^-127 and below to zero (a NaN n gives 0, p NaN).
 template <int K>
 inline void exp_scaled(__m256 (&v)[K], const __m256 (&lowest)[K], const __m256 (&k_biased)[K]) {
-  avx2::Reduced q[K];
-  __m256 p[K];
-  for (int k = 0; k < K; ++k) q[k] = avx2::reduce_ln2(v[k], lowest[k]);
-  for (int k = 0; k < K; ++k) p[k] = _mm256_set1_ps(avx2::kExpm1Tail[0]);
-  for (int c = 1; c < avx2::kExpm1TailTerms; ++c)
-    for (int k = 0; k < K; ++k) p[k] = _mm256_fmadd_ps(p[k], q[k].r, _mm256_set1_ps(avx2::kExpm1Tail[c]));
-  for (int k = 0; k < K; ++k) {
-    p[k] = _mm256_fmadd_ps(_mm256_mul_ps(q[k].r, q[k].r), p[k], q[k].r);  // e^r - 1
-    const __m256 field = _mm256_max_ps(_mm256_sub_ps(q[k].n, k_biased[k]), _mm256_setzero_ps());
-    const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtps_epi32(field), 23));
-    v[k] = _mm256_fmadd_ps(p[k], scale, scale);  // (e^r - 1 + 1) 2^(n - k): scale is a power of 2 or 0
-  }
+  vecmath::exp_scaled<avx2::Avx2Vec>(v, lowest, k_biased);
 }
 
 // The same with one lowest and k for all K vectors (a row's).
 template <int K>
 inline void exp_scaled(__m256 (&v)[K], float lowest, __m256 k_biased) {
-  __m256 low[K], kb[K];
-  for (int k = 0; k < K; ++k) low[k] = _mm256_set1_ps(lowest), kb[k] = k_biased;
-  exp_scaled(v, low, kb);
+  vecmath::exp_scaled<avx2::Avx2Vec>(v, _mm256_set1_ps(lowest), k_biased);
 }
 
 inline __m256d add_wide(__m256d acc, __m128 v) { return _mm256_add_pd(acc, _mm256_cvtps_pd(v)); }

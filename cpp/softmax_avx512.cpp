@@ -25,39 +25,14 @@ namespace {
 using V = avx512::Avx512Vec;
 using avx512::first_lanes;
 
-// exp(x) 2^-k for x >= lowest (lower x as lowest, NaN kept), results under 2^-126 flushed to zero;
-// k_biased = k - 127. The polynomial runs over K vectors in lockstep.
+// vecmath.h's softmax exps, over K vectors.
 template <int K>
 inline void exp_scaled(__m512 (&v)[K], __m512 lowest, __m512 k_biased) {
-  vecmath::Reduced<V> q[K];
-  __m512 p[K];
-  for (int k = 0; k < K; ++k) q[k] = vecmath::reduce_ln2<V>(v[k], lowest);
-  for (int k = 0; k < K; ++k) p[k] = _mm512_set1_ps(vecmath::kExpm1Tail[0]);
-  for (int c = 1; c < vecmath::kExpm1TailTerms; ++c)
-    for (int k = 0; k < K; ++k) p[k] = _mm512_fmadd_ps(p[k], q[k].r, _mm512_set1_ps(vecmath::kExpm1Tail[c]));
-  for (int k = 0; k < K; ++k) {
-    p[k] = _mm512_fmadd_ps(_mm512_mul_ps(q[k].r, q[k].r), p[k], q[k].r);  // e^r - 1
-    const __m512 field = V::max(_mm512_sub_ps(q[k].n, k_biased), _mm512_setzero_ps());
-    const __m512i bits = _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtps_epi32(0xFFFF, field), 23);
-    const __m512 scale = _mm512_castsi512_ps(bits);
-    v[k] = _mm512_fmadd_ps(p[k], scale, scale);  // (e^r - 1 + 1) 2^(n - k)
-  }
+  vecmath::exp_scaled<V>(v, lowest, k_biased);
 }
-
-// exp(x - m) for x <= m: the difference split exactly into hi + lo, lo added to the reduced argument.
 template <int K>
 inline void exp_diff(__m512 (&v)[K], __m512 m) {
-  for (int k = 0; k < K; ++k) {
-    const __m512 x = v[k];
-    const __m512 hi = _mm512_sub_ps(x, m);
-    const __m512 bb = _mm512_sub_ps(hi, x);
-    __m512 lo = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_sub_ps(hi, bb)), _mm512_add_ps(m, bb));
-    lo = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(lo, lo, _CMP_ORD_Q), lo);  // hi = -inf gives lo = NaN: drop it
-    const vecmath::Reduced<V> q = vecmath::reduce_ln2<V>(hi);
-    const __m512 r = _mm512_add_ps(q.r, lo);
-    const __m512 p = _mm512_fmadd_ps(_mm512_mul_ps(r, r), vecmath::expm1_tail_poly<V>(r), r);
-    v[k] = _mm512_mul_ps(_mm512_add_ps(p, _mm512_set1_ps(1.0f)), V::pow2n(q.n));
-  }
+  for (__m512& x : v) x = vecmath::exp_diff<V>(x, m);
 }
 
 // A vector's low and high 8 lanes, by the all-lanes masked extract: GCC 12 warns about the unmasked

@@ -42,6 +42,10 @@ struct Avx512Vec {
     const __m512i e = _mm512_add_epi32(_mm512_maskz_cvtps_epi32(0xFFFF, n), _mm512_set1_epi32(127));
     return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, e, 23));
   }
+  // the float whose exponent field is e (integer-valued in [0, 254]): 2^(e - 127), 0 for e = 0
+  static T exponent_field(T e) {
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtps_epi32(0xFFFF, e), 23));
+  }
   static M lt(T a, T b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
   static M gt(T a, T b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ); }
   static M ge(T a, T b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ); }

@@ -165,6 +165,55 @@ inline typename V::T gelu_tanh(typename V::T x) {
   return V::select(V::lt(t, V::zero()), neg, pos);
 }
 
+// Softmax's exps (softmax_avx2.cpp, softmax_avx512.cpp).
+//
+// exp(x - m) for x <= m (m the row's or column's max): the difference is split exactly into hi + lo
+// (TwoSum) and lo is added to the reduced argument, so large |x - m| lose no accuracy.
+template <class V>
+inline typename V::T exp_diff(typename V::T x, typename V::T m) {
+  using T = typename V::T;
+  const T hi = V::sub(x, m);
+  const T bb = V::sub(hi, x);
+  T lo = V::sub(V::sub(x, V::sub(hi, bb)), V::add(m, bb));
+  lo = V::select(V::eq(lo, lo), lo, V::zero());  // hi = -inf gives lo = NaN: drop it
+  const Reduced<V> q = reduce_ln2<V>(hi);
+  const T r = V::add(q.r, lo);
+  const T p = V::fmadd(V::mul(r, r), expm1_tail_poly<V>(r), r);
+  return V::mul(V::add(p, V::set1(1.0f)), V::pow2n(q.n));
+}
+
+// exp(x) 2^-k for x >= lowest (lower x as lowest, NaN kept), with k an integer near max(x) log2(e):
+// x is reduced on its own, so no subtraction x - m is rounded and no TwoSum is needed; a factor 2^-k
+// common to a row cancels in the softmax. Exact reduction needs |x| <= ~2^14, so rows with a max
+// over kScaledMaxAbs (softmax_common.h) keep exp_diff. Results under 2^-126 flush to zero.
+// The polynomial runs over K vectors in lockstep, each step over all K before the next: one vector's
+// chain of dependent operations leaves the FP scheduler full of waiting ones (1.3x slower per vector
+// than K = 4 on AVX2).
+// k_biased = k - 127: the exponent field of 2^(n - k) is max(n - k_biased, 0), which also flushes
+// 2^-127 and below to zero (a NaN n gives 0, p NaN).
+template <class V, int K>
+inline void exp_scaled(typename V::T (&v)[K], const typename V::T (&lowest)[K], const typename V::T (&k_biased)[K]) {
+  Reduced<V> q[K];
+  typename V::T p[K];
+  for (int k = 0; k < K; ++k) q[k] = reduce_ln2<V>(v[k], lowest[k]);
+  for (int k = 0; k < K; ++k) p[k] = V::set1(kExpm1Tail[0]);
+  for (int c = 1; c < kExpm1TailTerms; ++c)
+    for (int k = 0; k < K; ++k) p[k] = V::fmadd(p[k], q[k].r, V::set1(kExpm1Tail[c]));
+  for (int k = 0; k < K; ++k) {
+    p[k] = V::fmadd(V::mul(q[k].r, q[k].r), p[k], q[k].r);  // e^r - 1
+    const typename V::T scale = V::exponent_field(V::max(V::sub(q[k].n, k_biased[k]), V::zero()));
+    v[k] = V::fmadd(p[k], scale, scale);  // (e^r - 1 + 1) 2^(n - k): scale is a power of 2 or 0
+  }
+}
+
+// The same with one lowest and k_biased for all K vectors (a row's).
+template <class V, int K>
+inline void exp_scaled(typename V::T (&v)[K], typename V::T lowest, typename V::T k_biased) {
+  typename V::T low[K], kb[K];
+  for (int k = 0; k < K; ++k) low[k] = lowest, kb[k] = k_biased;
+  exp_scaled<V>(v, low, kb);
+}
+
 }  // namespace
 }  // namespace vecmath
 }  // namespace medconv

@@ -70,6 +70,8 @@ struct Avx2Vec {
     const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
   }
+  // the float whose exponent field is e (integer-valued in [0, 254]): 2^(e - 127), 0 for e = 0
+  static T exponent_field(T e) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtps_epi32(e), 23)); }
   static M lt(T a, T b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
   static M gt(T a, T b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
   static M ge(T a, T b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
