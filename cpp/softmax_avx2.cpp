@@ -16,6 +16,7 @@
 #include "eltwise_avx2.h"
 #include "memory.h"
 #include "parallel.h"
+#include "softmax_columns.h"
 #include "softmax_common.h"
 #include "stream_avx2.h"
 #include "vecmath_avx2.h"
@@ -28,12 +29,7 @@ using avx2::tail_mask;
 
 inline __m256 exp_diff(__m256 x, __m256 m) { return vecmath::exp_diff<avx2::Avx2Vec>(x, m); }
 
-template <int K>
-inline void exp_scaled(__m256 (&v)[K], const __m256 (&lowest)[K], const __m256 (&k_biased)[K]) {
-  vecmath::exp_scaled<avx2::Avx2Vec>(v, lowest, k_biased);
-}
-
-// The same with one lowest and k for all K vectors (a row's).
+// exp(x) 2^-k with one lowest and k for all K vectors (a row's).
 template <int K>
 inline void exp_scaled(__m256 (&v)[K], float lowest, __m256 k_biased) {
   vecmath::exp_scaled<avx2::Avx2Vec>(v, _mm256_set1_ps(lowest), k_biased);
@@ -41,7 +37,7 @@ inline void exp_scaled(__m256 (&v)[K], float lowest, __m256 k_biased) {
 
 inline __m256d add_wide(__m256d acc, __m128 v) { return _mm256_add_pd(acc, _mm256_cvtps_pd(v)); }
 
-// The max of a column as the reference takes it: 0 for an all -inf column.
+// The max of a row as the reference takes it: 0 for an all -inf row.
 inline float fix_max(float m) { return m == -std::numeric_limits<float>::infinity() ? 0.0f : m; }
 
 // Returns sum_i e(x[i]) over one row, storing e(x[i]) to es if kStore (e_of maps an array of
@@ -175,175 +171,69 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
 
 // log(s) for s >= 0 in float64 (s normal or 0, +inf, NaN: -inf, +inf, NaN), absolute error under
 // 1e-10: s = 2^e f with f in [sqrt(1/2), sqrt(2)), log f = 2 atanh(u), u = (f - 1) / (f + 1), |u| < 0.172,
-// by its series to u^11. log(1) is exactly 0.
-inline __m256d log_pd(__m256d s) {
-  const __m256i bits = _mm256_castpd_si256(s);
+// by its series to u^11. log(1) is exactly 0. N vectors in place, each step over all N in turn.
+template <int N>
+inline void log_pd(__m256d (&s)[N]) {
   const __m256i mantissa = _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL), one = _mm256_set1_epi64x(0x3FF0000000000000LL);
-  __m256d f = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, mantissa), one));  // [1, 2)
-  const __m256d big = _mm256_cmp_pd(f, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-  f = _mm256_blendv_pd(f, _mm256_mul_pd(f, _mm256_set1_pd(0.5)), big);
-  __m256i biased = _mm256_srli_epi64(bits, 52);  // s >= 0: no sign bit
-  biased = _mm256_sub_epi64(biased, _mm256_castpd_si256(big));  // big lanes are all ones: + 1
-  // the exponent as a double: 2^52 + biased, exactly, minus 2^52 + 1023
-  const __m256d e = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(biased, _mm256_set1_epi64x(0x4330000000000000LL))),
-                                  _mm256_set1_pd(4503599627370496.0 + 1023.0));
-  const __m256d u = _mm256_div_pd(_mm256_sub_pd(f, _mm256_set1_pd(1.0)), _mm256_add_pd(f, _mm256_set1_pd(1.0)));
-  const __m256d u2 = _mm256_mul_pd(u, u);
-  __m256d p = _mm256_set1_pd(1.0 / 11);
-  for (const double c : {1.0 / 9, 1.0 / 7, 1.0 / 5, 1.0 / 3, 1.0}) p = _mm256_fmadd_pd(p, u2, _mm256_set1_pd(c));
-  const __m256d r = _mm256_fmadd_pd(e, _mm256_set1_pd(0.6931471805599453), _mm256_mul_pd(_mm256_add_pd(u, u), p));
-  const __m256d zero = _mm256_cmp_pd(s, _mm256_setzero_pd(), _CMP_EQ_OQ);
-  const __m256d finite = _mm256_cmp_pd(s, _mm256_set1_pd(std::numeric_limits<double>::infinity()), _CMP_LT_OQ);
-  const __m256d out = _mm256_blendv_pd(s, r, finite);  // +inf and NaN stay
-  return _mm256_blendv_pd(out, _mm256_set1_pd(-std::numeric_limits<double>::infinity()), zero);
+  __m256d u[N], e[N], p[N];
+  for (int n = 0; n < N; ++n) {
+    const __m256i bits = _mm256_castpd_si256(s[n]);
+    __m256d f = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, mantissa), one));  // [1, 2)
+    const __m256d big = _mm256_cmp_pd(f, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    f = _mm256_blendv_pd(f, _mm256_mul_pd(f, _mm256_set1_pd(0.5)), big);
+    __m256i biased = _mm256_srli_epi64(bits, 52);  // s >= 0: no sign bit
+    biased = _mm256_sub_epi64(biased, _mm256_castpd_si256(big));  // big lanes are all ones: + 1
+    // the exponent as a double: 2^52 + biased, exactly, minus 2^52 + 1023
+    e[n] = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(biased, _mm256_set1_epi64x(0x4330000000000000LL))),
+                         _mm256_set1_pd(4503599627370496.0 + 1023.0));
+    u[n] = _mm256_div_pd(_mm256_sub_pd(f, _mm256_set1_pd(1.0)), _mm256_add_pd(f, _mm256_set1_pd(1.0)));
+    p[n] = _mm256_set1_pd(1.0 / 11);
+  }
+  for (const double c : {1.0 / 9, 1.0 / 7, 1.0 / 5, 1.0 / 3, 1.0})
+    for (int n = 0; n < N; ++n) p[n] = _mm256_fmadd_pd(p[n], _mm256_mul_pd(u[n], u[n]), _mm256_set1_pd(c));
+  for (int n = 0; n < N; ++n) {
+    const __m256d r = _mm256_fmadd_pd(e[n], _mm256_set1_pd(0.6931471805599453), _mm256_mul_pd(_mm256_add_pd(u[n], u[n]), p[n]));
+    const __m256d zero = _mm256_cmp_pd(s[n], _mm256_setzero_pd(), _CMP_EQ_OQ);
+    const __m256d finite = _mm256_cmp_pd(s[n], _mm256_set1_pd(std::numeric_limits<double>::infinity()), _CMP_LT_OQ);
+    const __m256d out = _mm256_blendv_pd(s[n], r, finite);  // +inf and NaN stay
+    s[n] = _mm256_blendv_pd(out, _mm256_set1_pd(-std::numeric_limits<double>::infinity()), zero);
+  }
 }
 
-using avx2::high_pd;
-using avx2::low_pd;
-using avx2::to_ps;
-
-// Softmax down K column vectors (8 columns each, the last with `lanes` of them) of [dim, inner] at
-// x, y: the rows' recipe per column. Columns whose |max| are all <= kScaledMaxAbs take
-// exp(x) 2^-k with k per column, the others exp(x - max); float64 sums of float32 groups of up to
-// 4 terms; y = e * (1 / s), or log-softmax's ((x - a) - b) - c of log_subtrahends. An
-// all -inf column takes max 0 (as the reference); a NaN reaches the sum, and so the whole column.
-template <int K>
-inline void softmax_column_vectors(const float* x, float* y, int64_t dim, int64_t inner, int64_t lanes, bool log) {
-  const bool partial = lanes < 8;
-  const __m256i tm = tail_mask(lanes);
-  auto load = [&](const float* p) { return partial ? _mm256_maskload_ps(p, tm) : _mm256_loadu_ps(p); };
-  auto store = [&](float* p, __m256 v) {
-    if (partial) _mm256_maskstore_ps(p, tm, v);
-    else _mm256_storeu_ps(p, v);
-  };
-  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  __m256 m[K];
-  for (int k = 0; k < K; ++k) m[k] = ninf;
-  for (int64_t d = 0; d < dim; ++d)
-    for (int k = 0; k < K; ++k) m[k] = _mm256_max_ps(m[k], load(x + d * inner + 8 * k));
-  bool scaled = dim > 1;
-  __m256 lowest[K], kb[K];
-  for (int k = 0; k < K; ++k) {
-    m[k] = _mm256_andnot_ps(_mm256_cmp_ps(m[k], ninf, _CMP_EQ_OQ), m[k]);  // -inf -> 0
-    const __m256 in_range = _mm256_cmp_ps(avx2::abs_ps(m[k]), _mm256_set1_ps(kScaledMaxAbs), _CMP_LE_OQ);
-    scaled &= _mm256_movemask_ps(in_range) == 0xFF;  // false for a NaN max
-    lowest[k] = _mm256_sub_ps(m[k], _mm256_set1_ps(89.0f));
-    kb[k] = _mm256_sub_ps(_mm256_floor_ps(_mm256_mul_ps(m[k], _mm256_set1_ps(avx2::kLog2e))), _mm256_set1_ps(127.0f));
+// softmax_columns.h's lanes: 8 floats, float64 in two halves of 4.
+struct Avx2Columns {
+  using V = avx2::Avx2Vec;
+  using D = __m256d;
+  static constexpr int kLanes = 8;
+  // Vectors in lockstep in stage 1: a whole 64 columns at 8 or more rows (each row 4 cache lines:
+  // 1.3-1.6x faster than 16 columns at 8 to 32 rows); else 16 (per-column work dominates there, and
+  // 64 ran 1.1-1.2x slower).
+  static constexpr int kLockstepMany = 8, kLockstepFew = 2;
+  using Tail = int;  // lanes in use
+  static Tail all_lanes() { return 8; }
+  static Tail first(int64_t n) { return static_cast<int>(std::min<int64_t>(n, 8)); }
+  static __m256 load(const float* p, Tail t) { return t == 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, tail_mask(t)); }
+  static void store(float* p, __m256 v, Tail t) {
+    if (t == 8) _mm256_storeu_ps(p, v);
+    else _mm256_maskstore_ps(p, tail_mask(t), v);
   }
-  // s[k] = sum_d e(x[d]) in float64 (lanes 0-3, 4-7), from float32 groups (e0 + e1) + (e2 + e3);
-  // e stored to y for the softmax
-  __m256d s0[K], s1[K];
-  __m256 pair[K], group[K];
-  for (int k = 0; k < K; ++k) s0[k] = s1[k] = _mm256_setzero_pd(), pair[k] = group[k] = _mm256_setzero_ps();
-  for (int64_t d = 0; d < dim; ++d) {
-    __m256 e[K];
-    for (int k = 0; k < K; ++k) e[k] = load(x + d * inner + 8 * k);
-    if (scaled) exp_scaled(e, lowest, kb);
-    else
-      for (int k = 0; k < K; ++k) e[k] = exp_diff(e[k], m[k]);
-    const int64_t r = d % 4;
-    for (int k = 0; k < K; ++k) {
-      if (!log) store(y + d * inner + 8 * k, e[k]);
-      pair[k] = r % 2 == 0 ? e[k] : _mm256_add_ps(pair[k], e[k]);
-      if (r == 1) group[k] = pair[k];
-    }
-    if (r == 3 || d == dim - 1)
-      for (int k = 0; k < K; ++k) {
-        const __m256 g = r <= 1 ? pair[k] : _mm256_add_ps(group[k], pair[k]);
-        s0[k] = _mm256_add_pd(s0[k], low_pd(g));
-        s1[k] = _mm256_add_pd(s1[k], high_pd(g));
-      }
-  }
-  if (!log) {
-    __m256 inv[K];
-    const __m256d one = _mm256_set1_pd(1.0);
-    for (int k = 0; k < K; ++k) inv[k] = to_ps(_mm256_div_pd(one, s0[k]), _mm256_div_pd(one, s1[k]));
-    for (int64_t d = 0; d < dim; ++d)
-      for (int k = 0; k < K; ++k) {
-        float* p = y + d * inner + 8 * k;
-        store(p, _mm256_mul_ps(load(p), inv[k]));
-      }
-    return;
-  }
-  // y = ((x - a) - b) - c as log_subtrahends() says, per column
-  __m256 a[K], b[K], c[K];
-  auto split = [](__m256d v0, __m256d v1, __m256& hi, __m256& lo) {
-    hi = to_ps(v0, v1);
-    const __m256 rest = to_ps(_mm256_sub_pd(v0, low_pd(hi)), _mm256_sub_pd(v1, high_pd(hi)));
-    lo = _mm256_and_ps(rest, _mm256_cmp_ps(rest, rest, _CMP_ORD_Q));  // non-finite: no low part
-  };
-  for (int k = 0; k < K; ++k) {
-    if (scaled) {  // sum_d exp(x[d] - m): divided by e(m) as computed, so a lone or dominant logit gives 0
-      __m256 em[1] = {m[k]};
-      const __m256 low1[1] = {lowest[k]}, kb1[1] = {kb[k]};
-      exp_scaled(em, low1, kb1);
-      s0[k] = _mm256_div_pd(s0[k], low_pd(em[0]));
-      s1[k] = _mm256_div_pd(s1[k], high_pd(em[0]));
-    }
-    const __m256d l0 = log_pd(s0[k]), l1 = log_pd(s1[k]);
-    if (scaled) {
-      split(_mm256_add_pd(low_pd(m[k]), l0), _mm256_add_pd(high_pd(m[k]), l1), a[k], b[k]);
-      c[k] = _mm256_setzero_ps();
-    } else {
-      a[k] = m[k];
-      split(l0, l1, b[k], c[k]);
-    }
-  }
-  for (int64_t d = 0; d < dim; ++d)
-    for (int k = 0; k < K; ++k) {
-      const float* p = x + d * inner + 8 * k;
-      store(y + d * inner + 8 * k, _mm256_sub_ps(_mm256_sub_ps(_mm256_sub_ps(load(p), a[k]), b[k]), c[k]));
-    }
-}
-
-// Softmax down the columns of [outer, dim, inner]: tasks of up to 64 columns of one outer index.
-// With 8 or more rows a whole task's 8 vectors go together (each row 4 cache lines: 1.3-1.6x faster
-// than 2 at a time at 8 to 32 rows); fewer rows take 2 at a time (per-column work dominates there, and
-// 8 ran 1.1-1.2x slower). Either way exp's polynomial runs over the vectors in lockstep.
-// x, y: [outer, dim, inner]
-void softmax_columns(const float* x, float* y, int64_t outer, int64_t dim, int64_t inner, bool log) {
-  constexpr int64_t block = 64;
-  const int64_t blocks = (inner + block - 1) / block;
-  parallel_for(outer * blocks, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, dim)), [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t o = t / blocks, i0 = (t % blocks) * block;
-      const int64_t nb = std::min(block, inner - i0);
-      const float* xs = x + o * dim * inner + i0;
-      float* ys = y + o * dim * inner + i0;
-      int64_t c = 0;
-      if (dim >= 8 && nb == block) softmax_column_vectors<8>(xs, ys, dim, inner, 8, log), c = block;
-      for (; c + 16 <= nb; c += 16) softmax_column_vectors<2>(xs + c, ys + c, dim, inner, 8, log);
-      for (; c < nb; c += 8) softmax_column_vectors<1>(xs + c, ys + c, dim, inner, std::min<int64_t>(8, nb - c), log);
-    }
-  });
-}
-
-// Short rows ([rows, dim], dim < kShortRow) as columns: 64 rows at a time transposed into a
-// per-thread [dim, 64] buffer, computed there as columns and transposed back (16384 x 4: 13 ns per
-// element one row at a time).
-constexpr int64_t kShortRow = 16;
-void softmax_short_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log) {
-  constexpr int64_t block = 64;
-  parallel_for((rows + block - 1) / block, std::max<int64_t>(1, 256 / dim), [&](int64_t begin, int64_t end) {
-    float* buf = thread_scratch<float>(kShortRow * block, 3);
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t r0 = t * block, nb = std::min(block, rows - r0);
-      const float* xs = x + r0 * dim;
-      float* ys = y + r0 * dim;
-      for (int64_t r = 0; r < nb; ++r)
-        for (int64_t d = 0; d < dim; ++d) buf[d * block + r] = xs[r * dim + d];
-      int64_t c = 0;
-      for (; c + 16 <= nb; c += 16) softmax_column_vectors<2>(buf + c, buf + c, dim, block, 8, log);
-      for (; c < nb; c += 8) softmax_column_vectors<1>(buf + c, buf + c, dim, block, std::min<int64_t>(8, nb - c), log);
-      for (int64_t r = 0; r < nb; ++r)
-        for (int64_t d = 0; d < dim; ++d) ys[r * dim + d] = buf[d * block + r];
-    }
-  });
-}
+  static __m256 floor(__m256 v) { return _mm256_floor_ps(v); }
+  static bool all(__m256 m) { return _mm256_movemask_ps(m) == 0xFF; }
+  static D low(__m256 v) { return avx2::low_pd(v); }
+  static D high(__m256 v) { return avx2::high_pd(v); }
+  static __m256 narrow(D lo, D hi) { return avx2::to_ps(lo, hi); }
+  static D set1(double v) { return _mm256_set1_pd(v); }
+  static D add(D a, D b) { return _mm256_add_pd(a, b); }
+  static D sub(D a, D b) { return _mm256_sub_pd(a, b); }
+  static D div(D a, D b) { return _mm256_div_pd(a, b); }
+  template <int N>
+  static void log(D (&s)[N]) { log_pd(s); }
+};
+using Columns = SoftmaxColumns<Avx2Columns>;
 
 void softmax_f32(const float* x, float* y, int64_t outer, int64_t dim, int64_t inner, bool log) {
-  if (inner > 1) softmax_columns(x, y, outer, dim, inner, log);
-  else if (dim < kShortRow) softmax_short_rows(x, y, outer, dim, log);
+  if (inner > 1) Columns::columns(x, y, outer, dim, inner, log);
+  else if (dim < Columns::kShortRow) Columns::short_rows(x, y, outer, dim, log);
   else softmax_rows(x, y, outer, dim, log);
 }
 

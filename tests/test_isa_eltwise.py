@@ -373,6 +373,34 @@ def test_softmax_thread_split_invariance(each_isa, rng):
         assert bits_equal(a, b) and bits_equal(a, c)
 
 
+@pytest.mark.skipif("avx512" not in ISAS, reason="needs a CPU with AVX-512")
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_columns_avx512_bitwise_avx2(rng, log):
+    # softmax_columns.h in 16 lanes and in 8: each column's exp is picked by the maxima of its 16
+    # columns on both, so the bits agree. Channel softmax of 1 to 300 rows (stage 1's lockstep widths
+    # on either side of 8 rows), inner sizes with tails of every kind, short rows; maxima past the
+    # scaled exp's range in some columns, -inf, NaN; 1 to 3 threads
+    f = F.log_softmax if log else F.softmax
+    shapes = [(2, 4, 256, 64), (3, 1, 37), (1, 2, 300), (2, 3, 1000), (4, 5, 77), (2, 7, 129), (1, 8, 64),
+              (2, 9, 203), (3, 16, 33), (1, 31, 250), (1, 40, 70), (2, 300, 45), (300, 4), (77, 15), (64, 2),
+              (1000, 7), (5, 1)]
+    before = medconv.get_num_threads()
+    try:
+        for shape in shapes:
+            x = (rng.standard_normal(shape) * float(rng.choice([1.0, 20.0]))).astype(np.float32)
+            flat = x.reshape(-1)
+            flat[rng.integers(0, flat.size, size=max(1, flat.size // 50))] += np.float32(rng.choice([1500.0, -2500.0]))
+            flat[rng.integers(0, flat.size, size=3)] = -np.inf
+            flat[rng.integers(0, flat.size)] = np.nan
+            for n in (1, 2, 3):
+                medconv.set_num_threads(n)
+                a = on_isa("avx2", lambda: f(x, 1))
+                b = on_isa("avx512", lambda: f(x, 1))
+                assert bits_equal(a, b), f"{shape} log={log} threads={n}"
+    finally:
+        medconv.set_num_threads(before)
+
+
 # ------------------------------------------------------------------------ maxout
 
 

@@ -48,3 +48,50 @@ static inline void isa_check_stream_ps(void* p, simde__m512 v) { simde_mm512_sto
 #define _mm512_maskz_cvtps_epi32(k, v) isa_check_maskz_cvtps_epi32((k), (v))
 #define _mm512_maskz_slli_epi32(k, v, n) isa_check_maskz_slli_epi32((k), (v), (n))
 #define _mm512_stream_ps(p, v) isa_check_stream_ps((p), (v))
+
+// r[i] = mask bit i ? v[i] (float to double / double to float, round to nearest) : 0
+static inline simde__m512d isa_check_maskz_cvtps_pd(simde__mmask8 k, simde__m256 v) {
+  const simde__m256_private a = simde__m256_to_private(v);
+  simde__m512d_private r;
+  for (int i = 0; i < 8; ++i) r.f64[i] = (k >> i) & 1 ? static_cast<double>(a.f32[i]) : 0.0;
+  return simde__m512d_from_private(r);
+}
+static inline simde__m256 isa_check_maskz_cvtpd_ps(simde__mmask8 k, simde__m512d v) {
+  const simde__m512d_private a = simde__m512d_to_private(v);
+  simde__m256_private r;
+  for (int i = 0; i < 8; ++i) r.f32[i] = (k >> i) & 1 ? static_cast<float>(a.f64[i]) : 0.0f;
+  return simde__m256_from_private(r);
+}
+
+// r[i] = mask bit i ? v[i] >> n (logical; 0 for n > 63) : 0
+static inline simde__m512i isa_check_maskz_srli_epi64(simde__mmask8 k, simde__m512i v, unsigned n) {
+  const simde__m512i_private a = simde__m512i_to_private(v);
+  simde__m512i_private r;
+  for (int i = 0; i < 8; ++i) r.u64[i] = (k >> i) & 1 && n < 64 ? a.u64[i] >> n : 0u;
+  return simde__m512i_from_private(r);
+}
+
+#define _mm512_maskz_cvtps_pd(k, v) isa_check_maskz_cvtps_pd((k), (v))
+#define _mm512_maskz_cvtpd_ps(k, v) isa_check_maskz_cvtpd_ps((k), (v))
+#define _mm512_maskz_srli_epi64(k, v, n) isa_check_maskz_srli_epi64((k), (v), (n))
+
+// r[i] = mask bit i ? v[i] rounded to an integer as imm's rounding-control bits say (nearest even,
+// down, up, toward zero; bit 2: the current mode) : 0. SIMDe 0.7 mis-decodes the directed modes
+// (round down of -2.5 gave -2.5). Scaled forms (imm >> 4 != 0) are not used by the kernels.
+static inline simde__m512 isa_check_maskz_roundscale_ps(simde__mmask16 k, simde__m512 v, int imm) {
+  const simde__m512_private a = simde__m512_to_private(v);
+  simde__m512_private r;
+  for (int i = 0; i < 16; ++i) {
+    const float x = a.f32[i];
+    float y;
+    if (imm & 4) y = __builtin_nearbyintf(x);
+    else if ((imm & 3) == 1) y = __builtin_floorf(x);
+    else if ((imm & 3) == 2) y = __builtin_ceilf(x);
+    else if ((imm & 3) == 3) y = __builtin_truncf(x);
+    else y = __builtin_nearbyintf(x);  // the default mode is round to nearest even
+    r.f32[i] = (k >> i) & 1 ? y : 0.0f;
+  }
+  return simde__m512_from_private(r);
+}
+
+#define _mm512_maskz_roundscale_ps(k, v, imm) isa_check_maskz_roundscale_ps((k), (v), (imm))
