@@ -156,6 +156,7 @@ struct Ctx {
 // [t0, t0 + nt) of the phase's (n, th, tw) enumeration (tiles may span images).
 struct Item {
   int64_t g, ph, pw, d0, db, t0, nt;
+  int64_t oc0, noc;  // output channels [oc0, oc0 + noc) of the group; oc0 a multiple of the GEMM's mr
 };
 
 // Consecutive lanes of a half panel whose tiles sit in one tile row of one image.
@@ -452,7 +453,8 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
 
   WINO_PROF_ADD(0, prof_t0);
   WINO_PROF_START(prof_t1);
-  // 2. The 36 GEMMs per output plane and panel: M[od][oc][xi][cols] = U[xi] (OCg x K) * V[xi] (K x 16).
+  // 2. The 36 GEMMs per output plane and panel: M[od][oc][xi][cols] = U[xi] (OCg x K) * V[xi] (K x 16),
+  // rows [oc0, oc0 + noc) of it.
   // The B panel of output plane od is the K = KD*Cg rows of planes od*sd - pd + kd*dd: contiguous in V
   // when dd == 1 (or KD == 1), so gemm_columns reads it in place (its work buffer is the panel and the
   // packer does nothing); otherwise, or when K > KC, the packer copies the rows.
@@ -478,12 +480,12 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
         if (in_place) {
           const int64_t p = (it.d0 + odl) * cx.sd - cx.pd - pmin;
           float* B = V + xi * xi_stride + (panel * NP + p) * plane_stride;
-          gemm.gemm_columns(OCg, K, Ax, noop, 0, kPanel, C, moc_stride, ep, B);
+          gemm.gemm_columns(it.noc, K, Ax + it.oc0 * K, noop, 0, kPanel, C + it.oc0 * moc_stride, moc_stride, ep, B);
         } else {
           cur_xi = xi;
           cur_panel = panel;
           cur_od = it.d0 + odl;
-          gemm.gemm_columns(OCg, K, Ax, copy, 0, kPanel, C, moc_stride, ep, work);
+          gemm.gemm_columns(it.noc, K, Ax + it.oc0 * K, copy, 0, kPanel, C + it.oc0 * moc_stride, moc_stride, ep, work);
         }
       }
   }
@@ -507,7 +509,7 @@ void run_item(const Ctx& cx, const Axis& ah, const Axis& aw, const Item& it, std
     }
   }
   for (int64_t odl = 0; odl < it.db; ++odl)
-    for (int64_t oc = 0; oc < OCg; ++oc) {
+    for (int64_t oc = it.oc0; oc < it.oc0 + it.noc; ++oc) {
       const __m256 b = _mm256_set1_ps(cx.bias ? cx.bias[it.g * OCg + oc] : 0.0f);
       float* yoc = cx.y + (oc * s.OD + it.d0 + odl) * cx.OHW;
       const float* mp = M + (odl * OCg + oc) * moc_stride;
@@ -632,25 +634,44 @@ bool conv_winograd_f32(const ConvShape& s, const float* x, const float* w, const
   // Blocks of P panels of 16 tiles by Db output planes. Larger blocks read the transformed filters
   // (36 x OCg x K floats, megabytes for deep layers) fewer times, which pays when those outgrow the
   // caches; smaller ones keep V and M nearer the core and share out among the threads (2 panels
-  // rather than 4: 1-14% faster on 3x3 layers of 32-128 channels, 8x128x32x32 the most). P shrinks until the blocks share out evenly (a
-  // multiple of the thread count, or at least 4 per thread); the split changes no result.
+  // rather than 4: 1-14% faster on 3x3 layers of 32-128 channels, 8x128x32x32 the most). P shrinks
+  // until the blocks share out evenly (a multiple of the thread count, or at least 4 per thread).
+  // Where big filters meet under 2 panels of tiles per thread (deep layers on small images: 8x512x7x7
+  // has 32 tiles), the blocks split their output channels among the threads instead, so that each
+  // thread reads its share of the filters, not all of them, and transforms all the input tiles
+  // (8x512x7x7 at 2 threads 5.5 -> 4.3-4.6 ms; at 64 tiles per thread, 8x256x16x16, it ran 7% slower).
+  // The split changes no result.
   const bool is3d = s.KD > 1 || s.D > 1;
   const int64_t Db = std::min<int64_t>(s.OD, is3d ? 8 : 1);
   const int64_t threads = get_num_threads();
   std::vector<Item> items;
-  for (int64_t P = is3d || !big_filters ? 2 : 8;; P /= 2) {
+  auto make_items = [&](int64_t P, int64_t oc_parts) {
     items.clear();
     const int64_t TB = kPanel * P;
+    const int64_t oc_step = ((cx.OCg + oc_parts - 1) / oc_parts + gemm.mr - 1) / gemm.mr * gemm.mr;
     for (int64_t g = 0; g < cx.G; ++g)
       for (int64_t ph = 0; ph < ah.item_phases(); ++ph)
         for (int64_t pw = 0; pw < aw.phases; ++pw) {
           const int64_t T = s.N * ah.item_tiles(ph) * aw.tiles[pw];
           for (int64_t d0 = 0; d0 < s.OD; d0 += Db)
             for (int64_t t0 = 0; t0 < T; t0 += TB)
-              items.push_back(Item{g, ph, pw, d0, std::min(Db, s.OD - d0), t0, std::min(TB, T - t0)});
+              for (int64_t oc0 = 0; oc0 < cx.OCg; oc0 += oc_step)
+                items.push_back(Item{g, ph, pw, d0, std::min(Db, s.OD - d0), t0, std::min(TB, T - t0), oc0,
+                                     std::min(oc_step, cx.OCg - oc0)});
         }
-    const int64_t n = static_cast<int64_t>(items.size());
-    if (P == 1 || n >= 4 * threads || (n >= threads && n % threads == 0)) break;
+    return static_cast<int64_t>(items.size());
+  };
+  const int64_t widest = is3d || !big_filters ? 2 : kMaxPanels;
+  int64_t all_tiles = 0;
+  make_items(widest, 1);
+  for (const Item& it : items) all_tiles += it.nt;
+  if (big_filters && !is3d && threads > 1 && all_tiles < 2 * kPanel * threads) {
+    make_items(widest, threads);
+  } else {
+    for (int64_t P = widest;; P /= 2) {
+      const int64_t n = make_items(P, 1);
+      if (P == 1 || n >= 4 * threads || (n >= threads && n % threads == 0)) break;
+    }
   }
 
   std::atomic<bool> bad(false);

@@ -118,6 +118,9 @@ CASES_2D = [
     (1, 24, 30, 15, 16, dict(padding="same", dilation=2, groups=3)),
     (1, 70, 40, 12, 13, dict(padding=1)),
     (1, 300, 20, 9, 10, dict(padding=1)),  # K = 300 > 256: the GEMM's K blocking
+    # filters over 2 MB with few tiles: blocks split their output channels among the threads
+    (2, 128, 130, 6, 7, dict(padding=1)),
+    (1, 128, 136, 9, 10, dict(padding=2, dilation=2)),
 ]
 
 
@@ -283,11 +286,15 @@ def test_same_bits_for_any_thread_count(winograd, rng):
     b = rng.standard_normal(20).astype(np.float32)
     x3 = rng.standard_normal((2, 8, 9, 21, 19)).astype(np.float32)
     w3 = rng.standard_normal((8, 8, 3, 3, 3)).astype(np.float32)
+    xd = rng.standard_normal((2, 128, 7, 6)).astype(np.float32)
+    wd = rng.standard_normal((131, 128, 3, 3)).astype(np.float32)
+    bd = rng.standard_normal(131).astype(np.float32)
     results = {}
     for threads in (1, 2, 3):
         medconv.set_num_threads(threads)
         results[threads] = (F.conv2d(x, w, b, padding=1), F.conv2d(x, w, b, padding=2, dilation=2),
-                            F.conv3d(x3, w3, None, padding=1, activation="relu"))
+                            F.conv3d(x3, w3, None, padding=1, activation="relu"),
+                            F.conv2d(xd, wd, bd, padding=1))  # big filters, few tiles: split by output channel
     for threads in (2, 3):
         for a, e in zip(results[threads], results[1]):
             np.testing.assert_array_equal(a, e)
