@@ -10,6 +10,7 @@
 #include <string>
 
 #include "dispatch.h"
+#include "filter_cache.h"
 #include "memory.h"
 #include "conv_plan.h"
 #include "parallel.h"
@@ -262,13 +263,22 @@ PYBIND11_MODULE(_core, m) {
     if (bytes < 0) throw std::invalid_argument("cache limit must be >= 0 bytes");
     set_cache_limit(static_cast<size_t>(bytes));
   });
+  m.def("set_filter_cache_limit", [](int64_t bytes) {
+    if (bytes < 0) throw std::invalid_argument("filter cache limit must be >= 0 bytes");
+    set_filter_cache_limit(bytes);
+  });
   m.def("cache_info", []() {
     py::dict d;
     d["limit_bytes"] = cache_limit();
     d["cached_bytes"] = cached_bytes();
+    d["filter_limit_bytes"] = filter_cache_limit();
+    d["filter_cached_bytes"] = filter_cache_bytes();
     return d;
   });
-  m.def("release_cache", &release_cache);
+  m.def("release_cache", []() {
+    release_cache();
+    release_filter_cache();
+  });
   m.def("conv_plans", []() {
     py::list out;
     for (const auto& [key, name] : conv_plans()) {

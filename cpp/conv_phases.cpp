@@ -19,6 +19,7 @@
 
 #include "conv_subpixel.h"
 #include "dispatch.h"
+#include "filter_cache.h"
 #include "memory.h"
 #include "nn_kernels.h"
 #include "parallel.h"
@@ -167,6 +168,7 @@ void input_gradient(const ConvShape& s, const T* gy, const T* w, const T* bias, 
         per_image += s.C * m;
         convs.push_back(std::move(pc));
       }
+  const FilterCacheOff no_filter_cache;  // the flipped weights live for this call only
   const bool one_phase = s.stride[0] == 1 && s.stride[1] == 1 && s.stride[2] == 1;
   if (one_phase) {
     ConvShape t = convs[0].t;

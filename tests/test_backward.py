@@ -91,6 +91,29 @@ def test_conv_backward_unbatched_mask_and_torch_in(torch, rng):
     assert_close(gx, full[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bias_gradient_of_large_planes_is_the_float64_sum(rng, dtype):
+    # channels of 2^20 gradients (some cancelling between images): within a rounding of the exact
+    # sum, plus float64's own error over 2^20 terms (1e-13 of the sum of |gy|), where one float32
+    # running sum was off by ~1e-4 of it; the same bits at any thread count
+    gy = (rng.uniform(0.05, 0.15, (2, 3, 512, 1024)) * rng.choice([1.0, -1.0], (2, 3, 1, 1))).astype(dtype)
+    x = rng.standard_normal((2, 4, 512, 1024)).astype(dtype)
+    w = rng.standard_normal((3, 4, 1, 1)).astype(dtype)
+    want = gy.astype(np.float64).sum(axis=(0, 2, 3))
+    before = medconv.get_num_threads()
+    try:
+        got = []
+        for n in (1, 2, 3):
+            medconv.set_num_threads(n)
+            got.append(B.conv2d_backward(gy, x, w, np.zeros(3, dtype), output_mask=(False, False, True))[2])
+    finally:
+        medconv.set_num_threads(before)
+    bound = 2 * np.finfo(dtype).eps * np.abs(want) + 1e-13 * np.abs(gy).astype(np.float64).sum(axis=(0, 2, 3))
+    assert np.all(np.abs(got[0] - want) <= bound), (got[0], want)
+    for g in got[1:]:
+        np.testing.assert_array_equal(g, got[0])
+
+
 def test_conv_backward_finite_difference(rng):
     x = rng.standard_normal((1, 2, 5, 4))
     w = rng.standard_normal((3, 2, 2, 3))

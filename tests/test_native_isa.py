@@ -132,7 +132,7 @@ def test_avx512_kernels_match_the_reference(mode, tmp_path):
                   "gemm_avx2.cpp", "dgemm_avx2.cpp")
     jobs += [([*common, "-mavx2", "-mfma"], CPP / f) for f in avx2_files]
     jobs += [(common, CPP / f) for f in ("conv_ref.cpp", "gemm_ref.cpp", "act_ref.cpp", "softmax_ref.cpp", "conv_plan.cpp",
-                                         "parallel.cpp", "memory.cpp")]
+                                         "parallel.cpp", "memory.cpp", "filter_cache.cpp")]
     jobs += [([*common, "-Werror", "-DISA_CHECK_AVX512"], NATIVE / "isa_check.cpp")]
     objs = compile_all(jobs, tmp_path / "obj")
     exe = tmp_path / "isa_check"

@@ -20,7 +20,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-SOURCES = ["conv_rows_avx2.cpp", "winograd_avx2.cpp", "gemm_avx2.cpp", "softmax_avx2.cpp", "act_avx2.cpp", "pool_avx2.cpp", "parallel.cpp", "memory.cpp"]
+SOURCES = ["conv_rows_avx2.cpp", "winograd_avx2.cpp", "gemm_avx2.cpp", "softmax_avx2.cpp", "act_avx2.cpp", "pool_avx2.cpp", "parallel.cpp", "memory.cpp",
+           "filter_cache.cpp"]
 BASE_FLAGS = ["-std=c++17", "-O3", "-fno-math-errno"]
 
 
