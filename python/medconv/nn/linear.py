@@ -88,7 +88,7 @@ class Flatten(Module):
             raise ValueError(f"flatten() has invalid args: start_dim {self.start_dim} cannot come after end_dim "
                              f"{self.end_dim} for an input of {nd} dims")
         self._save(shape=shape)
-        new = shape[:s] + (int(np.prod(shape[s:e + 1], dtype=np.int64)),) + shape[e + 1:]
+        new = shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:]
         return input.reshape(new)
 
     def backward(self, grad_output):
