@@ -169,37 +169,6 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
   });
 }
 
-// log(s) for s >= 0 in float64 (s normal or 0, +inf, NaN: -inf, +inf, NaN), absolute error under
-// 1e-10: s = 2^e f with f in [sqrt(1/2), sqrt(2)), log f = 2 atanh(u), u = (f - 1) / (f + 1), |u| < 0.172,
-// by its series to u^11. log(1) is exactly 0. N vectors in place, each step over all N in turn.
-template <int N>
-inline void log_pd(__m256d (&s)[N]) {
-  const __m256i mantissa = _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL), one = _mm256_set1_epi64x(0x3FF0000000000000LL);
-  __m256d u[N], e[N], p[N];
-  for (int n = 0; n < N; ++n) {
-    const __m256i bits = _mm256_castpd_si256(s[n]);
-    __m256d f = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, mantissa), one));  // [1, 2)
-    const __m256d big = _mm256_cmp_pd(f, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-    f = _mm256_blendv_pd(f, _mm256_mul_pd(f, _mm256_set1_pd(0.5)), big);
-    __m256i biased = _mm256_srli_epi64(bits, 52);  // s >= 0: no sign bit
-    biased = _mm256_sub_epi64(biased, _mm256_castpd_si256(big));  // big lanes are all ones: + 1
-    // the exponent as a double: 2^52 + biased, exactly, minus 2^52 + 1023
-    e[n] = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(biased, _mm256_set1_epi64x(0x4330000000000000LL))),
-                         _mm256_set1_pd(4503599627370496.0 + 1023.0));
-    u[n] = _mm256_div_pd(_mm256_sub_pd(f, _mm256_set1_pd(1.0)), _mm256_add_pd(f, _mm256_set1_pd(1.0)));
-    p[n] = _mm256_set1_pd(1.0 / 11);
-  }
-  for (const double c : {1.0 / 9, 1.0 / 7, 1.0 / 5, 1.0 / 3, 1.0})
-    for (int n = 0; n < N; ++n) p[n] = _mm256_fmadd_pd(p[n], _mm256_mul_pd(u[n], u[n]), _mm256_set1_pd(c));
-  for (int n = 0; n < N; ++n) {
-    const __m256d r = _mm256_fmadd_pd(e[n], _mm256_set1_pd(0.6931471805599453), _mm256_mul_pd(_mm256_add_pd(u[n], u[n]), p[n]));
-    const __m256d zero = _mm256_cmp_pd(s[n], _mm256_setzero_pd(), _CMP_EQ_OQ);
-    const __m256d finite = _mm256_cmp_pd(s[n], _mm256_set1_pd(std::numeric_limits<double>::infinity()), _CMP_LT_OQ);
-    const __m256d out = _mm256_blendv_pd(s[n], r, finite);  // +inf and NaN stay
-    s[n] = _mm256_blendv_pd(out, _mm256_set1_pd(-std::numeric_limits<double>::infinity()), zero);
-  }
-}
-
 // softmax_columns.h's lanes: 8 floats, float64 in two halves of 4.
 struct Avx2Columns {
   using V = avx2::Avx2Vec;
@@ -226,8 +195,27 @@ struct Avx2Columns {
   static D add(D a, D b) { return _mm256_add_pd(a, b); }
   static D sub(D a, D b) { return _mm256_sub_pd(a, b); }
   static D div(D a, D b) { return _mm256_div_pd(a, b); }
-  template <int N>
-  static void log(D (&s)[N]) { log_pd(s); }
+  static D mul(D a, D b) { return _mm256_mul_pd(a, b); }
+  static D fmadd(D a, D b, D c) { return _mm256_fmadd_pd(a, b, c); }
+  // s >= 0 as 2^e f, f in [sqrt(1/2), sqrt(2)) (for s normal)
+  static void split_exponent(D s, D& f, D& e) {
+    const __m256i bits = _mm256_castpd_si256(s);
+    f = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFLL)),
+                                            _mm256_set1_epi64x(0x3FF0000000000000LL)));  // [1, 2)
+    const __m256d big = _mm256_cmp_pd(f, _mm256_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    f = _mm256_blendv_pd(f, _mm256_mul_pd(f, _mm256_set1_pd(0.5)), big);
+    __m256i biased = _mm256_srli_epi64(bits, 52);                 // s >= 0: no sign bit
+    biased = _mm256_sub_epi64(biased, _mm256_castpd_si256(big));  // big lanes are all ones: + 1
+    // the exponent as a double: 2^52 + biased, exactly, minus 2^52 + 1023
+    e = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(biased, _mm256_set1_epi64x(0x4330000000000000LL))),
+                      _mm256_set1_pd(4503599627370496.0 + 1023.0));
+  }
+  // r where s is finite and nonzero, -inf where 0, s where +inf or NaN
+  static D log_specials(D s, D r) {
+    const D zero = _mm256_cmp_pd(s, _mm256_setzero_pd(), _CMP_EQ_OQ);
+    const D finite = _mm256_cmp_pd(s, _mm256_set1_pd(std::numeric_limits<double>::infinity()), _CMP_LT_OQ);
+    return _mm256_blendv_pd(_mm256_blendv_pd(s, r, finite), _mm256_set1_pd(-std::numeric_limits<double>::infinity()), zero);
+  }
 };
 using Columns = SoftmaxColumns<Avx2Columns>;
 

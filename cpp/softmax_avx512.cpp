@@ -197,35 +197,6 @@ void softmax_rows(const float* x, float* y, int64_t rows, int64_t dim, bool log)
 inline __m512d wide8(__m256 v) { return _mm512_maskz_cvtps_pd(0xFF, v); }
 inline __m256 narrow8(__m512d v) { return _mm512_maskz_cvtpd_ps(0xFF, v); }
 
-// softmax_avx2.cpp's log_pd in 8 lanes, the same operations: log(s) for s >= 0 (normal or 0, +inf,
-// NaN: -inf, +inf, NaN), absolute error under 1e-10; N vectors in place, each step over all N.
-template <int N>
-inline void log_pd(__m512d (&s)[N]) {
-  const __m512i mantissa = _mm512_set1_epi64(0x000FFFFFFFFFFFFFLL), one = _mm512_set1_epi64(0x3FF0000000000000LL);
-  __m512d u[N], e[N], p[N];
-  for (int n = 0; n < N; ++n) {
-    const __m512i bits = _mm512_castpd_si512(s[n]);
-    __m512d f = _mm512_castsi512_pd(_mm512_or_si512(_mm512_and_si512(bits, mantissa), one));  // [1, 2)
-    const __mmask8 big = _mm512_cmp_pd_mask(f, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
-    f = _mm512_mask_mul_pd(f, big, f, _mm512_set1_pd(0.5));
-    __m512i biased = _mm512_maskz_srli_epi64(0xFF, bits, 52);  // s >= 0: no sign bit
-    biased = _mm512_mask_add_epi64(biased, big, biased, _mm512_set1_epi64(1));
-    e[n] = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(biased, _mm512_set1_epi64(0x4330000000000000LL))),
-                         _mm512_set1_pd(4503599627370496.0 + 1023.0));
-    u[n] = _mm512_div_pd(_mm512_sub_pd(f, _mm512_set1_pd(1.0)), _mm512_add_pd(f, _mm512_set1_pd(1.0)));
-    p[n] = _mm512_set1_pd(1.0 / 11);
-  }
-  for (const double c : {1.0 / 9, 1.0 / 7, 1.0 / 5, 1.0 / 3, 1.0})
-    for (int n = 0; n < N; ++n) p[n] = _mm512_fmadd_pd(p[n], _mm512_mul_pd(u[n], u[n]), _mm512_set1_pd(c));
-  for (int n = 0; n < N; ++n) {
-    const __m512d r = _mm512_fmadd_pd(e[n], _mm512_set1_pd(0.6931471805599453), _mm512_mul_pd(_mm512_add_pd(u[n], u[n]), p[n]));
-    const __mmask8 zero = _mm512_cmp_pd_mask(s[n], _mm512_setzero_pd(), _CMP_EQ_OQ);
-    const __mmask8 finite = _mm512_cmp_pd_mask(s[n], _mm512_set1_pd(std::numeric_limits<double>::infinity()), _CMP_LT_OQ);
-    const __m512d out = _mm512_mask_blend_pd(finite, s[n], r);  // +inf and NaN stay
-    s[n] = _mm512_mask_blend_pd(zero, out, _mm512_set1_pd(-std::numeric_limits<double>::infinity()));
-  }
-}
-
 struct Avx512Columns {
   using V = avx512::Avx512Vec;
   using D = __m512d;
@@ -250,8 +221,25 @@ struct Avx512Columns {
   static D add(D a, D b) { return _mm512_add_pd(a, b); }
   static D sub(D a, D b) { return _mm512_sub_pd(a, b); }
   static D div(D a, D b) { return _mm512_div_pd(a, b); }
-  template <int N>
-  static void log(D (&s)[N]) { log_pd(s); }
+  static D mul(D a, D b) { return _mm512_mul_pd(a, b); }
+  static D fmadd(D a, D b, D c) { return _mm512_fmadd_pd(a, b, c); }
+  // softmax_avx2.cpp's split_exponent and log_specials in 8 lanes, the same operations
+  static void split_exponent(D s, D& f, D& e) {
+    const __m512i bits = _mm512_castpd_si512(s);
+    f = _mm512_castsi512_pd(_mm512_or_si512(_mm512_and_si512(bits, _mm512_set1_epi64(0x000FFFFFFFFFFFFFLL)),
+                                            _mm512_set1_epi64(0x3FF0000000000000LL)));  // [1, 2)
+    const __mmask8 big = _mm512_cmp_pd_mask(f, _mm512_set1_pd(1.4142135623730951), _CMP_GT_OQ);
+    f = _mm512_mask_mul_pd(f, big, f, _mm512_set1_pd(0.5));
+    __m512i biased = _mm512_maskz_srli_epi64(0xFF, bits, 52);  // s >= 0: no sign bit
+    biased = _mm512_mask_add_epi64(biased, big, biased, _mm512_set1_epi64(1));
+    e = _mm512_sub_pd(_mm512_castsi512_pd(_mm512_or_si512(biased, _mm512_set1_epi64(0x4330000000000000LL))),
+                      _mm512_set1_pd(4503599627370496.0 + 1023.0));
+  }
+  static D log_specials(D s, D r) {
+    const __mmask8 zero = _mm512_cmp_pd_mask(s, _mm512_setzero_pd(), _CMP_EQ_OQ);
+    const __mmask8 finite = _mm512_cmp_pd_mask(s, _mm512_set1_pd(std::numeric_limits<double>::infinity()), _CMP_LT_OQ);
+    return _mm512_mask_blend_pd(zero, _mm512_mask_blend_pd(finite, s, r), _mm512_set1_pd(-std::numeric_limits<double>::infinity()));
+  }
 };
 using Columns = SoftmaxColumns<Avx512Columns>;
 

@@ -15,8 +15,8 @@
 //
 // L, the lanes: V (vecmath.h's float lane type), D (float64 vector of half V's lanes), kLanes, Tail
 // (the lanes of a vector in use), kLockstepMany / kLockstepFew (stage 1's vectors at a time at 8 or
-// more rows / fewer), and load / store / floor / all / low / high / narrow / the float64
-// add, sub, div, set1 and log (of an array in place, in lockstep; absolute error under 1e-10).
+// more rows / fewer), and load / store / floor / all / low / high / narrow, the float64 add, sub,
+// mul, div, fmadd and set1, and log_wide()'s split_exponent and log_specials.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -66,6 +66,26 @@ struct SoftmaxColumns {
       const T low1[1] = {lowest[k]}, kb1[1] = {kb[k]};
       if (scaled[k]) vecmath::exp_scaled<V>(one, low1, kb1), e[i] = one[0];
       else e[i] = vecmath::exp_diff<V>(e[i], m[k]);
+    }
+  }
+
+  // log(s) for s >= 0 in float64 (s normal or 0, +inf, NaN: -inf, +inf, NaN), absolute error under
+  // 1e-10: s = 2^e f with f in [sqrt(1/2), sqrt(2)), log f = 2 atanh(u), u = (f - 1) / (f + 1),
+  // |u| < 0.172, by its series to u^11. log(1) is exactly 0. N vectors in place, each step over all N.
+  template <int N>
+  static void log_wide(D (&s)[N]) {
+    D u[N], e[N], p[N];
+    for (int n = 0; n < N; ++n) {
+      D f;
+      L::split_exponent(s[n], f, e[n]);
+      u[n] = L::div(L::sub(f, L::set1(1.0)), L::add(f, L::set1(1.0)));
+      p[n] = L::set1(1.0 / 11);
+    }
+    for (const double c : {1.0 / 9, 1.0 / 7, 1.0 / 5, 1.0 / 3, 1.0})
+      for (int n = 0; n < N; ++n) p[n] = L::fmadd(p[n], L::mul(u[n], u[n]), L::set1(c));
+    for (int n = 0; n < N; ++n) {
+      const D r = L::fmadd(e[n], L::set1(0.6931471805599453), L::mul(L::add(u[n], u[n]), p[n]));
+      s[n] = L::log_specials(s[n], r);
     }
   }
 
@@ -158,7 +178,7 @@ struct SoftmaxColumns {
     vecmath::exp_scaled<V>(em, lowest, kb);
     for (int k = 0; k < K; ++k)
       if (c.scaled[v0 + k]) s[2 * k] = L::div(s[2 * k], L::low(em[k])), s[2 * k + 1] = L::div(s[2 * k + 1], L::high(em[k]));
-    L::log(s);
+    log_wide(s);
     // a float64 pair v0, v1 as float hi + lo; a non-finite one leaves no low part
     auto split = [](D v0, D v1, T& hi, T& lo) {
       hi = L::narrow(v0, v1);
