@@ -159,3 +159,14 @@ def test_arguments_of_another_type_are_checked_again(rng):
         for eps in (0.1, np.float32(0.1), 0.1):
             y = F.batch_norm(x, rm, rv, training=False, eps=eps)
             np.testing.assert_allclose(y, x / np.sqrt(float(eps)), rtol=1e-13, err_msg=repr(type(eps)))
+
+
+def test_keys_tell_apart_what_checks_or_results_tell_apart():
+    from medconv.functional._args import ValidatedCalls
+    calls = ValidatedCalls()
+    x = np.zeros((2, 3), np.float32)
+    keys = [calls.key((x,), args) for args in [(1,), (True,), (1.0,), (0.0,), (-0.0,), (np.int64(1),), ((1, 1),),
+                                               ((1, 1.0),), ("same",), (None,), ([1, 1],)]]
+    assert len(set(keys)) == len(keys)
+    assert calls.key((x,), (2, None, "valid")) == calls.key((x.copy(),), (2, None, "valid"))
+    assert calls.key((x,), (2,)) != calls.key((x.astype(np.float64),), (2,))

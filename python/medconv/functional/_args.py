@@ -66,6 +66,9 @@ def window_output_size(size: int, kernel: int, pad_total: int, stride: int, dila
     return out
 
 
+_BY_VALUE = frozenset({int, bool, type(None), str})
+
+
 class ValidatedCalls:
     """The argument sets an op has already validated, keyed by everything the checks read: the
     arrays' shapes and dtypes and the other arguments with their types. A repeated call on the same
@@ -91,8 +94,12 @@ class ValidatedCalls:
                 parts.append((a.shape, a.dtype))
             else:
                 return None
-        parts.append(tuple(map(type, args)))
-        parts.append(repr(args))
+        types_of_args = tuple(map(type, args))
+        parts.append(types_of_args)
+        # ints, bools, None and strings key by value (with their types: 1 and True differ); others
+        # (floats, where -0.0 == 0.0 but their signs reach results; tuples, which may nest floats)
+        # by repr
+        parts.append(args if _BY_VALUE.issuperset(types_of_args) else repr(args))
         return tuple(parts)
 
     def get(self, key):
