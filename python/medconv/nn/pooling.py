@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..functional import backward as B
-from .module import Module
+from .module import Module, is_grad_enabled
 
 
 class _MaxPoolNd(Module):
@@ -23,7 +23,10 @@ class _MaxPoolNd(Module):
                     ceil_mode=self.ceil_mode)
 
     def forward(self, input):
-        y, idx = getattr(F, f"max_pool{self._nd}d")(input, **self._args(), return_indices=True)
+        # the indices only where asked for, or where backward() will need them
+        want_indices = self.return_indices or is_grad_enabled()
+        out = getattr(F, f"max_pool{self._nd}d")(input, **self._args(), return_indices=want_indices)
+        y, idx = out if want_indices else (out, None)
         self._save(input=input, indices=idx)
         return (y, idx) if self.return_indices else y
 
