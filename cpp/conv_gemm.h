@@ -104,6 +104,17 @@ void pack_conv_columns(const ConvShape& s, const T* xg, int64_t pc, int64_t kc, 
     }
     // All columns in one output row: they share (id, ih), and iw advances by the stride.
     const bool in_one_row = cols == NR && cid[0] == cid[NR - 1] && cih[0] == cih[NR - 1] && ciw[NR - 1] > ciw[0];
+    // Otherwise runs of columns in one output row each (small images: a 4x4 output is 4 runs of 4)
+    struct Run {
+      int t0, n;
+    };
+    Run runs[NR];
+    int nruns = 0;
+    if (!in_one_row)
+      for (int t = 0; t < cols; ++t) {
+        if (nruns > 0 && cid[t] == cid[t - 1] && cih[t] == cih[t - 1] && ciw[t] > ciw[t - 1]) ++runs[nruns - 1].n;
+        else runs[nruns++] = Run{t, 1};
+      }
     if (in_one_row && row_order && deferred < kMaxPanels) {
       one_row[deferred] = p, rid[deferred] = cid[0], rih[deferred] = cih[0], riw[deferred] = ciw[0];
       ++deferred;
@@ -122,12 +133,23 @@ void pack_conv_columns(const ConvShape& s, const T* xg, int64_t pc, int64_t kc, 
           fill_row_panel<NR, Rows>(d, xc + (id * s.H + ih) * s.W, ciw[0] + dw, s.stride[2], s.W);
         }
       } else {
-        for (int t = 0; t < NR; ++t) {
-          const int64_t id = cid[t] + dd, ih = cih[t] + dh, iw = ciw[t] + dw;
-          d[t] = t < cols && id >= 0 && id < s.D && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W
-                     ? xc[(id * s.H + ih) * s.W + iw]
-                     : T(0);
+        // run by run: a run's columns share (id, ih), so one check covers them, then only iw's
+        for (int r = 0; r < nruns; ++r) {
+          const Run& run = runs[r];
+          const int64_t id = cid[run.t0] + dd, ih = cih[run.t0] + dh;
+          T* dr = d + run.t0;
+          if (id < 0 || id >= s.D || ih < 0 || ih >= s.H) {
+            for (int t = 0; t < run.n; ++t) dr[t] = T(0);
+            continue;
+          }
+          const T* row = xc + (id * s.H + ih) * s.W;
+          const int64_t iw0 = ciw[run.t0] + dw;
+          for (int t = 0; t < run.n; ++t) {
+            const int64_t iw = iw0 + t * s.stride[2];
+            dr[t] = iw >= 0 && iw < s.W ? row[iw] : T(0);
+          }
         }
+        for (int t = cols; t < NR; ++t) d[t] = T(0);
       }
     }
   }

@@ -23,6 +23,11 @@ CASES = [  # (x shape, w shape, kwargs)
     ((1, 40, 75, 90), (6, 40, 3, 3), dict(stride=(2, 3), padding=(0, 2))),
     ((1, 64, 90, 96), (8, 32, 3, 3), dict(padding=2, dilation=2, groups=2)),
     ((1, 24, 12, 40, 33), (5, 24, 3, 3, 3), dict(padding=(1, 2, 0), dilation=(1, 2, 1), stride=(1, 1, 2))),
+    # small outputs: a GEMM panel's columns span several output rows, packed run by run
+    ((1, 16, 4, 4), (32, 16, 3, 3), dict(padding=1)),
+    ((2, 5, 7, 9), (6, 5, 3, 3), dict(stride=2, padding=2, dilation=2)),
+    ((2, 3, 11), (4, 3, 5), dict(stride=2, padding=3)),
+    ((1, 4, 3, 5, 6), (3, 4, 3, 3, 3), dict(padding=1)),
 ]
 
 
