@@ -96,7 +96,7 @@ class _Conv(_ConvNd):
 
     def forward(self, input):
         self._save(input=input)
-        return getattr(F, f"conv{self._nd}d")(input, self.weight, self.bias, **self._args())
+        return getattr(F, f"conv{self._nd}d")(input, self._get("weight"), self._get("bias"), **self._args())
 
     def backward(self, grad_output, input_grad=True):
         x = self._saved()["input"]

@@ -56,7 +56,7 @@ class Linear(Module):
 
     def forward(self, input):
         self._save(input=input)
-        return F.linear(input, self.weight, self.bias)
+        return F.linear(input, self._get("weight"), self._get("bias"))
 
     def backward(self, grad_output, input_grad=True):
         gx, gw, gb = B.linear_backward(grad_output, self._saved()["input"], self.weight, self.bias,

@@ -70,11 +70,11 @@ class _BatchNorm(Module):
             self.num_batches_tracked += 1
             if self.momentum is None:
                 factor = 1.0 / float(self.num_batches_tracked)
-        use_batch = self.training or self.running_mean is None
+        running_mean, running_var = self._get("running_mean"), self._get("running_var")
+        use_batch = self.training or running_mean is None
         track = not self.training or self.track_running_stats
-        y, mean, invstd = E._batch_norm(input, self.running_mean if track else None,
-                                        self.running_var if track else None, self.weight, self.bias, use_batch,
-                                        factor, self.eps, None)
+        y, mean, invstd = E._batch_norm(input, running_mean if track else None, running_var if track else None,
+                                        self._get("weight"), self._get("bias"), use_batch, factor, self.eps, None)
         self._save(input=input, mean=mean, invstd=invstd, batch=use_batch)
         return y
 
