@@ -220,9 +220,7 @@ struct Avx2Columns {
 using Columns = SoftmaxColumns<Avx2Columns>;
 
 void softmax_f32(const float* x, float* y, int64_t outer, int64_t dim, int64_t inner, bool log) {
-  if (inner > 1) Columns::columns(x, y, outer, dim, inner, log);
-  else if (dim < Columns::kShortRow) Columns::short_rows(x, y, outer, dim, log);
-  else softmax_rows(x, y, outer, dim, log);
+  Columns::softmax(x, y, outer, dim, inner, log, softmax_rows);
 }
 
 }  // namespace

@@ -244,9 +244,7 @@ struct Avx512Columns {
 using Columns = SoftmaxColumns<Avx512Columns>;
 
 void softmax_f32(const float* x, float* y, int64_t outer, int64_t dim, int64_t inner, bool log) {
-  if (inner > 1) Columns::columns(x, y, outer, dim, inner, log);
-  else if (dim < Columns::kShortRow) Columns::short_rows(x, y, outer, dim, log);
-  else softmax_rows(x, y, outer, dim, log);
+  Columns::softmax(x, y, outer, dim, inner, log, softmax_rows);
 }
 
 }  // namespace

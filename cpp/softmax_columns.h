@@ -125,8 +125,7 @@ struct SoftmaxColumns {
     int64_t d = 0;
     // Few vectors: whole groups of 4 rows in lockstep as well (4 x K vectors), each summed as
     // (e0 + e1) + (e2 + e3)
-    constexpr int R = K <= 2 ? 4 : 1;
-    if constexpr (R == 4) {
+    if constexpr (K <= 2) {
       for (; d + 4 <= dim; d += 4) {
         T e[4 * K];
         for (int r = 0; r < 4; ++r)
@@ -271,6 +270,15 @@ struct SoftmaxColumns {
         any_block(x + o * dim * inner + i0, y + o * dim * inner + i0, dim, inner, std::min(width, inner - i0), log);
       }
     });
+  }
+
+  // Softmax over dim of [outer, dim, inner] in any layout: columns and short rows here, longer rows
+  // (inner 1) by the ISA's rows(x, y, outer, dim, log).
+  template <class Rows>
+  static void softmax(const float* x, float* y, int64_t outer, int64_t dim, int64_t inner, bool log, Rows rows) {
+    if (inner > 1) columns(x, y, outer, dim, inner, log);
+    else if (dim < kShortRow) short_rows(x, y, outer, dim, log);
+    else rows(x, y, outer, dim, log);
   }
 
   // Short rows ([rows, dim], dim < kShortRow) as columns: 64 rows at a time transposed into a
