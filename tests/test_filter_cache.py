@@ -10,6 +10,7 @@ import pytest
 
 import medconv
 import medconv.functional as F
+import reference
 from medconv import _core
 
 VECTOR_ISAS = [i for i in medconv.backend_info()["supported_isas"] if i != "scalar"]
@@ -150,6 +151,20 @@ def test_gradients_do_not_fill_the_cache(fresh_cache, rng):
     assert _core.cache_info()["filter_cached_bytes"] == 0
     np.testing.assert_array_equal(gx, uncached(lambda: B.conv2d_backward(gy, x, w, b, padding=1)[0]))
     np.testing.assert_array_equal(ut, uncached(lambda: F.conv_transpose2d(gy, w, None, padding=1)))
+
+
+def test_cached_filters_against_the_reference_and_torch(fresh_cache, rng, maybe_torch):
+    # calls served from the cache, against the float64 reference (Winograd's bound, test_winograd.py)
+    # and torch
+    x, w, b = layer(rng, c=96, oc=160, n=3, hw=14)
+    want = reference.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), padding=1)
+    for call in range(3):  # seen, cached, from the cache
+        got = F.conv2d(x, w, b, padding=1)
+        assert np.max(np.abs(got - want)) <= 5e-5 * np.max(np.abs(want)), f"call {call}"
+    assert _core.cache_info()["filter_cached_bytes"] >= w.nbytes * 5
+    if maybe_torch is not None:
+        t = maybe_torch.nn.functional.conv2d(*map(maybe_torch.from_numpy, (x, w, b)), padding=1).numpy()
+        assert np.max(np.abs(got - t)) <= 5e-5 * np.max(np.abs(t))
 
 
 def test_set_filter_cache_limit_rejects_negative():
